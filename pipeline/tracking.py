@@ -1,0 +1,177 @@
+"""The one place that talks to MLflow: store, experiments, run lifecycle, batched metrics, models.
+
+Everything else hands plain data to these functions. Only the defaults here know that the local
+store is SQLite with artifacts beside it; any other MLFLOW_TRACKING_URI (an `mlflow server`) works
+the same way, with the server choosing where artifacts go.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import re
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import unquote
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+
+from pipeline import settings
+from pipeline.config import RunConfig
+
+MAX_BATCH = 1000             # MLflow's limit of metrics per log_batch call
+SYSTEM_METRICS_INTERVAL = 2  # seconds between CPU/GPU/memory samples
+TRACEBACK_TAG_CHARS = 4000   # the tail of a traceback kept as a tag; the whole is an artifact
+
+# tags (one place for their names)
+TAG_ERROR = "runboard.error"
+TAG_TRACEBACK = "runboard.traceback"
+TAG_DEVICE = "runboard.device"
+TAG_TORCH = "runboard.torch_version"
+TAG_EPOCHS_RUN = "runboard.epochs_run"
+TAG_BEST_EPOCH = "runboard.best_epoch"
+MODEL_NAME = "model"         # the logged model's name in every run
+PREPROCESSING_KEY = "runboard_preprocessing"  # key in the logged model's metadata
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; the message names the URI."""
+
+
+def connect() -> MlflowClient:
+    """Point MLflow at the configured store and check it answers."""
+    uri = settings.tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as e:  # an unreachable server or unopenable database surfaces here
+        raise TrackingError(f"cannot reach the MLflow tracking store {uri}: {str(e).splitlines()[0]}") from None
+    return client
+
+
+def _local_artifact_root(uri: str) -> Path | None:
+    """For a SQLite store, artifacts live in artifacts/ beside the database file."""
+    prefix = "sqlite:///"  # then a relative path, or a second slash for an absolute one
+    if not uri.startswith(prefix):
+        return None
+    db = Path(unquote(uri[len(prefix):].split("?")[0]))
+    return (db if db.is_absolute() else Path.cwd() / db).parent / "artifacts"
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment `name`, created (or restored from the trash) when needed."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    root = _local_artifact_root(settings.tracking_uri())
+    location = (root / re.sub(r"[^A-Za-z0-9._-]+", "_", name)).as_uri() if root else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another process created it first
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def environment_tags(device_name: str) -> dict[str, str]:
+    import torch
+
+    return {TAG_DEVICE: device_name, TAG_TORCH: torch.__version__,
+            "runboard.torchvision_version": importlib.metadata.version("torchvision"),
+            "runboard.cuda_version": str(torch.version.cuda or "none"),
+            "runboard.python_version": platform.python_version(), "runboard.host": platform.node()}
+
+
+class MlflowTracker:
+    """Buffers metrics and writes them with log_batch: one call per flush, not one per step."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id, self.pending = client, run_id, []
+
+    def log_metrics(self, values: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self.pending += [Metric(k, float(v), now, step) for k, v in values.items()]
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for i in range(0, len(pending), MAX_BATCH):
+            self.client.log_batch(self.run_id, metrics=pending[i:i + MAX_BATCH], synchronous=True)
+
+
+@contextmanager
+def tracked_run(client: MlflowClient, config: RunConfig, run_id: str | None = None):
+    """An active run (a new one, or the queued `run_id`) that always ends with an honest status.
+
+    FINISHED when the body returns; KILLED on Ctrl-C or SIGTERM; FAILED on any other exception,
+    with the reason as a tag and the traceback as a tag and an artifact. The exception propagates.
+    """
+    mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL)
+    mlflow.set_system_metrics_samples_before_logging(1)
+    if run_id is None:
+        run = mlflow.start_run(experiment_id=experiment_id(client, config.experiment),
+                               run_name=config.run_name or None, log_system_metrics=True)
+        client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, v) for k, v in
+                                                  config.to_params().items()])
+    else:
+        run = mlflow.start_run(run_id=run_id, log_system_metrics=True)
+    run_id = run.info.run_id
+    try:
+        yield run_id
+    except KeyboardInterrupt:
+        client.set_tag(run_id, TAG_ERROR, "cancelled: interrupted or stopped by a signal")
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException as e:
+        record_failure(client, run_id, e)
+        mlflow.end_run("FAILED")
+        raise
+    else:
+        mlflow.end_run("FINISHED")
+
+
+def record_failure(client: MlflowClient, run_id: str, error: BaseException) -> None:
+    text = "".join(traceback.format_exception(error))
+    reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+    client.set_tag(run_id, TAG_ERROR, reason)
+    client.set_tag(run_id, TAG_TRACEBACK, text[-TRACEBACK_TAG_CHARS:])
+    client.log_text(run_id, text, "error/traceback.txt")
+
+
+def log_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    client.log_batch(run_id, tags=[mlflow.entities.RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_json(client: MlflowClient, run_id: str, obj, path: str) -> None:
+    client.log_dict(run_id, obj, path)
+
+
+def log_figure(client: MlflowClient, run_id: str, figure, path: str) -> None:
+    client.log_figure(run_id, figure, path)
+
+
+def log_model(model, preprocessing: dict, register: str = ""):
+    """Log `model` (pt2, no pickle) as `model` of the active run, with signature and preprocessing.
+
+    The input example is a batch of 2: a batch of 1 would specialize the exported graph to size 1.
+    pip requirements are given, not inferred (inference costs ~10 s per model).
+    """
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    channels, (h, w) = preprocessing["channels"], preprocessing["image_size"]
+    example = np.zeros((2, channels, h, w), dtype=np.float32)
+    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, channels, h, w))]),
+                               outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(preprocessing["classes"])))]))
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+                    f"numpy=={np.__version__}"]
+    return mlflow.pytorch.log_model(
+        model.cpu().eval(), name=MODEL_NAME, signature=signature, input_example=example,
+        serialization_format="pt2", pip_requirements=requirements,
+        metadata={PREPROCESSING_KEY: preprocessing}, registered_model_name=register or None)
