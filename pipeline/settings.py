@@ -19,3 +19,48 @@ def tracking_uri() -> str:
 def data_root() -> Path:
     """RUNBOARD_DATA_ROOT: where datasets are downloaded and imagefolder: paths must live."""
     return Path(os.environ.get("RUNBOARD_DATA_ROOT") or PROJECT_ROOT / "data").expanduser()
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def host() -> str:
+    """RUNBOARD_HOST: the address the dashboard and mlflow ui bind to; loopback unless told otherwise."""
+    return os.environ.get("RUNBOARD_HOST") or "127.0.0.1"
+
+
+def port() -> int:
+    """RUNBOARD_PORT (or PORT, as platforms set it): the dashboard's port."""
+    return _int("RUNBOARD_PORT", _int("PORT", 8501))
+
+
+def mlflow_port() -> int:
+    """RUNBOARD_MLFLOW_PORT: where `mlflow ui` listens beside the dashboard."""
+    return _int("RUNBOARD_MLFLOW_PORT", 5000)
+
+
+def mlflow_ui_url() -> str:
+    """RUNBOARD_MLFLOW_UI_URL: the base URL the dashboard links to for `mlflow ui`."""
+    return (os.environ.get("RUNBOARD_MLFLOW_UI_URL") or f"http://{host()}:{mlflow_port()}").rstrip("/")
+
+
+def worker_concurrency() -> int:
+    """RUNBOARD_WORKER_CONCURRENCY: runs trained at once; default one per GPU, one on a CPU-only machine."""
+    default = 1
+    try:
+        import torch
+
+        default = max(1, torch.cuda.device_count())
+    except ImportError:
+        pass
+    return max(1, _int("RUNBOARD_WORKER_CONCURRENCY", default))
+
+
+def upload_limit_mb() -> int:
+    """RUNBOARD_UPLOAD_MB: the largest image file the playground accepts, in megabytes."""
+    return max(1, _int("RUNBOARD_UPLOAD_MB", 10))

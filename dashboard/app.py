@@ -1,0 +1,42 @@
+"""Runboard's Streamlit entry point: it only declares the pages and the shared chrome.
+
+Start it with `streamlit run dashboard/app.py` (or `make run`, which also starts the worker and
+`mlflow ui`). Each page is a short script in dashboard/views/.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # streamlit puts only dashboard/ on the path
+    sys.path.insert(0, str(ROOT))
+
+PAGES = {
+    "Experiments": [
+        ("views/runs.py", "Runs", ":material/table_rows:"),
+        ("views/compare.py", "Compare", ":material/stacked_line_chart:"),
+        ("views/run_detail.py", "Run detail", ":material/analytics:"),
+    ],
+    "Train": [("views/launch.py", "Launch", ":material/rocket_launch:")],
+    "Models": [
+        ("views/registry.py", "Registry", ":material/inventory_2:"),
+        ("views/playground.py", "Playground", ":material/science:"),
+    ],
+}
+
+
+def run() -> None:
+    st.set_page_config(page_title="Runboard", page_icon=":material/monitoring:", layout="wide")
+    here = Path(__file__).parent
+    pages = {
+        section: [st.Page(path, title=title, icon=icon, default=(path == "views/runs.py"))
+                  for path, title, icon in entries if (here / path).exists()]
+        for section, entries in PAGES.items()
+    }
+    st.navigation({k: v for k, v in pages.items() if v}).run()
+
+
+run()

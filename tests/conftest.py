@@ -1,0 +1,49 @@
+"""Shared fixtures: a temporary SQLite MLflow store and tiny real training runs, made once per session.
+
+Run the suite with `make test` (or `.venv/bin/python -m pytest tests`).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import RunConfig
+
+TINY = dict(dataset="digits", model="cnn", epochs=2, batch_size=64)
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Path:
+    """A fresh MLflow store (SQLite + artifacts beside it) and data root for this test session."""
+    root = tmp_path_factory.mktemp("store")
+    (root / "data").mkdir()
+    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "RUNBOARD_DATA_ROOT")}
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ["RUNBOARD_DATA_ROOT"] = str(root / "data")
+    yield root
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def trained_run(store) -> str:
+    """One real digits/cnn run of 2 epochs, registered as `digits-cnn`: its run id."""
+    from pipeline import train
+
+    config = RunConfig(**TINY, experiment="tests", run_name="tiny-cnn", register="digits-cnn")
+    return train.run(config, progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_runs(store, trained_run) -> list[str]:
+    """Three finished runs in experiment `tests` that differ in learning rate and model."""
+    from pipeline import train
+
+    others = [RunConfig(**{**TINY, "lr": 1e-2}, experiment="tests", run_name="tiny-cnn-lr1e-2"),
+              RunConfig(**{**TINY, "model": "mlp"}, experiment="tests", run_name="tiny-mlp")]
+    return [trained_run] + [train.run(c, progress=False) for c in others]
