@@ -58,6 +58,9 @@ def mobilenet_v3_small(channels: int, size: tuple[int, int], classes: int) -> nn
     stride = 1 if min(size) <= SMALL_INPUT else 2
     if channels != 3 or stride != 2:
         net.features[0][0] = nn.Conv2d(channels, stem.out_channels, 3, stride=stride, padding=1, bias=False)
+    for m in net.modules():  # torchvision's momentum 0.01 suits ImageNet-long runs; short runs need 0.1
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
     return net
 
 

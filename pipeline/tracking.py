@@ -11,6 +11,8 @@ import platform
 import re
 import time
 import traceback
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote
@@ -26,6 +28,7 @@ from pipeline.config import RunConfig
 
 MAX_BATCH = 1000             # MLflow's limit of metrics per log_batch call
 SYSTEM_METRICS_INTERVAL = 2  # seconds between CPU/GPU/memory samples
+SERVER_CHECK_SECONDS = 5   # how long a tracking server may take to answer /health
 TRACEBACK_TAG_CHARS = 4000   # the tail of a traceback kept as a tag; the whole is an artifact
 
 # tags (one place for their names)
@@ -44,15 +47,28 @@ class TrackingError(RuntimeError):
 
 
 def connect() -> MlflowClient:
-    """Point MLflow at the configured store and check it answers."""
+    """Point MLflow at the configured store and check it answers (in seconds, not after retries)."""
     uri = settings.tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     try:
         client.search_experiments(max_results=1)
-    except Exception as e:  # an unreachable server or unopenable database surfaces here
+    except Exception as e:  # an unopenable database, or a server that refuses us
         raise TrackingError(f"cannot reach the MLflow tracking store {uri}: {str(e).splitlines()[0]}") from None
     return client
+
+
+def _check_server(uri: str) -> None:
+    """MLflow's client retries for minutes; one short request tells a dead server at once."""
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_CHECK_SECONDS).close()
+    except urllib.error.HTTPError:
+        pass  # it answered (e.g. 401 with auth on): the real request will say more
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise TrackingError(f"cannot reach the MLflow tracking server {uri}: {reason}") from None
 
 
 def _local_artifact_root(uri: str) -> Path | None:
