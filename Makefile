@@ -15,7 +15,7 @@ $(STAMP): requirements.txt
 
 run: install
 	$(BIN)/python -m pipeline seed
-	$(BIN)/honcho -f Procfile start
+	$(BIN)/honcho start -f Procfile --port $${RUNBOARD_PORT:-8501}
 
 test: install
 	$(BIN)/python -m pytest tests -q

@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # streamlit puts only dashboard/ on the path
     sys.path.insert(0, str(ROOT))
 
+from dashboard import auth  # noqa: E402
+
 PAGES = {
     "Experiments": [
         ("views/runs.py", "Runs", ":material/table_rows:"),
@@ -30,6 +32,7 @@ PAGES = {
 
 def run() -> None:
     st.set_page_config(page_title="Runboard", page_icon=":material/monitoring:", layout="wide")
+    auth.gate()
     here = Path(__file__).parent
     pages = {
         section: [st.Page(path, title=title, icon=icon, default=(path == "views/runs.py"))
