@@ -27,6 +27,10 @@ def open_image(source: str | Path | bytes, name: str = "", max_pixels: int = MAX
         stream = io.BytesIO(source)
     else:
         stream = open(source, "rb")
+        if not stream.seek(0, io.SEEK_END):
+            stream.close()
+            raise ImageError(f"{label}: empty file")
+        stream.seek(0)
     try:
         with Image.open(stream) as img:  # lazy: only the header is read here
             width, height = img.size
@@ -37,7 +41,9 @@ def open_image(source: str | Path | bytes, name: str = "", max_pixels: int = MAX
             return _to_8bit(ImageOps.exif_transpose(img) or img)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError:  # Pillow's message names a file object, not the file
+        raise ImageError(f"{label}: not an image, or in a format that cannot be read") from None
+    except Image.DecompressionBombError as e:
         raise ImageError(f"{label}: not a readable image ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise ImageError(f"{label}: damaged image ({e})") from None

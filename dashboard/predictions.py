@@ -1,0 +1,51 @@
+"""The playground's batch table and CSV: plain pandas from pipeline.predict results, no Streamlit.
+
+One row per image: its prediction and confidence, the top classes, the error when it could not be
+used; with a second model, that model's answer and whether the two agree.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from pipeline.predict import ImageResult
+
+DISAGREE_STYLE = "background-color: rgba(231, 76, 60, 0.18)"  # a light red row
+
+
+def _answer(result: ImageResult, prefix: str = "") -> dict:
+    p = result.prediction
+    return {f"{prefix}prediction": p.label if p else None, f"{prefix}confidence": p.probability if p else None,
+            f"{prefix}top": "; ".join(f"{label} {q:.1%}" for label, q in p.top) if p else ""}
+
+
+def results_frame(results: Sequence[ImageResult], other: Sequence[ImageResult] | None = None) -> pd.DataFrame:
+    """image, prediction, confidence, top, error [, B prediction, B confidence, B top, agree]."""
+    rows = []
+    for i, a in enumerate(results):
+        row = {"image": a.name, **_answer(a), "error": a.error}
+        if other is not None:
+            b = other[i]
+            both = a.prediction is not None and b.prediction is not None
+            row.update(_answer(b, "B "), agree=(a.prediction.label == b.prediction.label) if both else None)
+        rows.append(row)
+    columns = ["image", "prediction", "confidence", "top", "error"]
+    if other is not None:
+        columns += ["B prediction", "B confidence", "B top", "agree"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def disagreement_styles(row: pd.Series) -> list[str]:
+    """Styler.apply(axis=1): rows where the models disagree, or the image failed, stand out."""
+    agree = row.get("agree")
+    bad = (agree is not None and not pd.isna(agree) and not agree) or bool(row.get("error"))
+    return [DISAGREE_STYLE if bad else ""] * len(row)
+
+
+def to_csv(frame: pd.DataFrame, model_uri: str, other_uri: str | None = None) -> bytes:
+    """The table as CSV, each row naming the pinned model version(s) that answered."""
+    named = frame.assign(model=model_uri)
+    if other_uri is not None:
+        named = named.assign(**{"B model": other_uri})
+    return named.to_csv(index=False).encode()

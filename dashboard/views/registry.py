@@ -1,0 +1,217 @@
+"""Registry page: every registered model and version with its aliases and source run's scores;
+register a finished run's model, set/move/remove aliases, describe models and versions.
+
+Reads come from store (cached); every change goes through pipeline.registry, i.e. MLflow's registry
+API, so `mlflow ui` shows the same. `?register=RUN_ID` opens the form with that run chosen (the run
+detail page links here).
+"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from mlflow.exceptions import MlflowException
+
+from dashboard import store
+from pipeline import registry, settings
+
+NEW_MODEL = "➕ new model…"
+OTHER_ALIAS = "other…"
+FAILURES = (registry.RegistryError, store.TrackingError, MlflowException)
+
+
+def _flash(message: str) -> None:
+    """Show `message` after the rerun that refreshes the tables."""
+    st.session_state["registry_flash"] = message
+    store.forget_model_versions()
+    st.rerun()
+
+
+def _failed(e: Exception) -> None:
+    st.error(str(getattr(e, "message", e)).splitlines()[0])
+
+
+def _pct(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:.1%}"
+
+
+def _versions_frame(versions: list) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "model": v.name, "version": v.version, "aliases": [f"@{a}" for a in v.aliases],
+        "test accuracy": v.test_accuracy, "test F1": v.test_f1, "dataset": v.dataset,
+        "architecture": v.architecture, "created (UTC)": v.created.replace(tzinfo=None),
+        "source run": f"run_detail?run={v.run_id}" if v.run_id else None,
+        "run name": v.run_name + ("" if v.run_status in ("FINISHED", "") else f" ({v.run_status})"),
+        "try it": f"playground?model={v.name}&ref={v.version}", "description": v.description,
+        "status": v.status,
+    } for v in versions])
+
+
+def _models_frame(versions: list) -> pd.DataFrame:
+    rows = {}
+    for v in versions:  # newest version first per model
+        row = rows.setdefault(v.name, {"model": v.name, "description": v.model_description, "aliases": [],
+                                       "versions": 0, "latest version": v.version,
+                                       "updated (UTC)": v.created.replace(tzinfo=None)})
+        row["versions"] += 1
+        row["aliases"] += [f"@{a} → v{v.version}" for a in v.aliases]
+    return pd.DataFrame(list(rows.values()))
+
+
+def show_tables(versions: list) -> None:
+    models = sorted({v.name for v in versions})
+    cols = st.columns(3)
+    cols[0].metric("Registered models", len(models))
+    cols[1].metric("Versions", len(versions))
+    cols[2].metric("With a @champion", sum(registry.CHAMPION in v.aliases for v in versions))
+    st.dataframe(_models_frame(versions), hide_index=True, width="stretch", column_config={
+        "aliases": st.column_config.ListColumn("aliases"),
+        "updated (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+    chosen = st.multiselect("Show versions of", models, placeholder="all models")
+    shown = [v for v in versions if not chosen or v.name in chosen]
+    st.dataframe(_versions_frame(shown), hide_index=True, width="stretch", column_config={
+        "version": st.column_config.NumberColumn(format="v%d"),
+        "aliases": st.column_config.ListColumn("aliases"),
+        "test accuracy": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
+        "test F1": st.column_config.NumberColumn(format="%.3f"),
+        "created (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        "source run": st.column_config.LinkColumn(display_text=r"run=(\w{8})", help="open the run's detail page"),
+        "try it": st.column_config.LinkColumn(display_text="playground", help="predict with this version"),
+    })
+
+
+def register_form(versions: list) -> None:
+    try:
+        runs = store.runs(filter_string="attributes.status = 'FINISHED'")
+        listed = store.experiments()
+        experiments = dict(zip(listed["experiment_id"], listed["name"]))
+    except store.ERRORS as e:
+        return _failed(e)
+    if runs.empty:
+        st.info("No finished runs yet. Train one on the Launch page or with "
+                "`python -m pipeline train --dataset digits --model cnn`.")
+        return
+    registered = {}
+    for v in versions:
+        registered.setdefault(v.run_id, []).append(f"{v.name} v{v.version}")
+    labels = {}
+    for row in runs.to_dict("records"):
+        label = (f"{row['run_name']} · {experiments.get(row['experiment_id'], row['experiment_id'])} · "
+                 f"{row.get('params.dataset', '?')}/{row.get('params.model', '?')} · "
+                 f"acc {_pct(row.get('metrics.test_accuracy'))}")
+        done = registered.get(row["run_id"])
+        labels[row["run_id"]] = label + (f" · already {', '.join(done)}" if done else "") + f" · {row['run_id'][:8]}"
+    wanted = st.query_params.get("register")
+    ids = list(labels)
+    if wanted and wanted not in labels:
+        st.warning(f"Run {wanted} is not a finished run of this store, so it cannot be registered.")
+    run_id = st.selectbox("Finished run", ids, index=ids.index(wanted) if wanted in labels else 0,
+                          format_func=labels.get, key="register_run")
+    names = sorted({v.name for v in versions})
+    picked = st.selectbox("Registered model", names + [NEW_MODEL], key="register_model",
+                          help="a new version of an existing model, or a new model")
+    if picked == NEW_MODEL:
+        row = runs[runs["run_id"] == run_id].iloc[0]
+        suggestion = f"{row.get('params.dataset', 'model')}-{row.get('params.model', '')}".strip("-")
+        picked = st.text_input("New model name", value=suggestion.replace(":", "-").replace("/", "-"),
+                               key="register_new_name")
+    description = st.text_area("Version description (optional)", key="register_description")
+    alias = st.selectbox("Then set alias", ["none", registry.CHAMPION, registry.CHALLENGER], key="register_alias")
+    if st.button("Register", type="primary", key="register_button"):
+        try:
+            made = registry.register_run(run_id, picked, description)
+            note = ""
+            if alias != "none":
+                moved = registry.set_alias(made.name, alias, made.version)
+                note = f"; @{alias} moved from v{moved} to v{made.version}" if moved else f"; @{alias} set"
+        except FAILURES as e:
+            return _failed(e)
+        _flash(f"Registered run {run_id[:8]} as {made.name} v{made.version}{note}.")
+
+
+def _version_label(versions: list, name: str):
+    by_version = {v.version: v for v in versions if v.name == name}
+    return lambda n: (f"v{n} · {by_version[n].architecture or '?'} · acc {_pct(by_version[n].test_accuracy)}"
+                      + (f" · @{', @'.join(by_version[n].aliases)}" if by_version[n].aliases else ""))
+
+
+def alias_form(versions: list) -> None:
+    names = sorted({v.name for v in versions})
+    name = st.selectbox("Model", names, key="alias_model")
+    mine = [v for v in versions if v.name == name]
+    held = {a: v.version for v in mine for a in v.aliases}
+    st.caption("Aliases now: " + (", ".join(f"@{a} → v{n}" for a, n in sorted(held.items())) or "none"))
+    left, right = st.columns(2)
+    with left:
+        alias = st.selectbox("Alias", [registry.CHAMPION, registry.CHALLENGER, OTHER_ALIAS], key="alias_name")
+        if alias == OTHER_ALIAS:
+            alias = st.text_input("Alias name", key="alias_other",
+                                  help="letters, digits, _ and -; not 'latest' nor v<number>")
+        version = st.selectbox("Version", [v.version for v in mine], format_func=_version_label(versions, name),
+                               key=f"alias_version_{name}")
+        moving = held.get(alias)
+        verb = "Move" if moving is not None and moving != version else "Set"
+        if st.button(f"{verb} @{alias or '…'} to v{version}", type="primary", key="alias_set"):
+            try:
+                moved = registry.set_alias(name, alias, version)
+            except FAILURES as e:
+                return _failed(e)
+            _flash(f"@{alias.strip()} of {name} moved from v{moved} to v{version}." if moved
+                   else f"@{alias.strip()} of {name} now points to v{version}.")
+    with right:
+        if held:
+            gone = st.selectbox("Remove alias", sorted(held), format_func=lambda a: f"@{a} (v{held[a]})",
+                                key=f"alias_remove_{name}")
+            if st.button(f"Remove @{gone}", key="alias_remove"):
+                try:
+                    registry.delete_alias(name, gone)
+                except FAILURES as e:
+                    return _failed(e)
+                _flash(f"Removed @{gone} from {name}; version {held[gone]} stays registered.")
+        else:
+            st.caption("No alias to remove.")
+
+
+def description_form(versions: list) -> None:
+    targets = []
+    for name in sorted({v.name for v in versions}):
+        targets.append((name, None))
+        targets += [(name, v.version) for v in versions if v.name == name]
+    current = {(v.name, None): v.model_description for v in versions}
+    current.update({(v.name, v.version): v.description for v in versions})
+    target = st.selectbox("Describe", targets, key="describe_target",
+                          format_func=lambda t: f"{t[0]} (the model)" if t[1] is None else f"{t[0]} v{t[1]}")
+    text = st.text_area("Description", value=current.get(target, ""), key=f"describe_text_{target[0]}_{target[1]}",
+                        help="shown here and in mlflow ui")
+    if st.button("Save description", type="primary", key="describe_save"):
+        try:
+            registry.set_description(target[0], text, target[1])
+        except FAILURES as e:
+            return _failed(e)
+        _flash(f"Saved the description of {target[0]}" + (f" v{target[1]}." if target[1] else "."))
+
+
+st.title("Model registry")
+st.caption(f"Registered models of {settings.tracking_uri()}: the same list `mlflow ui` shows under Models.")
+if flash := st.session_state.pop("registry_flash", None):
+    st.success(flash)
+try:
+    all_versions = store.model_versions()
+except store.ERRORS as e:
+    st.error(f"The model registry cannot be read: {e}")
+    st.stop()
+
+if all_versions:
+    show_tables(all_versions)
+else:
+    st.info("No registered models yet. Register a finished run's model below, or train with "
+            "`python -m pipeline train --dataset digits --model cnn --register digits-cnn`.")
+
+register, aliases, describe = st.tabs(["Register a run", "Aliases", "Descriptions"])
+with register:
+    register_form(all_versions)
+for tab, form in ((aliases, alias_form), (describe, description_form)):
+    with tab:
+        if all_versions:
+            form(all_versions)
+        else:
+            st.caption("Register a model first.")

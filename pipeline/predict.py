@@ -1,0 +1,211 @@
+"""Predictions from logged models: load by registry alias, version or run, prepare images as logged.
+
+A model is pinned to one registered version (an alias is resolved once, at load) and prepares every
+image from the preprocessing logged with it (`tracking.PREPROCESSING_KEY`): no training code and
+no guessing. The dashboard's playground, the CLI and scripts all go through `load` and `predict`.
+
+    from pipeline import predict
+    model = predict.load("models:/digits-cnn@champion")
+    [p] = model.predict([open("7.png", "rb").read()], top=3)
+    p.label, p.probability, p.top
+"""
+from __future__ import annotations
+
+import io
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from PIL import Image
+
+from pipeline import images, tracking
+from pipeline.model_refs import URI_FORMS, ModelError, ModelNotFoundError, ModelRef, missing, resolve
+
+__all__ = ["URI_FORMS", "ModelError", "ModelNotFoundError", "ModelRef", "resolve", "Preprocessing", "Prediction",
+           "Predictor", "ImageResult", "decode", "predict_many", "load"]
+BATCH = 256  # images per forward pass; the exported graph takes any batch size
+ImageSource = Union[Image.Image, bytes, str, Path]
+
+
+# ---------------------------------------------------------------------------------------------
+# how its inputs are made
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the model was trained on, from its logged metadata: classes, channels, size, mean/std."""
+    classes: tuple[str, ...]
+    channels: int
+    image_size: tuple[int, int]  # (height, width)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    dataset: str = ""
+    model: str = ""
+
+    @classmethod
+    def from_metadata(cls, metadata: dict | None, where: str = "the model") -> "Preprocessing":
+        pre = (metadata or {}).get(tracking.PREPROCESSING_KEY)
+        if not isinstance(pre, dict):
+            raise ModelError(f"{where} has no '{tracking.PREPROCESSING_KEY}' metadata: it was not logged "
+                             "by Runboard's pipeline, so its inputs cannot be prepared")
+        try:
+            made = cls(tuple(str(c) for c in pre["classes"]), int(pre["channels"]),
+                       (int(pre["image_size"][0]), int(pre["image_size"][1])),
+                       tuple(float(v) for v in pre["mean"]), tuple(float(v) for v in pre["std"]),
+                       str(pre.get("dataset", "")), str(pre.get("model", "")))
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise ModelError(f"{where}: unusable preprocessing metadata ({e})") from None
+        if made.channels not in (1, 3) or len(made.mean) != made.channels or len(made.std) != made.channels:
+            raise ModelError(f"{where}: preprocessing metadata has {made.channels} channels but "
+                             f"{len(made.mean)} means and {len(made.std)} stds")
+        return made
+
+    def to_array(self, img: Image.Image) -> np.ndarray:
+        """uint8 (C, H, W): the image as this model sees it before normalization."""
+        return images.to_array(img, self.channels, self.image_size)
+
+    def normalize(self, batch: np.ndarray) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> float32 /255, minus mean, over std: the same ops as the trainer's."""
+        x = torch.from_numpy(np.ascontiguousarray(batch)).float().div_(255)
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+
+def decode(source: ImageSource, name: str = "") -> Image.Image:
+    """A PIL image in L or RGB from bytes, a path or a PIL image; raises images.ImageError."""
+    if isinstance(source, Image.Image):
+        if source.mode in ("L", "RGB"):
+            return source
+        source = _encoded(source)  # odd modes (16-bit, CMYK, alpha, palette) take the files' conversion
+        if isinstance(source, Image.Image):
+            return source
+    return images.open_image(source, name)
+
+
+def _encoded(img: Image.Image) -> bytes | Image.Image:
+    for fmt in ("PNG", "TIFF"):  # PNG holds alpha, palettes and 16-bit; TIFF holds CMYK and float
+        buffer = io.BytesIO()
+        try:
+            img.save(buffer, format=fmt)
+            return buffer.getvalue()
+        except (OSError, KeyError, ValueError):
+            continue
+    return img.convert("RGB")  # modes no lossless format holds (LAB, HSV): PIL's own conversion
+
+
+# ---------------------------------------------------------------------------------------------
+# predictions
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float
+    top: list[tuple[str, float]]     # the k most likely classes, most likely first
+    probabilities: tuple[float, ...]  # every class, in the order of Preprocessing.classes
+
+    def to_json(self, image: str) -> dict:
+        """The CLI's --json line: {"image", "label", "probability", "top": [[label, p], ...]}."""
+        return {"image": image, "label": self.label, "probability": round(self.probability, 6),
+                "top": [[label, round(p, 6)] for label, p in self.top]}
+
+
+class Predictor:
+    """A loaded model with its preprocessing; thread-safe to share (inference only)."""
+
+    def __init__(self, module: torch.nn.Module, preprocessing: Preprocessing, ref: ModelRef):
+        self.module, self.preprocessing, self.ref = module, preprocessing, ref
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.preprocessing.classes
+
+    def prepare(self, sources: Sequence[ImageSource], names: Sequence[str] = ()) -> np.ndarray:
+        """uint8 (N, C, H, W) model inputs before normalization; raises ImageError on a bad image."""
+        names = list(names) or [""] * len(sources)
+        return np.stack([self.preprocessing.to_array(decode(s, n)) for s, n in zip(sources, names)])
+
+    @torch.no_grad()
+    def logits(self, batch: np.ndarray) -> torch.Tensor:
+        """Raw model outputs for prepared uint8 (N, C, H, W) inputs."""
+        out = [self.module(self.preprocessing.normalize(batch[i:i + BATCH])) for i in range(0, len(batch), BATCH)]
+        return torch.cat(out).float() if out else torch.empty(0, len(self.classes))
+
+    def predict_prepared(self, batch: np.ndarray, top: int = 5) -> list[Prediction]:
+        probabilities = self.logits(batch).softmax(1)
+        k = max(1, min(top, len(self.classes)))
+        values, indices = probabilities.topk(k, dim=1)
+        out = []
+        for row, vals, idx in zip(probabilities.tolist(), values.tolist(), indices.tolist()):
+            ranked = [(self.classes[i], v) for i, v in zip(idx, vals)]
+            out.append(Prediction(ranked[0][0], ranked[0][1], ranked, tuple(row)))
+        return out
+
+    def predict(self, sources: Sequence[ImageSource], top: int = 5, names: Sequence[str] = ()) -> list[Prediction]:
+        """Labels, probabilities and top-k of each image (one forward pass per BATCH images)."""
+        return self.predict_prepared(self.prepare(sources, names), top)
+
+
+@dataclass
+class ImageResult:
+    """One image of a batch: what was seen and predicted, or why it could not be used."""
+    name: str
+    image: Image.Image | None = None     # decoded original, in L or RGB
+    prepared: np.ndarray | None = None   # uint8 (C, H, W) model input before normalization
+    prediction: Prediction | None = None
+    error: str = ""
+
+
+def predict_many(predictor: Predictor, items: Sequence[tuple[str, ImageSource]], top: int = 5,
+                 max_bytes: int | None = None) -> list[ImageResult]:
+    """Predict the usable images in one batch; each unusable one (too big, not an image) keeps its error."""
+    results = [ImageResult(name) for name, _ in items]
+    for result, (name, source) in zip(results, items):
+        try:
+            if max_bytes is not None and isinstance(source, bytes) and len(source) > max_bytes:
+                raise images.ImageError(f"{name}: {len(source) / 2**20:.1f} MB is over the upload limit "
+                                        f"of {max_bytes / 2**20:.0f} MB")
+            result.image = decode(source, name)
+            result.prepared = predictor.preprocessing.to_array(result.image)
+        except (images.ImageError, OSError) as e:  # OSError: a path that cannot be opened
+            result.error = str(e) if isinstance(e, images.ImageError) else f"{name}: {e.strerror or e}"
+    usable = [r for r in results if r.prepared is not None]
+    if usable:
+        predictions = predictor.predict_prepared(np.stack([r.prepared for r in usable]), top)
+        for result, prediction in zip(usable, predictions):
+            result.prediction = prediction
+    return results
+
+
+def load(uri: str, client: MlflowClient | None = None) -> Predictor:
+    """Load `uri` (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model) without pickle."""
+    import mlflow.pytorch
+    from mlflow.models import get_model_info
+
+    client = client or tracking.connect()
+    mlflow.set_tracking_uri(client.tracking_uri)  # the loaders below read models:/ through it
+    ref = resolve(client, uri)
+    try:
+        info = get_model_info(ref.load_uri)
+        preprocessing = Preprocessing.from_metadata(info.metadata, ref.label)
+        with tempfile.TemporaryDirectory(prefix="runboard-model-") as tmp:  # weights end up in memory
+            module = mlflow.pytorch.load_model(ref.load_uri, dst_path=tmp)
+    except MlflowException as e:
+        reason = str(e).splitlines()[0]
+        if missing(e) and not ref.name:
+            path = ref.load_uri.split("/", 2)[2]
+            raise ModelNotFoundError(f"run {ref.run_id} has no model logged as {path!r}") from None
+        if missing(e):
+            raise ModelNotFoundError(f"{ref.label}: its logged model is gone ({reason})") from None
+        raise ModelError(f"{ref.label}: cannot be loaded ({reason})") from None
+    except (OSError, RuntimeError) as e:  # missing or damaged artifact files
+        raise ModelError(f"{ref.label}: cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    predictor = Predictor(module, preprocessing, ref)
+    c, (h, w) = preprocessing.channels, preprocessing.image_size
+    for n in (2, 1):  # the first calls of an exported graph are slow: pay them here, not per image
+        predictor.predict_prepared(np.zeros((n, c, h, w), dtype=np.uint8))
+    return predictor

@@ -1,0 +1,179 @@
+"""Registry page under streamlit.testing AppTest, against the session's real store.
+
+Every change made through the page is checked with a plain MlflowClient: what `mlflow ui` shows.
+Uses tests/dashboard/conftest.py (empty_store, unreachable_store). Run:
+.venv/bin/python -m pytest tests/dashboard/test_registry_page.py -q
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from streamlit.testing.v1 import AppTest
+
+from dashboard import store
+from pipeline import registry
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = str(ROOT / "dashboard" / "views" / "registry.py")
+NAME = "registry-page-tests"
+
+
+@pytest.fixture(scope="module")
+def model(trained_runs) -> str:
+    """NAME v1 = the cnn run, with @champion."""
+    registry.register_run(trained_runs[0], NAME)
+    registry.set_alias(NAME, registry.CHAMPION, 1)
+    return NAME
+
+
+@pytest.fixture(autouse=True)
+def fresh_listing():
+    store.forget_model_versions()  # conftest clears every listing too; this page's own one, explicitly
+    yield
+
+
+def page(**query) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params.update(query)
+    return at.run()
+
+
+def assert_no_traceback(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def success(at: AppTest) -> str:
+    return "\n".join(s.value for s in at.success)
+
+
+def versions_table(at: AppTest):
+    return next(d.value for d in at.dataframe if "version" in d.value.columns)
+
+
+def test_versions_with_aliases_scores_and_links_to_their_runs(model, trained_runs):
+    at = page()
+    assert_no_traceback(at)
+    table = versions_table(at)
+    [row] = table[table["model"] == NAME].to_dict("records")
+    run = MlflowClient().get_run(trained_runs[0])
+    assert row["version"] == 1 and row["aliases"] == ["@champion"]
+    assert row["test accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
+    assert row["test F1"] == pytest.approx(run.data.metrics["test_f1_macro"])
+    assert (row["dataset"], row["architecture"]) == ("digits", "cnn")
+    assert row["source run"] == f"run_detail?run={trained_runs[0]}"
+    assert row["try it"] == f"playground?model={NAME}&ref=1"
+    assert row["created (UTC)"] is not None
+    models = next(d.value for d in at.dataframe if "latest version" in d.value.columns)
+    assert models[models["model"] == NAME]["aliases"].iloc[0] == ["@champion → v1"]
+
+
+def test_register_a_finished_run_from_the_page_with_an_alias(model, trained_runs):
+    at = page(register=trained_runs[2])  # the run detail page links here like this
+    assert at.selectbox(key="register_run").value == trained_runs[2]
+    at.selectbox(key="register_model").set_value(NAME)
+    at.text_area(key="register_description").input("the mlp, for comparison")
+    at.selectbox(key="register_alias").set_value("challenger")
+    at = at.button(key="register_button").click().run()
+    assert_no_traceback(at)
+    assert f"as {NAME} v2; @challenger set" in success(at)
+    client = MlflowClient()
+    assert client.get_model_version(NAME, "2").description == "the mlp, for comparison"
+    assert client.get_registered_model(NAME).aliases["challenger"] == 2
+    table = versions_table(at)
+    assert 2 in table[table["model"] == NAME]["version"].tolist()  # the table shows it at once
+
+
+def test_register_as_a_new_model_and_refuse_a_duplicate(model, trained_runs):
+    at = page(register=trained_runs[1])
+    at.selectbox(key="register_model").set_value("➕ new model…")
+    at = at.run()
+    assert at.text_input(key="register_new_name").value == "digits-cnn"  # suggested from the run
+    at.text_input(key="register_new_name").input("registry-page-new")
+    at = at.button(key="register_button").click().run()
+    assert "as registry-page-new v1" in success(at)
+    at.selectbox(key="register_run").set_value(trained_runs[1])
+    at.selectbox(key="register_model").set_value("registry-page-new")
+    at = at.button(key="register_button").click().run()
+    assert_no_traceback(at)
+    assert "already version 1 of 'registry-page-new'" in at.error[0].value
+
+
+def test_an_unknown_run_in_the_url_is_explained(model):
+    at = page(register="f" * 32)
+    assert_no_traceback(at)
+    assert "is not a finished run of this store" in at.warning[0].value
+
+
+def test_move_and_remove_aliases(model, trained_runs):
+    client = MlflowClient()
+    if "2" not in {str(v.version) for v in client.search_model_versions(f"name = '{NAME}'")}:
+        registry.register_run(trained_runs[2], NAME)
+    registry.set_alias(NAME, registry.CHAMPION, 1)
+    at = page()
+    at.selectbox(key="alias_model").set_value(NAME)
+    at = at.run()
+    at.selectbox(key="alias_name").set_value("champion")
+    at.selectbox(key=f"alias_version_{NAME}").set_value(2)
+    at = at.run()
+    assert at.button(key="alias_set").label == "Move @champion to v2"
+    at = at.button(key="alias_set").click().run()
+    assert_no_traceback(at)
+    assert f"@champion of {NAME} moved from v1 to v2." in success(at)
+    assert client.get_registered_model(NAME).aliases["champion"] == 2
+    at.selectbox(key="alias_model").set_value(NAME)
+    at = at.run()
+    at.selectbox(key=f"alias_remove_{NAME}").set_value("champion")
+    at = at.button(key="alias_remove").click().run()
+    assert "Removed @champion" in success(at)
+    assert "champion" not in client.get_registered_model(NAME).aliases
+    registry.set_alias(NAME, registry.CHAMPION, 1)  # as the module fixture promised
+
+
+def test_a_reserved_alias_is_an_error_on_the_page(model):
+    at = page()
+    at.selectbox(key="alias_model").set_value(NAME)
+    at.selectbox(key="alias_name").set_value("other…")
+    at = at.run()
+    at.text_input(key="alias_other").input("latest")
+    at = at.button(key="alias_set").click().run()
+    assert_no_traceback(at)
+    assert "reserved" in at.error[0].value
+
+
+def test_describe_a_model_and_a_version(model):
+    at = page()
+    at.selectbox(key="describe_target").set_value((NAME, None))
+    at = at.run()
+    at.text_area(key=f"describe_text_{NAME}_None").input("Digits classifiers for the page tests")
+    at = at.button(key="describe_save").click().run()
+    assert_no_traceback(at)
+    assert f"Saved the description of {NAME}." in success(at)
+    assert MlflowClient().get_registered_model(NAME).description == "Digits classifiers for the page tests"
+    at.selectbox(key="describe_target").set_value((NAME, 1))
+    at = at.run()
+    at.text_area(key=f"describe_text_{NAME}_1").input("first cnn")
+    at = at.button(key="describe_save").click().run()
+    assert MlflowClient().get_model_version(NAME, "1").description == "first cnn"
+    table = versions_table(at)
+    assert table[(table["model"] == NAME) & (table["version"] == 1)]["description"].iloc[0] == "first cnn"
+
+
+def test_an_empty_registry_says_how_to_register(empty_store):
+    at = page()
+    assert_no_traceback(at)
+    assert any("No registered models yet" in i.value and "--register" in i.value for i in at.info)
+
+
+def test_an_unreachable_store_is_an_error_not_a_traceback(unreachable_store):
+    at = page()
+    assert_no_traceback(at)
+    assert "cannot be read" in at.error[0].value
+
+
+def test_reachable_through_the_apps_navigation(model):
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120).run()
+    at = at.switch_page("views/registry.py").run()
+    assert_no_traceback(at)
+    assert at.title[0].value == "Model registry"
