@@ -1,0 +1,267 @@
+"""Plotly figures from plain data (DataFrames, arrays, dicts): testable without Streamlit or MLflow.
+
+Curves are drawn from at most MAX_POINTS points per trace (min and max of each bucket, so spikes
+survive); smoothing runs on the full series before that. Colors come from `run_colors` so that a
+run has the same color in every chart of a page.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from scipy.signal import lfilter  # scikit-learn's dependency; imported here, not on the first smoothed chart
+
+MAX_POINTS = 2000        # points per drawn trace: enough for any screen, light for 50 runs
+TEXT_MAX_CLASSES = 30    # above this, cell numbers are unreadable: hover only
+WEBGL_ABOVE = 20_000     # total drawn points above which traces switch to WebGL
+LEGEND_ON_TOP = 4        # up to this many runs the legend is a row above the plot, else a column beside
+PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
+CORRECT_SCALE = [[0.0, "#e5f5e0"], [1.0, "#00441b"]]   # the diagonal, in greens
+MISTAKE_SCALE = [[0.0, "#fcbba1"], [1.0, "#99000d"]]   # mistakes: even a single one is clearly red
+GOOD_BAD = [[0.0, "#c0392b"], [0.5, "#f7f7f7"], [1.0, "#1e8449"]]  # red = worse, green = better
+X_AXES = ("step", "epoch", "relative time")
+
+
+def run_colors(run_ids: Sequence[str]) -> dict[str, str]:
+    """One color per run, by position, so every chart of a page agrees."""
+    colors = list(dict.fromkeys(PALETTE))
+    extra = [f"hsl({(i * 137.508) % 360:.0f},65%,45%)" for i in range(max(0, len(run_ids) - len(colors)))]
+    return {run_id: (colors + extra)[i] for i, run_id in enumerate(run_ids)}
+
+
+def ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """Debiased exponential moving average (TensorBoard's smoothing); weight 0 returns the input."""
+    values = np.asarray(values, dtype=float)
+    if weight <= 0 or len(values) == 0:
+        return values
+    weight = min(weight, 0.999)
+    smoothed = lfilter([1 - weight], [1, -weight], values)
+    return smoothed / (1 - weight ** np.arange(1, len(values) + 1))
+
+
+def downsample(y: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Indices keeping the first, the last, and the min and max of each of max_points/2 buckets."""
+    n = len(y)
+    if n <= max_points:
+        return np.arange(n)
+    size = -(-n // max(1, max_points // 2))         # points per bucket, rounded up
+    rows = -(-n // size)
+    low, high = np.full(rows * size, np.inf), np.full(rows * size, -np.inf)  # padding never wins
+    low[:n] = high[:n] = y
+    offsets = np.arange(rows) * size
+    lowest = offsets + low.reshape(rows, size).argmin(axis=1)
+    highest = offsets + high.reshape(rows, size).argmax(axis=1)
+    return np.unique(np.concatenate([[0, n - 1], lowest, highest]))
+
+
+def with_x(history: pd.DataFrame, axis: str, steps_per_epoch: Mapping[str, float] | None = None,
+           start_ms: Mapping[str, float] | None = None) -> tuple[pd.DataFrame, str]:
+    """`history` (run_id, key, step, timestamp, value) plus an `x` column for `axis`, and its title.
+
+    Epoch metrics are logged at step = epoch; per-step metrics are turned into fractional epochs
+    with the run's steps per epoch. Relative time counts from the run's start.
+    """
+    if axis not in X_AXES:
+        raise ValueError(f"x axis must be one of {', '.join(X_AXES)}, got {axis!r}")
+    out = history.copy()
+    if axis == "step":
+        out["x"] = out["step"].astype(float)
+        return out, "step"
+    if axis == "epoch":
+        per_epoch = out["run_id"].map(steps_per_epoch or {}).astype(float)
+        is_step_metric = out["key"].str.endswith("_step") & per_epoch.notna() & (per_epoch > 0)
+        out["x"] = np.where(is_step_metric, out["step"] / per_epoch, out["step"]).astype(float)
+        return out, "epoch"
+    start = out["run_id"].map(start_ms or {})
+    start = start.fillna(out.groupby("run_id")["timestamp"].transform("min"))
+    seconds = (out["timestamp"] - start.astype(float)) / 1000
+    scale, unit = (3600, "h") if seconds.max() > 7200 else (60, "min") if seconds.max() > 120 else (1, "s")
+    out["x"] = seconds / scale
+    return out, f"relative time ({unit})"
+
+
+def metric_figure(history: pd.DataFrame, metric: str, colors: Mapping[str, str], labels: Mapping[str, str],
+                  smoothing: float = 0.0, log_y: bool = False, x_title: str = "step",
+                  max_points: int = MAX_POINTS) -> go.Figure:
+    """Overlaid curves of one metric, one trace per run (raw faint behind when smoothed)."""
+    rows = history[(history["key"] == metric) & np.isfinite(history["value"])]
+    if "x" not in rows:
+        rows = rows.assign(x=rows["step"].astype(float))
+    groups = [(run_id, g.sort_values(["x", "timestamp"])) for run_id, g in rows.groupby("run_id", sort=False)]
+    webgl = sum(min(len(g), max_points) for _, g in groups) * (2 if smoothing > 0 else 1) > WEBGL_ABOVE
+    order = {run_id: i for i, run_id in enumerate(colors)}
+    traces = []
+    for run_id, g in sorted(groups, key=lambda item: order.get(item[0], len(order))):
+        x, y, step = g["x"].to_numpy(), g["value"].to_numpy(), g["step"].to_numpy()
+        color, name = colors.get(run_id, "#888888"), labels.get(run_id, run_id[:8])
+        where = "step %{x}" if x_title == "step" else f"{x_title} %{{x:.4~g}} · step %{{customdata}}"
+        hover = f"<b>{name}</b><br>{where}<br>{metric} %{{y:.5~g}}<extra></extra>"
+        series = [(y, 1.0, True)] if smoothing <= 0 else [(y, 0.25, False), (ema(y, smoothing), 1.0, True)]
+        for values, opacity, main in series:
+            keep = downsample(values, max_points)
+            traces.append(dict(
+                type="scattergl" if webgl else "scatter", x=x[keep], y=values[keep], customdata=step[keep],
+                mode="lines", name=name, legendgroup=run_id, showlegend=main, opacity=opacity,
+                hovertemplate=hover, line=dict(color=color, width=2 if main else 1)))
+    legend = dict(font=dict(size=11), itemclick="toggleothers", itemdoubleclick="toggle")
+    if len(groups) <= LEGEND_ON_TOP:  # a few runs: a legend row above the plot leaves it the full width
+        legend |= dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0)
+    legend_rows = (len(groups) + 1) // 2 if len(groups) <= LEGEND_ON_TOP else 0
+    layout = dict(title=dict(text=metric, yref="container", y=1.0, yanchor="top", pad=dict(t=10)),
+                  xaxis=dict(title=dict(text=x_title)), yaxis=dict(title=dict(text=metric)), hovermode="closest",
+                  height=400, legend=legend, margin=dict(l=10, r=10, t=44 + 24 * legend_rows, b=10))
+    # 50 runs make 100 traces: validating each costs ~5 ms, building from dicts unvalidated ~0.3 ms
+    fig = go.Figure(data=traces, layout=layout, _validate=False)
+    xs = rows["x"].to_numpy()
+    if len(xs) and np.all(xs == np.round(xs)) and xs.max() - xs.min() <= 30:  # a few epochs: whole-number ticks
+        fig.update_xaxes(dtick=1)
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def _row_share(matrix: np.ndarray) -> np.ndarray:
+    rows = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+
+
+def _square_axes(fig: go.Figure, n: int, title: str) -> go.Figure:
+    side = min(900, max(380, 36 * n + 140))
+    fig.update_layout(title=title, height=side, margin=dict(l=10, r=10, t=50, b=10),
+                      plot_bgcolor="rgba(0,0,0,0)")
+    fig.update_xaxes(title="predicted", type="category", side="bottom", tickangle=-90 if n > 10 else 0, showgrid=False)
+    fig.update_yaxes(title="true", type="category", autorange="reversed", scaleanchor="x", showgrid=False)
+    return fig
+
+
+def _cell_values(counts: np.ndarray, normalize: bool) -> np.ndarray:
+    return _row_share(counts) * 100 if normalize else counts
+
+
+def mistakes_max(matrix: Sequence[Sequence[int]], normalize: bool = False) -> float:
+    """The largest off-diagonal value as drawn: pass the max of two runs' to draw them on one scale."""
+    values = _cell_values(np.asarray(matrix, dtype=float), normalize)
+    return float((values * (1 - np.eye(len(values)))).max()) if values.size else 0.0
+
+
+def confusion_matrix_figure(matrix: Sequence[Sequence[int]], labels: Sequence[str], normalize: bool = False,
+                            title: str | None = None, mistakes_scale: float | None = None) -> go.Figure:
+    """Rows = true, columns = predicted; the diagonal in greens, mistakes in reds on their own scale.
+
+    Separate scales keep a 2% confusion visible next to a 98% diagonal. `normalize` shows each
+    cell as a share of its true class (row), so small classes weigh as much as big ones.
+    `mistakes_scale` fixes the top of the red scale (side-by-side views share one).
+    """
+    counts = np.asarray(matrix, dtype=float)
+    n = len(labels)
+    if counts.shape != (n, n):
+        raise ValueError(f"a confusion matrix for {n} classes must be {n}x{n}, got {counts.shape}")
+    share = _row_share(counts)
+    values = _cell_values(counts, normalize)
+    diagonal = np.eye(n, dtype=bool)
+    text = np.where(counts > 0, np.vectorize(lambda v: f"{v:.0f}%" if normalize else f"{v:.0f}")(values), "")
+    hover = ("true %{y}<br>predicted %{x}<br>%{customdata[0]:.0f} images · %{customdata[1]:.1%} of the true class"
+             "<extra></extra>")
+    custom = np.dstack([counts, share])
+    fig = go.Figure()
+    for mask, scale in ((diagonal, CORRECT_SCALE), (~diagonal & (counts > 0), MISTAKE_SCALE)):
+        z = np.where(mask, values, np.nan)  # cells of the other trace, and empty mistakes, stay blank
+        top = np.nanmax(z) if np.isfinite(z).any() and np.nanmax(z) > 0 else 1.0
+        if scale is MISTAKE_SCALE and mistakes_scale:
+            top = mistakes_scale
+        fig.add_trace(go.Heatmap(
+            z=z, x=list(labels), y=list(labels), colorscale=scale, zmin=0, zmax=top, showscale=False,
+            text=np.where(mask, text, "") if n <= TEXT_MAX_CLASSES else None,
+            texttemplate="%{text}" if n <= TEXT_MAX_CLASSES else None, customdata=custom,
+            hovertemplate=hover, xgap=1, ygap=1))
+    correct, total = np.trace(counts), counts.sum()
+    default = f"{correct:.0f}/{total:.0f} correct ({correct / total:.1%})" if total else "no test images"
+    return _square_axes(fig, n, title or default)
+
+
+def confusion_difference_figure(before: Sequence[Sequence[int]], after: Sequence[Sequence[int]],
+                                labels: Sequence[str], normalize: bool = True,
+                                names: tuple[str, str] = ("A", "B")) -> go.Figure:
+    """after − before per cell, colored by whether the change helps: green = better, red = worse.
+
+    More on the diagonal is better, more off it is worse, so off-diagonal colors are flipped;
+    the cell text keeps the signed change.
+    """
+    a, b = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    n = len(labels)
+    if a.shape != (n, n) or b.shape != (n, n):
+        raise ValueError("the two runs' confusion matrices have different classes; "
+                         "they cannot be compared cell by cell")
+    delta = (_row_share(b) - _row_share(a)) * 100 if normalize else b - a
+    gain = np.where(np.eye(n, dtype=bool), delta, -delta)
+    limit = float(np.abs(gain).max()) or 1.0
+    unit = " pp" if normalize else ""
+    text = np.vectorize(lambda v: "" if abs(v) < 0.05 else f"{v:+.0f}" if not normalize else f"{v:+.1f}")(delta)
+    fig = go.Figure(go.Heatmap(
+        z=gain, x=list(labels), y=list(labels), colorscale=GOOD_BAD, zmin=-limit, zmax=limit, zmid=0,
+        text=text if n <= TEXT_MAX_CLASSES else None, texttemplate="%{text}" if n <= TEXT_MAX_CLASSES else None,
+        customdata=delta, xgap=1, ygap=1,
+        hovertemplate=f"true %{{y}}<br>predicted %{{x}}<br>{names[1]} − {names[0]}: %{{customdata:+.2f}}{unit}"
+                      "<extra></extra>",
+        colorbar=dict(tickvals=[-limit, 0, limit], ticktext=["worse", "same", "better"])))
+    what = "row-normalized, percentage points" if normalize else "counts"
+    return _square_axes(fig, n, f"{names[1]} − {names[0]} ({what})")
+
+
+def per_class_figure(per_class: pd.DataFrame, metric: str = "f1") -> go.Figure:
+    """Horizontal bars of one per-class score, worst class on top; hover shows the others."""
+    table = per_class.sort_values(metric, ascending=True)
+    custom = table[["precision", "recall", "f1", "support"]].to_numpy()
+    fig = go.Figure(go.Bar(
+        x=table[metric], y=table["label"].astype(str), orientation="h", customdata=custom,
+        marker=dict(color=table[metric], colorscale="RdYlGn", cmin=0, cmax=1),
+        text=table[metric].map(lambda v: f"{v:.2f}"), textposition="auto",
+        hovertemplate="<b>%{y}</b><br>precision %{customdata[0]:.3f}<br>recall %{customdata[1]:.3f}"
+                      "<br>F1 %{customdata[2]:.3f}<br>support %{customdata[3]:.0f}<extra></extra>"))
+    fig.update_layout(title=f"per-class {metric}", height=max(260, 22 * len(table) + 90),
+                      margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(range=[0, 1], title=metric))
+    fig.update_yaxes(type="category", autorange="reversed")
+    return fig
+
+
+def _dimension(values: pd.Series, label: str) -> dict:
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all():
+        if (numeric > 0).all() and numeric.max() / numeric.min() >= 10:  # e.g. learning rates
+            logs = np.log10(numeric)
+            ticks = np.arange(np.floor(logs.min()), np.ceil(logs.max()) + 1)
+            return dict(label=f"{label} (log)", values=logs, tickvals=ticks, ticktext=[f"1e{t:.0f}" for t in ticks])
+        return dict(label=label, values=numeric)
+    text = values.fillna("—").astype(str)
+    categories = sorted(text.unique())
+    codes = text.map({c: i for i, c in enumerate(categories)})
+    return dict(label=label, values=codes, tickvals=list(range(len(categories))), ticktext=categories)
+
+
+def parallel_coordinates_figure(runs: pd.DataFrame, params: Sequence[str], metric: str) -> go.Figure:
+    """One line per run through its params, ending at `metric` and colored by it."""
+    rows = runs[pd.to_numeric(runs[metric], errors="coerce").notna()]
+    dims = [_dimension(rows[p], p.removeprefix("params.")) for p in params]
+    score = pd.to_numeric(rows[metric])
+    dims.append(dict(label=metric.removeprefix("metrics."), values=score))
+    fig = go.Figure(go.Parcoords(
+        dimensions=dims, line=dict(color=score, colorscale="Viridis", showscale=True,
+                                   colorbar=dict(title=metric.removeprefix("metrics.")))))
+    fig.update_layout(height=420, margin=dict(l=60, r=40, t=60, b=20))
+    return fig
+
+
+def top_classes_figure(top: pd.DataFrame) -> go.Figure:
+    """Horizontal bars of a prediction's top-k classes (columns label, probability), most likely on top."""
+    labels = top["label"].astype(str).tolist()
+    fig = go.Figure(go.Bar(
+        y=labels, x=top["probability"], orientation="h", marker_color=PALETTE[0],
+        text=[f"{p:.1%}" for p in top["probability"]], textposition="auto",
+        hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
+    fig.update_layout(height=80 + 28 * len(labels), margin=dict(l=10, r=10, t=10, b=30), showlegend=False,
+                      xaxis=dict(range=[0, 1], tickformat=".0%", title=None),
+                      yaxis=dict(categoryorder="array", categoryarray=labels[::-1], type="category", title=None))
+    return fig

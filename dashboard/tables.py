@@ -1,0 +1,185 @@
+"""Plain pandas shaping for the pages: MLflow runs as rows, legends, diff tables, per-class scores.
+
+Nothing here talks to MLflow or Streamlit; store.py hands in what it read, pages show what comes out.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+from pipeline import engine, tracking
+
+STATUS_LABELS = {  # a symbol each (plain Unicode, no emoji font needed), so statuses differ without color too
+    "SCHEDULED": "◌ SCHEDULED", "RUNNING": "▶ RUNNING", "FINISHED": "✓ FINISHED", "FAILED": "✗ FAILED",
+    "KILLED": "■ KILLED",
+}
+KEY_PARAMS = ("dataset", "model", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "augment")
+NUMERIC_PARAMS = ("epochs", "batch_size", "lr", "weight_decay")  # shown as numbers so they sort as numbers
+LEGEND_PARAMS = 3  # distinguishing params named in a legend entry
+FINAL_METRICS = (engine.TEST_ACCURACY, engine.TEST_F1, engine.VAL_ACCURACY, engine.VAL_LOSS, engine.TRAIN_LOSS)
+BASE_COLUMNS = ["run_id", "run_name", "experiment_id", "status", "start_time", "end_time", "duration_s",
+                "last_update", "lifecycle_stage", "artifact_uri", "user"]
+
+
+def runs_frame(runs: Iterable) -> pd.DataFrame:
+    """MLflow Run entities as one row each: info columns, then params.*, metrics.*, tags.*.
+
+    `last_update` (ms) is the newest of start, end and latest metric times: it changes whenever a
+    run logs something, so it keys caches of that run's data.
+    """
+    now = time.time() * 1000
+    rows = []
+    for run in runs:
+        info, data = run.info, run.data
+        stamps = [m.timestamp for m in data._metric_objs] if hasattr(data, "_metric_objs") else []
+        end = info.end_time or (now if info.status == "RUNNING" else None)
+        rows.append({
+            "run_id": info.run_id, "run_name": info.run_name or info.run_id[:8],
+            "experiment_id": info.experiment_id, "status": info.status,
+            "start_time": info.start_time, "end_time": info.end_time,
+            "duration_s": (end - info.start_time) / 1000 if end and info.start_time else np.nan,
+            "last_update": int(max([info.start_time or 0, info.end_time or 0, *stamps])),
+            "lifecycle_stage": info.lifecycle_stage, "artifact_uri": info.artifact_uri, "user": info.user_id,
+            **{f"params.{k}": v for k, v in data.params.items()},
+            **{f"metrics.{k}": v for k, v in data.metrics.items()},
+            **{f"tags.{k}": v for k, v in data.tags.items()},
+        })
+    frame = pd.DataFrame(rows, columns=None if rows else BASE_COLUMNS)
+    for column in ("start_time", "end_time"):
+        frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True)
+    return frame
+
+
+def prefixed(frame: pd.DataFrame, prefix: str) -> list[str]:
+    return [c for c in frame.columns if c.startswith(prefix)]
+
+
+def differing(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The columns whose values are not all the same (missing counts as a value)."""
+    return [c for c in columns if c in frame and frame[c].fillna("∅").astype(str).nunique() > 1]
+
+
+def run_labels(runs: pd.DataFrame, max_params: int = LEGEND_PARAMS) -> dict[str, str]:
+    """Legend names: the run name plus the params that tell the selected runs apart; always unique."""
+    params = differing(runs, [f"params.{p}" for p in KEY_PARAMS] + prefixed(runs, "params."))
+    params = list(dict.fromkeys(params))[:max_params]
+    labels = {}
+    for _, row in runs.iterrows():
+        extra = ", ".join(f"{p.removeprefix('params.')}={compact(row[p])}" for p in params if pd.notna(row[p]))
+        labels[row["run_id"]] = f"{row['run_name']} ({extra})" if extra else row["run_name"]
+    seen: dict[str, int] = {}
+    for run_id, label in labels.items():
+        seen[label] = seen.get(label, 0) + 1
+    return {run_id: f"{label} [{run_id[:6]}]" if seen[label] > 1 else label for run_id, label in labels.items()}
+
+
+def compact(value) -> str:
+    """A param as short text: 0.000532215 -> 0.000532, 64 -> 64, cnn -> cnn."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if number.is_integer() or not math.isfinite(number):
+        return str(value)
+    return f"{number:.3g}"
+
+
+def best(history: pd.DataFrame, key: str, mode: str = "max") -> pd.Series:
+    """Per run, the best value a metric reached (max or min over its history)."""
+    rows = history[(history["key"] == key) & np.isfinite(history["value"])]
+    grouped = rows.groupby("run_id")["value"]
+    return grouped.max() if mode == "max" else grouped.min()
+
+
+def steps_per_epoch(runs: pd.DataFrame) -> dict[str, float]:
+    """Optimizer steps per epoch from the train split size and batch size each run logged."""
+    if "tags.runboard.train_images" not in runs or "params.batch_size" not in runs:
+        return {}
+    images = pd.to_numeric(runs["tags.runboard.train_images"], errors="coerce")
+    per_epoch = np.ceil(images / pd.to_numeric(runs["params.batch_size"], errors="coerce"))
+    return {r: float(v) for r, v in zip(runs["run_id"], per_epoch) if np.isfinite(v) and v > 0}
+
+
+def runs_table(runs: pd.DataFrame, best_val: pd.Series, mlflow_ui: str, extra: Sequence[str] = ()) -> pd.DataFrame:
+    """The runs page's table: one row per run, newest first, with links to the detail page and MLflow."""
+    table = pd.DataFrame({
+        "run_id": runs["run_id"],
+        "open": "run_detail?run=" + runs["run_id"],
+        "name": runs["run_name"],
+        "status": runs["status"].map(lambda s: STATUS_LABELS.get(s, s)),
+        "start": runs["start_time"].dt.tz_convert(None),  # naive UTC: Arrow warns on tz-aware columns
+        "duration_s": runs["duration_s"],
+    })
+    for p in KEY_PARAMS:
+        values = runs[f"params.{p}"] if f"params.{p}" in runs else pd.Series("", index=runs.index)
+        table[p] = pd.to_numeric(values, errors="coerce") if p in NUMERIC_PARAMS else values.fillna("")
+    table["best val acc"] = runs["run_id"].map(best_val)
+    table["test acc"] = runs.get(f"metrics.{engine.TEST_ACCURACY}")
+    table["test F1"] = runs.get(f"metrics.{engine.TEST_F1}")
+    for column in extra:
+        table[column.split(".", 1)[-1]] = runs.get(column)
+    table["mlflow"] = [mlflow_run_url(mlflow_ui, e, r) for e, r in zip(runs["experiment_id"], runs["run_id"])]
+    return table.sort_values("start", ascending=False, na_position="first").reset_index(drop=True)
+
+
+def mlflow_run_url(base: str, experiment_id: str, run_id: str) -> str:
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def mlflow_compare_url(base: str, run_ids: Sequence[str], experiment_ids: Sequence[str]) -> str:
+    """mlflow ui's own comparison of these runs (its route takes JSON lists)."""
+    runs, experiments = (quote(json.dumps(list(ids), separators=(",", ":"))) for ids in (run_ids, experiment_ids))
+    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}"
+
+
+def diff_table(runs: pd.DataFrame, best_val: pd.Series | None = None,
+               metrics: Sequence[str] = FINAL_METRICS) -> pd.DataFrame:
+    """One row per run: only the params that differ, then the final metrics beside them."""
+    params = differing(runs, prefixed(runs, "params."))
+    table = pd.DataFrame({"run": runs["run_name"].to_numpy(), "status": runs["status"].to_numpy()},
+                         index=runs["run_id"].to_numpy())
+    for p in params:
+        table[p.removeprefix("params.")] = runs[p].map(compact, na_action="ignore").to_numpy()
+    if best_val is not None:
+        table[f"best {engine.VAL_ACCURACY}"] = runs["run_id"].map(best_val).to_numpy()
+    for m in metrics:
+        if f"metrics.{m}" in runs:
+            table[m] = runs[f"metrics.{m}"].to_numpy()
+    table.index.name = "run_id"
+    return table
+
+
+def per_class_table(per_class: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """per_class.json as rows (label, precision, recall, f1, support), weakest F1 first."""
+    rows = [{"label": str(label), **{k: scores.get(k, np.nan) for k in ("precision", "recall", "f1", "support")}}
+            for label, scores in per_class.items()]
+    table = pd.DataFrame(rows, columns=["label", "precision", "recall", "f1", "support"])
+    return table.sort_values(["f1", "label"], ascending=[True, True]).reset_index(drop=True)
+
+
+def history_csv(history: pd.DataFrame, labels: Mapping[str, str]) -> bytes:
+    """Every logged point (not the downsampled drawing) as CSV, with run names."""
+    out = history[["run_id", "key", "step", "timestamp", "value"]].copy()
+    out.insert(1, "run", out["run_id"].map(labels))
+    return out.sort_values(["run_id", "key", "step", "timestamp"]).to_csv(index=False).encode()
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Tags worth showing: MLflow's bookkeeping and the traceback (shown on its own) left out."""
+    hidden = {tracking.TAG_TRACEBACK, "mlflow.log-model.history", "mlflow.runName"}
+    return {k: v for k, v in sorted(tags.items()) if k not in hidden}

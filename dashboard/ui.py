@@ -1,0 +1,67 @@
+"""Small pieces every reading page shares: the error edge, the empty state, status badges, URL lists."""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import store
+
+VIEWS = Path(__file__).parent / "views"
+STATUS_COLORS = {"SCHEDULED": "gray", "RUNNING": "blue", "FINISHED": "green", "FAILED": "red", "KILLED": "orange"}
+STATUS_CSS = {"SCHEDULED": "#9ca3af", "RUNNING": "#60a5fa", "FINISHED": "#4ade80", "FAILED": "#f87171",
+              "KILLED": "#fb923c"}  # pill colors in tables, same hues as the badges
+STATUS_ICONS = {"SCHEDULED": ":material/schedule:", "RUNNING": ":material/autorenew:",
+                "FINISHED": ":material/check_circle:", "FAILED": ":material/error:", "KILLED": ":material/cancel:"}
+LIVE_STATUSES = ("SCHEDULED", "RUNNING")
+LIVE_REFRESH_SECONDS = 10  # how often views of unfinished runs re-read the store
+FIRST_RUN = "python -m pipeline train --dataset digits --model cnn --epochs 5"
+
+
+def guarded(body: Callable[..., None]) -> Callable[..., None]:
+    """`body` with the page's error edge: a store problem the user can act on becomes one message."""
+    @functools.wraps(body)
+    def run(*args, **kwargs) -> None:
+        try:
+            body(*args, **kwargs)
+        except store.TrackingError as e:
+            st.error(f"**The MLflow tracking store cannot be read.** {e}\n\nCheck `MLFLOW_TRACKING_URI` "
+                     "(or start the server it points to) and reload the page.", icon=":material/cloud_off:")
+        except store.FilterError as e:
+            st.error(str(e), icon=":material/filter_alt_off:")
+        except store.RunNotFoundError as e:
+            st.error(f"{e}", icon=":material/search_off:")
+    return run
+
+
+def page_exists(name: str) -> bool:
+    return (VIEWS / f"{name}.py").exists()
+
+
+def no_runs_yet(experiment: str | None = None) -> None:
+    """The friendly empty state: how to get a first run, from the browser or the shell."""
+    where = f"in experiment **{experiment}** " if experiment else ""
+    st.info(f"No runs {where}yet: launch one.", icon=":material/rocket_launch:")
+    if page_exists("launch"):
+        st.page_link("views/launch.py", label="Launch a run", icon=":material/rocket_launch:")
+    st.caption("Or from a shell in the project folder (a 5-epoch run takes under a minute on a CPU):")
+    st.code(FIRST_RUN + (f" --experiment {experiment}" if experiment and experiment != "Default" else ""),
+            language="bash")
+
+
+def status_badge(status: str) -> None:
+    st.badge(status, icon=STATUS_ICONS.get(status), color=STATUS_COLORS.get(status, "gray"))
+
+
+def query_list(name: str) -> list[str]:
+    """A comma-separated query param (`?runs=a,b`) as a list without blanks or repeats."""
+    raw = ",".join(st.query_params.get_all(name))
+    return list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+
+
+def run_options(runs) -> dict[str, str]:
+    """How runs are named in pickers (run id -> "name · status · short id"), built once per listing."""
+    rows = zip(runs["run_id"], runs["run_name"], runs["status"])
+    return {run_id: f"{name} · {status.lower()} · {run_id[:8]}" for run_id, name, status in rows}

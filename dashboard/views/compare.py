@@ -1,0 +1,121 @@
+"""Compare: overlaid curves of 2 to 50 runs, what differs between them, and params vs a metric.
+
+URL: `?runs=ID1,ID2,...` holds the selection, so a comparison is shared by copying the link.
+Curves read full histories through the store's cache (one bulk read per metric, then none until
+a run logs more) and draw them downsampled; the CSV download has every point.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, store, tables, ui
+from pipeline import engine, settings
+
+MAX_RUNS = 50
+PARCOORDS_MIN_RUNS = 3  # below this a table says more than lines
+WIDE_ABOVE = 4          # more runs than this: one chart per row
+DEFAULT_METRICS = (engine.TRAIN_LOSS, engine.VAL_LOSS, engine.VAL_ACCURACY, engine.TRAIN_LOSS_STEP)
+
+
+def pick_runs(all_runs: pd.DataFrame) -> list[str]:
+    """The runs from the URL (unknown or deleted ones reported), editable; written back to the URL."""
+    wanted = ui.query_list("runs")
+    known = set(all_runs["run_id"])
+    gone = [r for r in wanted if r not in known]
+    if gone:
+        st.warning(f"Left out {len(gone)} run(s) from the link that are deleted or not in this store: "
+                   + ", ".join(r[:8] for r in gone), icon=":material/search_off:")
+    wanted = [r for r in wanted if r in known]
+    if len(wanted) > MAX_RUNS:
+        st.warning(f"Showing the first {MAX_RUNS} of the {len(wanted)} runs in the link.")
+        wanted = wanted[:MAX_RUNS]
+    chosen = st.multiselect("Runs", list(all_runs["run_id"]), default=wanted, key="runs",
+                            max_selections=MAX_RUNS, format_func=ui.run_options(all_runs).get,
+                            placeholder="pick 2 to 50 runs")
+    if chosen:
+        st.query_params["runs"] = ",".join(chosen)
+    else:
+        st.query_params.pop("runs", None)
+    return chosen
+
+
+def controls(selected: pd.DataFrame) -> tuple[list[str], str, float, bool]:
+    logged = [c.removeprefix("metrics.") for c in tables.prefixed(selected, "metrics.") if selected[c].notna().any()]
+    ordered = [m for m in DEFAULT_METRICS if m in logged] + sorted(
+        (m for m in logged if m not in DEFAULT_METRICS), key=lambda m: (m.startswith("system/"), m))
+    metrics = st.multiselect("Metrics", ordered, default=[m for m in DEFAULT_METRICS if m in logged], key="metrics")
+    left, middle, right = st.columns([2, 3, 1])
+    axis = left.radio("x axis", charts.X_AXES, horizontal=True, key="x_axis")
+    smoothing = middle.slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="smoothing",
+                              help="exponential moving average, as in TensorBoard; the raw curve stays faint behind")
+    log_y = right.toggle("log y", key="log_y")
+    return metrics, axis, smoothing, log_y
+
+
+@ui.guarded
+def curves(chosen: list[str], metrics: list[str], axis: str, smoothing: float, log_y: bool) -> None:
+    """The curve grid and its CSV; a fragment, re-read on a timer while a run is still going."""
+    selected = store.runs().set_index("run_id").reindex(chosen).dropna(subset=["run_name"]).reset_index()
+    colors, labels = charts.run_colors(chosen), tables.run_labels(selected)
+    history = store.metric_histories(store.versions(selected), metrics)
+    start_ms = (selected["start_time"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(milliseconds=1)
+    drawn, x_title = charts.with_x(history, axis, tables.steps_per_epoch(selected),
+                                   dict(zip(selected["run_id"], start_ms)))
+    per_row = 2 if len(chosen) <= WIDE_ABOVE else 1  # many runs: full-width charts leave room for the legend
+    columns = st.columns(per_row)
+    for i, metric in enumerate(metrics):
+        with columns[i % per_row]:
+            if (history["key"] == metric).any():
+                st.plotly_chart(charts.metric_figure(drawn, metric, colors, labels, smoothing, log_y, x_title),
+                                key=f"curve_{metric}", config={"displaylogo": False})
+            else:
+                st.info(f"No history of {metric} for these runs yet.")
+    st.download_button(f"Download CSV ({len(history):,} points)", lambda: tables.history_csv(history, labels),
+                       file_name="runboard-comparison.csv", mime="text/csv", icon=":material/download:",
+                       on_click="ignore", key="csv")
+
+
+def differences(selected: pd.DataFrame, colors: dict[str, str]) -> None:
+    st.subheader("What differs")
+    best_val = tables.best(store.metric_histories(store.versions(selected), [engine.VAL_ACCURACY]),
+                           engine.VAL_ACCURACY)
+    table = tables.diff_table(selected, best_val)
+    styled = table.style.apply(lambda _: [f"color: {colors[r]}; font-weight: 600" for r in table.index],
+                               subset=["run"]).format(precision=4, subset=table.select_dtypes("number").columns)
+    st.dataframe(styled, key="diff_table", hide_index=True)
+    params = tables.differing(selected, tables.prefixed(selected, "params."))
+    if not params:
+        st.caption("These runs share every param: only their metrics differ.")
+    if len(selected) >= PARCOORDS_MIN_RUNS and params:
+        finals = [f"metrics.{m}" for m in tables.FINAL_METRICS if f"metrics.{m}" in selected]
+        if finals:
+            metric = st.selectbox("Color by", finals, key="parcoords_metric",
+                                  format_func=lambda m: m.removeprefix("metrics."))
+            st.plotly_chart(charts.parallel_coordinates_figure(selected, params, metric), key="parcoords")
+
+
+def page() -> None:
+    st.title("Compare runs")
+    all_runs = store.runs()
+    if all_runs.empty:
+        ui.no_runs_yet()
+        return
+    chosen = pick_runs(all_runs)
+    if len(chosen) < 2:
+        st.info("Pick at least two runs above, or select rows on the Runs page and press Compare.",
+                icon=":material/stacked_line_chart:")
+        st.page_link("views/runs.py", label="Runs", icon=":material/table_rows:")
+        return
+    selected = all_runs.set_index("run_id").loc[chosen].reset_index()
+    experiments = sorted(set(selected["experiment_id"]))
+    mlflow_compare = tables.mlflow_compare_url(settings.mlflow_ui_url(), chosen, experiments)
+    st.caption(f"{len(chosen)} runs · share this comparison by copying the page URL (`?runs=...`) · "
+               f"[open in MLflow]({mlflow_compare})")
+    metrics, axis, smoothing, log_y = controls(selected)
+    live = selected["status"].isin(ui.LIVE_STATUSES).any()
+    st.fragment(curves, run_every=ui.LIVE_REFRESH_SECONDS if live else None)(chosen, metrics, axis, smoothing, log_y)
+    differences(selected, charts.run_colors(chosen))
+
+
+ui.guarded(page)()

@@ -1,0 +1,234 @@
+"""Run detail: one run's summary, curves, evaluation (confusion matrix, per-class scores, mistakes),
+a two-run comparison of evaluations, its artifacts and its logged model.
+
+URL: `?run=ID`, optionally `&vs=ID2` for the comparison. Each section that needs an artifact says
+in place when the run has none (still running, failed, or never logged), never a traceback.
+"""
+from __future__ import annotations
+
+import functools
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, store, tables, ui
+from pipeline import engine, metrics, settings, tracking
+
+CURVE_GROUPS = {  # one chart per group, its metrics overlaid
+    "loss": (engine.TRAIN_LOSS, engine.VAL_LOSS), "accuracy": (engine.TRAIN_ACCURACY, engine.VAL_ACCURACY),
+    engine.TRAIN_LOSS_STEP: (engine.TRAIN_LOSS_STEP,), "learning rate": (engine.LR,),
+    "throughput (img/s)": (engine.THROUGHPUT,),
+}
+TOP_CONFUSED = 10
+
+
+def pick_run() -> str | None:
+    """The run in the URL, else one picked from the newest runs (written to the URL)."""
+    wanted = st.query_params.get("run")
+    if wanted:
+        return wanted
+    runs = store.runs()
+    if runs.empty:
+        ui.no_runs_yet()
+        return None
+    chosen = st.selectbox("Run", list(runs["run_id"]), index=None, key="pick_run", placeholder="pick a run",
+                          format_func=ui.run_options(runs).get)
+    if chosen:
+        st.query_params["run"] = chosen
+    return chosen
+
+
+def header(run: dict) -> None:
+    st.title(run["run_name"])
+    ui.status_badge(run["status"])
+    mlflow_url = tables.mlflow_run_url(settings.mlflow_ui_url(), run["experiment_id"], run["run_id"])
+    started = run["start_time"].strftime("%Y-%m-%d %H:%M UTC") if pd.notna(run["start_time"]) else "—"
+    st.caption(f"run `{run['run_id']}` · started {started} · [open in MLflow]({mlflow_url})")
+    tags, values = run["tags"], run["metrics"]
+    cells = [("duration", tables.format_duration(run["duration_s"])), ("device", tags.get(tracking.TAG_DEVICE, "—")),
+             ("epochs", tags.get(tracking.TAG_EPOCHS_RUN, run["params"].get("epochs", "—"))),
+             ("test accuracy", f"{values[engine.TEST_ACCURACY]:.2%}" if engine.TEST_ACCURACY in values else "—"),
+             ("test F1 (macro)", f"{values[engine.TEST_F1]:.3f}" if engine.TEST_F1 in values else "—")]
+    for column, (label, value) in zip(st.columns(len(cells)), cells):
+        column.metric(label, value)
+    status, reason = run["status"], tags.get(tracking.TAG_ERROR)
+    if status == "FAILED":
+        st.error(f"**This run failed.** {reason or 'No reason was recorded.'}", icon=":material/error:")
+        if tags.get(tracking.TAG_TRACEBACK):
+            with st.expander("Traceback", expanded=True):
+                st.code(tags[tracking.TAG_TRACEBACK], language="python")
+    elif status == "KILLED":
+        st.warning(f"**This run was stopped.** {reason or ''}", icon=":material/cancel:")
+    elif status in ui.LIVE_STATUSES:
+        st.info(f"This run is {status.lower()}: curves refresh on their own; the evaluation appears "
+                "when it finishes.", icon=":material/autorenew:")
+
+
+def overview(run: dict) -> None:
+    left, middle, right = st.columns(3)
+    left.markdown("**Params**")
+    left.dataframe(pd.DataFrame(sorted(run["params"].items()), columns=["param", "value"]), hide_index=True,
+                   height="content")
+    middle.markdown("**Final metrics**")
+    final = {k: v for k, v in sorted(run["metrics"].items()) if not k.startswith("system/")}
+    middle.dataframe(pd.DataFrame(final.items(), columns=["metric", "value"]), hide_index=True, height="content")
+    right.markdown("**Tags**")
+    right.dataframe(pd.DataFrame(tables.user_tags(run["tags"]).items(), columns=["tag", "value"]), hide_index=True)
+
+
+@ui.guarded
+def curves(run_id: str) -> None:
+    """The run's metrics, overlaid by group; a fragment re-read on a timer while the run goes on."""
+    run = store.run(run_id)
+    logged = [k for k in run["metrics"] if k not in engine.TEST_METRICS]
+    history = store.metric_histories({run_id: run["last_update"]}, logged)
+    left, right = st.columns([2, 3])
+    axis = left.radio("x axis", charts.X_AXES, horizontal=True, key="detail_x_axis")
+    smoothing = right.slider("Smoothing of train_loss_step", 0.0, 0.99, 0.6, 0.01, key="detail_smoothing")
+    frame = pd.DataFrame([{**run, **{f"params.{k}": v for k, v in run["params"].items()},
+                           **{f"tags.{k}": v for k, v in run["tags"].items()}}])
+    drawn, x_title = charts.with_x(history, axis, tables.steps_per_epoch(frame),
+                                   {run_id: run["start_time"].timestamp() * 1000})
+    groups = {title: [k for k in keys if k in logged] for title, keys in CURVE_GROUPS.items()}
+    others = sorted(k for k in logged if all(k not in keys for keys in CURVE_GROUPS.values()))
+    groups |= {k: [k] for k in st.multiselect("More metrics", others, key="detail_more", placeholder="system/...")}
+    columns = st.columns(2)
+    for i, (title, keys) in enumerate((t, k) for t, k in groups.items() if k):
+        series = drawn[drawn["key"].isin(keys)].assign(run_id=lambda d: d["key"], key=title)
+        per_step = title == engine.TRAIN_LOSS_STEP
+        x_name = x_title if per_step or axis == "relative time" else "epoch"  # epoch metrics: step = epoch
+        fig = charts.metric_figure(series, title, charts.run_colors(keys), {k: k for k in keys},
+                                   smoothing if per_step else 0.0, x_title=x_name)
+        columns[i % 2].plotly_chart(fig, key=f"detail_curve_{title}")
+    if history.empty:
+        st.info("No metrics logged yet.")
+
+
+def evaluation(run: dict) -> None:
+    run_id, version = run["run_id"], run["last_update"]
+    try:
+        labels, matrix = store.confusion_matrix(run_id, version)
+    except store.ArtifactNotFoundError:
+        st.info("No evaluation yet: it is logged when the run finishes." if run["status"] in ui.LIVE_STATUSES
+                else f"This run has no confusion matrix ({store.CONFUSION_MATRIX} was not logged).",
+                icon=":material/grid_off:")
+        return
+    normalize = st.toggle("Row-normalized (% of each true class)", key="normalize")
+    left, right = st.columns([3, 2])
+    left.plotly_chart(charts.confusion_matrix_figure(matrix, labels, normalize), key="confusion")
+    with right:
+        st.markdown("**Most confused pairs**")
+        pairs = metrics.most_confused(matrix, labels, TOP_CONFUSED)
+        rows = matrix.sum(axis=1)
+        st.dataframe(pd.DataFrame([{"true": t, "predicted": p, "count": n, "of true class": n / rows[labels.index(t)]}
+                                   for t, p, n in pairs], columns=["true", "predicted", "count", "of true class"]),
+                     hide_index=True, key="confused",
+                     column_config={"of true class": st.column_config.NumberColumn(format="percent")})
+    try:
+        per_class = tables.per_class_table(store.per_class(run_id, version))
+        left, right = st.columns([2, 3])
+        left.dataframe(per_class, hide_index=True, key="per_class",
+                       column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                      for k in ("precision", "recall", "f1")})
+        right.plotly_chart(charts.per_class_figure(per_class), key="per_class_chart")
+    except store.ArtifactNotFoundError as e:
+        st.info(f"No per-class scores: {e}.")
+    try:
+        st.image(store.artifact_bytes(run_id, store.MISCLASSIFIED, version),
+                 caption="most confidently wrong test images")
+    except store.ArtifactNotFoundError as e:
+        st.info(f"No misclassified examples: {e}.")
+
+
+def versus(run: dict) -> None:
+    """This run's evaluation against another's: side by side, or what changed cell by cell."""
+    runs = store.runs([run["experiment_id"]])
+    options = [r for r in runs["run_id"] if r != run["run_id"]]
+    wanted = st.query_params.get("vs")
+    if not options:
+        st.info("No other run in this experiment to compare with.")
+        return
+    other_id = st.selectbox("Compare with", options, key="vs", format_func=ui.run_options(runs).get,
+                            index=options.index(wanted) if wanted in options else None, placeholder="pick a run")
+    if not other_id:
+        return
+    st.query_params["vs"] = other_id
+    other = store.run(other_id)
+    try:
+        mine = store.confusion_matrix(run["run_id"], run["last_update"])
+        theirs = store.confusion_matrix(other_id, other["last_update"])
+    except store.ArtifactNotFoundError as e:
+        st.info(f"Both runs need a confusion matrix to be compared: {e}.", icon=":material/grid_off:")
+        return
+    mode = st.segmented_control("View", ["side by side", "difference"], default="side by side", key="vs_mode")
+    normalize = st.toggle("Row-normalized", value=True, key="vs_normalize")
+    names = (other["run_name"], run["run_name"])
+    if mode == "difference":
+        if mine[0] != theirs[0]:
+            st.info("The two runs have different classes; their matrices cannot be subtracted.")
+            return
+        st.plotly_chart(charts.confusion_difference_figure(theirs[1], mine[1], mine[0], normalize, names),
+                        key="vs_diff")
+    else:
+        sides = ((names[1], mine), (names[0], theirs))
+        scale = max(charts.mistakes_max(matrix, normalize) for _, (_, matrix) in sides)  # one red scale for both
+        for i, (column, (name, (labels, matrix))) in enumerate(zip(st.columns(2), sides)):
+            column.plotly_chart(charts.confusion_matrix_figure(matrix, labels, normalize, name, scale or None),
+                                key=f"vs_side_{i}")
+
+
+def artifacts(run: dict) -> None:
+    run_id, version = run["run_id"], run["last_update"]
+    files = store.artifacts(run_id, version)
+    st.subheader("Run artifacts")
+    if files.empty:
+        st.info("This run has no artifacts yet.")
+    for i, row in files.iterrows():
+        name, size = st.columns([4, 1])
+        name.markdown(f"`{row['path']}` · {row['size'] or 0:,} bytes")
+        size.download_button("Download", functools.partial(store.artifact_bytes, run_id, row["path"], version),
+                             file_name=row["path"].rsplit("/", 1)[-1], key=f"artifact_{i}", on_click="ignore",
+                             icon=":material/download:")
+    st.subheader("Logged model")
+    try:
+        model = store.model_info(run_id, version)
+    except store.ArtifactNotFoundError as e:
+        st.info(f"{e}.", icon=":material/inventory_2:")
+        return
+    st.code(model["model_uri"], language=None)
+    left, right = st.columns(2)
+    left.markdown("**Signature**")
+    left.code(f"inputs:  {model['inputs']}\noutputs: {model['outputs']}", language=None)
+    left.caption("flavors: " + ", ".join(model["flavors"]))
+    right.markdown("**Preprocessing**")
+    right.json(model["preprocessing"] or {}, expanded=2)
+    with st.expander(f"Model files ({len(model['files'])})"):
+        for i, row in enumerate(model["files"]):
+            name, size = st.columns([4, 1])
+            name.markdown(f"`{row['path']}` · {row['size'] or 0:,} bytes")
+            size.download_button("Download", functools.partial(store.model_file_bytes, model["artifact_location"],
+                                                               row["path"]),
+                                 file_name=row["path"].rsplit("/", 1)[-1], key=f"model_file_{i}", on_click="ignore")
+
+
+def page() -> None:
+    run_id = pick_run()
+    if not run_id:
+        return
+    run = store.run(run_id)
+    header(run)
+    tabs = st.tabs(["Overview", "Curves", "Evaluation", "Compare evaluation", "Artifacts & model"])
+    with tabs[0]:
+        overview(run)
+    with tabs[1]:
+        live = run["status"] in ui.LIVE_STATUSES
+        st.fragment(curves, run_every=ui.LIVE_REFRESH_SECONDS if live else None)(run_id)
+    with tabs[2]:
+        evaluation(run)
+    with tabs[3]:
+        versus(run)
+    with tabs[4]:
+        artifacts(run)
+
+
+ui.guarded(page)()

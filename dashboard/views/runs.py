@@ -1,0 +1,119 @@
+"""Runs: every run of an experiment in one sortable, filterable table; pick runs to compare or open.
+
+URL: `?experiment=NAME`. The table comes from one cached search_runs query; best val accuracy
+from one bulk read of the val_accuracy histories, cached per run until the run changes.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import store, tables, ui
+from pipeline import engine, settings
+
+MAX_COMPARE = 50
+
+
+def pick_experiment(all_runs: pd.DataFrame) -> tuple[str, str]:
+    """The experiment from the URL, else the one with the newest run; kept in the URL."""
+    experiments = store.experiments()
+    counts = all_runs["experiment_id"].value_counts()
+    names = list(experiments["name"])
+    wanted = st.query_params.get("experiment")
+    if wanted not in names:
+        newest = all_runs.sort_values("start_time", ascending=False)["experiment_id"]
+        wanted = experiments.set_index("experiment_id")["name"].get(newest.iloc[0]) if len(newest) else names[0]
+    ids = dict(zip(experiments["name"], experiments["experiment_id"]))
+    name = st.selectbox("Experiment", names, index=names.index(wanted), key="experiment",
+                        format_func=lambda n: f"{n} ({counts.get(ids[n], 0)} runs)")
+    st.query_params["experiment"] = name
+    return name, ids[name]
+
+
+def filtered(runs: pd.DataFrame) -> pd.DataFrame:
+    """Status, dataset and model filters, applied to the cached listing."""
+    columns = st.columns([2, 2, 2])
+    for column, (label, field) in zip(columns, (("Status", "status"), ("Dataset", "params.dataset"),
+                                                 ("Model", "params.model"))):
+        options = sorted(runs[field].dropna().unique()) if field in runs else []
+        chosen = column.multiselect(label, options, key=f"filter_{field}", placeholder="all")
+        if chosen:
+            runs = runs[runs[field].isin(chosen)]
+    return runs
+
+
+def actions(table: pd.DataFrame, selected: list[str]) -> None:
+    """Compare / open buttons for the selected rows, and the same run in mlflow ui."""
+    left, middle, right, _ = st.columns([1.3, 1.3, 1.3, 3])
+    if left.button(f"Compare {len(selected)} selected", icon=":material/stacked_line_chart:", key="compare",
+                   disabled=not 2 <= len(selected) <= MAX_COMPARE, type="primary",
+                   help=f"select 2 to {MAX_COMPARE} rows in the table"):
+        st.switch_page("views/compare.py", query_params={"runs": ",".join(selected)})
+    if middle.button("Open selected", icon=":material/analytics:", key="open",
+                     disabled=not 1 <= len(selected) <= 2, help="one row, or two to compare their evaluations"):
+        params = {"run": selected[0], **({"vs": selected[1]} if len(selected) == 2 else {})}
+        st.switch_page("views/run_detail.py", query_params=params)
+    if len(selected) == 1:
+        url = table.loc[table["run_id"] == selected[0], "mlflow"].iloc[0]
+        right.link_button("Open in MLflow", url, icon=":material/open_in_new:")
+
+
+def column_config() -> dict:
+    cc = st.column_config
+    return {
+        "open": cc.LinkColumn("", display_text="open", help="the run's detail page", width="small"),
+        "name": cc.TextColumn("name"),
+        "status": cc.MultiselectColumn("status", options=list(tables.STATUS_LABELS.values()),
+                                       color=[ui.STATUS_CSS[s] for s in tables.STATUS_LABELS]),
+        "start": cc.DatetimeColumn("start (UTC)", format="YYYY-MM-DD HH:mm"),
+        "duration_s": cc.NumberColumn("duration (s)", format="%.1f"),
+        "batch_size": cc.NumberColumn("batch size"), "lr": cc.NumberColumn("lr", format="%.2e"),
+        "weight_decay": cc.NumberColumn("weight decay", format="%.1e"),
+        "best val acc": cc.NumberColumn(format="percent"), "test acc": cc.NumberColumn(format="percent"),
+        "test F1": cc.NumberColumn(format="%.3f"),
+        "mlflow": cc.LinkColumn("MLflow", display_text="↗", help="the same run in mlflow ui", width="small"),
+    }
+
+
+@ui.guarded
+def table_section(name: str, experiment_id: str, query: str) -> None:
+    """Filters, the table and its actions; re-run every few seconds while a run is still going."""
+    runs = store.runs([experiment_id], query) if query else store.runs().query("experiment_id == @experiment_id")
+    if runs.empty and not query:
+        ui.no_runs_yet(name)
+        return
+    runs = filtered(runs)
+    if runs.empty:
+        st.info("No run matches these filters.", icon=":material/filter_alt_off:")
+        return
+    histories = store.metric_histories(store.versions(runs), [engine.VAL_ACCURACY])
+    extra_options = [c for c in runs.columns if c.startswith(("params.", "metrics."))
+                     and c.removeprefix("params.") not in tables.KEY_PARAMS and not c.startswith("metrics.system/")]
+    extra = st.multiselect("More columns", extra_options, key="extra_columns", placeholder="params or metrics")
+    table = tables.runs_table(runs, tables.best(histories, engine.VAL_ACCURACY), settings.mlflow_ui_url(), extra)
+    shown = table.assign(status=table["status"].map(lambda label: [label]))  # a list shows as a colored pill
+    event = st.dataframe(shown, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
+                         column_order=[c for c in table.columns if c != "run_id"], column_config=column_config())
+    selected = [table["run_id"].iloc[i] for i in event.selection.rows if i < len(table)]
+    st.caption(f"{len(table)} runs shown · select rows to compare (2 to {MAX_COMPARE}) or open one · "
+               "click a header to sort")
+    actions(table, selected)
+
+
+def page() -> None:
+    st.title("Runs")
+    all_runs = store.runs()
+    if all_runs.empty:
+        ui.no_runs_yet()
+        return
+    name, experiment_id = pick_experiment(all_runs)
+    query = st.text_input("MLflow filter", key="filter_string",
+                          placeholder="params.lr = '0.01' and metrics.test_accuracy > 0.9",
+                          help="MLflow search syntax: params.X, metrics.X, tags.X, attributes.status; "
+                               "strings in quotes, joined by `and`").strip()
+    mine = all_runs[all_runs["experiment_id"] == experiment_id]
+    live = mine["status"].isin(ui.LIVE_STATUSES).any()
+    st.fragment(table_section, run_every=ui.LIVE_REFRESH_SECONDS if live else None)(name, experiment_id, query)
+
+
+ui.guarded(page)()

@@ -1,0 +1,111 @@
+"""Dashboard fixtures: AppTest on the real app against the session's temp store, plus edge-case runs.
+
+The edge runs (still RUNNING, FAILED with a traceback, FINISHED without evaluation, deleted) are
+made directly with MlflowClient in their own experiment, so other tests' counts of `tests` hold.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import streamlit as st
+from mlflow.entities import Metric, Param
+from streamlit.testing.v1 import AppTest
+
+from pipeline import engine, tracking
+from pipeline.config import RunConfig
+
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+EDGE_EXPERIMENT = "dashboard-edge"
+
+
+def open_page(page: str = "runs", **query: str) -> AppTest:
+    """The app on `page` (a file stem in dashboard/views) with these query params, after one run."""
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    if page != "runs":
+        at.switch_page(f"views/{page}.py")
+    at.query_params.update(query)
+    return at.run()
+
+
+def texts(elements) -> str:
+    return " | ".join(str(e.value) for e in elements)
+
+
+@pytest.fixture(autouse=True)
+def fresh_listings():
+    """Listings are cached for seconds; each test starts from what the store holds now."""
+    st.cache_data.clear()
+    yield
+
+
+@pytest.fixture(scope="session")
+def edge_runs(store, trained_runs) -> dict[str, str]:
+    """Runs in the states a page must explain in place: running, failed, unevaluated, deleted."""
+    client = tracking.connect()
+    experiment = tracking.experiment_id(client, EDGE_EXPERIMENT)
+    params = [Param(k, v) for k, v in RunConfig(dataset="digits", model="cnn", epochs=3).to_params().items()]
+    now = int(time.time() * 1000)
+
+    def make(name: str, steps: int = 0, with_params: bool = True) -> str:
+        run_id = client.create_run(experiment, run_name=name).info.run_id
+        metrics = [Metric(engine.TRAIN_LOSS_STEP, 2.0 / (s + 1), now + s, s) for s in range(1, steps + 1)]
+        metrics += [Metric(engine.TRAIN_LOSS, 1.0 / e, now + e, e) for e in range(1, steps // 20 + 1)]
+        client.log_batch(run_id, metrics=metrics, params=params if with_params else [])
+        return run_id
+
+    runs = {"running": make("still-running", 40), "failed": make("broken", 20, with_params=False),
+            "unevaluated": make("no-evaluation", 60), "deleted": make("thrown-away", 20)}
+    client.set_tag(runs["failed"], tracking.TAG_ERROR, "TrainingError: loss became nan at step 17")
+    client.set_tag(runs["failed"], tracking.TAG_TRACEBACK, "Traceback (most recent call last):\n  ...\n"
+                                                           "TrainingError: loss became nan at step 17")
+    client.set_terminated(runs["failed"], "FAILED")
+    for name in ("unevaluated", "deleted"):
+        client.set_terminated(runs[name], "FINISHED")
+    client.delete_run(runs["deleted"])
+    return runs
+
+
+@pytest.fixture(scope="session")
+def empty_store_uri(tmp_path_factory) -> str:
+    """A store with no runs, made once: creating MLflow's tables takes seconds."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('empty') / 'mlflow.db'}"
+    mlflow.MlflowClient(uri).search_experiments()
+    return uri
+
+
+@pytest.fixture
+def empty_store(empty_store_uri, monkeypatch):
+    """The dashboard pointed at a store with no runs at all, for this test only."""
+    before = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty_store_uri)
+    yield
+    mlflow.set_tracking_uri(before)  # the dashboard's connect() pointed MLflow's global URI here
+
+
+@pytest.fixture
+def unreachable_store(monkeypatch):
+    before = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    yield
+    mlflow.set_tracking_uri(before)
+
+
+def figures(at: AppTest) -> list[dict]:
+    """The Plotly figures on the page, as the JSON specs the browser would draw."""
+    import json
+
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def plotted(values) -> list:
+    """A trace's x or y as a list: Plotly 7 ships numeric arrays as {"dtype", "bdata"} (base64)."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(values, dict) and "bdata" in values:
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).tolist()
+    return list(values)

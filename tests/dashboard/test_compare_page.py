@@ -1,0 +1,93 @@
+"""The compare page through AppTest: URL selection, curves and their controls, diff table, edge runs.
+
+Run: .venv/bin/python -m pytest tests/dashboard/test_compare_page.py -q
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.dashboard.conftest import figures, open_page, plotted, texts
+
+pytestmark = pytest.mark.usefixtures("edge_runs")
+
+
+def curves(at) -> dict[str, dict]:
+    return {fig["layout"]["title"]["text"]: fig for fig in figures(at) if fig["data"][0]["type"].startswith("scatter")}
+
+
+def test_url_selection_draws_one_color_per_run_across_charts(trained_runs):
+    at = open_page("compare", runs=",".join(trained_runs))
+    assert not at.exception and not at.error and not at.warning
+    assert at.multiselect(key="runs").value == trained_runs
+    charts = curves(at)
+    assert set(charts) == {"train_loss", "val_loss", "val_accuracy", "train_loss_step"}
+    colors = [{t["name"]: t["line"]["color"] for t in fig["data"]} for fig in charts.values()]
+    assert all(c == colors[0] for c in colors) and len(set(colors[0].values())) == 3
+    names = set(colors[0])
+    assert {"tiny-mlp (model=mlp, lr=0.003)", "tiny-cnn-lr1e-2 (model=cnn, lr=0.01)"} <= names
+    assert "step" in charts["val_loss"]["data"][0]["hovertemplate"]
+    assert at.download_button(key="csv").label.startswith("Download CSV")
+
+
+def test_diff_table_and_parallel_coordinates(trained_runs):
+    at = open_page("compare", runs=",".join(trained_runs))
+    table = at.dataframe[0].value
+    assert {"run", "lr", "model", "best val_accuracy", "test_accuracy"} <= set(table.columns)
+    assert "seed" not in table.columns and "dataset" not in table.columns  # same for all: left out
+    parcoords = [f for f in figures(at) if f["data"][0]["type"] == "parcoords"]
+    assert parcoords and [d["label"] for d in parcoords[0]["data"][0]["dimensions"]][-1] == "test_accuracy"
+
+
+def test_x_axis_smoothing_and_log_scale(trained_runs):
+    at = open_page("compare", runs=",".join(trained_runs[:2]))
+    at.radio(key="x_axis").set_value("epoch").run()
+    steps = curves(at)["train_loss_step"]["data"][0]
+    assert curves(at)["train_loss_step"]["layout"]["xaxis"]["title"]["text"] == "epoch"
+    assert max(plotted(steps["x"])) == pytest.approx(2.0)  # 2 epochs of fractional-epoch steps
+    at.radio(key="x_axis").set_value("relative time").run()
+    assert "relative time" in curves(at)["val_loss"]["layout"]["xaxis"]["title"]["text"]
+    at.slider(key="smoothing").set_value(0.8).run()
+    at.toggle(key="log_y").set_value(True).run()
+    loss = curves(at)["train_loss_step"]
+    assert len(loss["data"]) == 4 and loss["data"][0]["opacity"] < 1  # raw faint + smoothed, per run
+    assert loss["layout"]["yaxis"]["type"] == "log"
+    assert not at.exception
+
+
+def test_editing_the_selection_rewrites_the_url(trained_runs):
+    at = open_page("compare", runs=",".join(trained_runs))
+    at.multiselect(key="runs").unselect(trained_runs[0]).run()
+    assert at.query_params["runs"] == ",".join(trained_runs[1:])
+    at.multiselect(key="metrics").set_value(["val_accuracy"]).run()
+    assert list(curves(at)) == ["val_accuracy"]
+
+
+def test_deleted_and_unknown_runs_in_the_link_are_reported(trained_runs, edge_runs):
+    at = open_page("compare", runs=",".join([*trained_runs[:2], edge_runs["deleted"], "f" * 32]))
+    assert not at.exception
+    assert "Left out 2 run(s)" in texts(at.warning)
+    assert at.multiselect(key="runs").value == trained_runs[:2] and curves(at)
+
+
+def test_running_and_unevaluated_runs_compare_without_errors(edge_runs):
+    at = open_page("compare", runs=f"{edge_runs['running']},{edge_runs['unevaluated']},{edge_runs['failed']}")
+    assert not at.exception and not at.error
+    assert set(curves(at)) == {"train_loss", "train_loss_step"}
+
+
+def test_fewer_than_two_runs_asks_for_more(trained_runs):
+    at = open_page("compare", runs=trained_runs[0])
+    assert not at.exception and "Pick at least two runs" in texts(at.info)
+
+
+def test_empty_store(empty_store):
+    at = open_page("compare", runs="a,b")
+    assert not at.exception and "No runs yet" in texts(at.info)
+
+
+def test_unreachable_store(unreachable_store):
+    start = time.perf_counter()
+    at = open_page("compare", runs="a,b")
+    assert time.perf_counter() - start < 15 and not at.exception and "cannot be read" in texts(at.error)

@@ -1,0 +1,108 @@
+"""The runs page through AppTest against the session's temp store (3 trained runs + edge runs).
+
+Run: .venv/bin/python -m pytest tests/dashboard/test_runs_page.py -q
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pipeline import settings
+from tests.dashboard.conftest import open_page, texts
+
+pytestmark = pytest.mark.usefixtures("edge_runs")
+
+
+def statuses(table) -> set[str]:
+    return {cell[0] for cell in table["status"]}  # each a one-item list: a colored pill
+
+
+def test_table_lists_an_experiments_runs_with_scores_and_links(trained_runs):
+    at = open_page(experiment="tests")
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert set(table["name"]) == {"tiny-cnn", "tiny-cnn-lr1e-2", "tiny-mlp"}
+    assert set(table["run_id"]) == set(trained_runs)
+    assert statuses(table) == {"✓ FINISHED"}
+    assert table["best val acc"].between(0.5, 1).all() and table["test acc"].between(0.5, 1).all()
+    assert table["test F1"].notna().all() and (table["duration_s"] > 0).all()
+    assert set(table["dataset"]) == {"digits"} and set(table["model"]) == {"cnn", "mlp"}
+    assert table["mlflow"].str.startswith(settings.mlflow_ui_url() + "/#/experiments/").all()
+    assert table["open"].str.startswith("run_detail?run=").all()
+    assert at.query_params["experiment"] == "tests"
+    assert at.selectbox(key="experiment").value == "tests"
+
+
+def test_statuses_are_distinct_and_deleted_runs_hidden(edge_runs):
+    at = open_page(experiment="dashboard-edge")
+    table = at.dataframe[0].value
+    assert set(table["name"]) == {"still-running", "broken", "no-evaluation"}
+    assert statuses(table) == {"▶ RUNNING", "✗ FAILED", "✓ FINISHED"}
+    assert edge_runs["deleted"] not in set(table["run_id"])
+
+
+def test_experiment_selector_switches_table_and_url(trained_runs):
+    at = open_page(experiment="tests")
+    at.selectbox(key="experiment").set_value("dashboard-edge").run()
+    assert at.query_params["experiment"] == "dashboard-edge"
+    assert "broken" in set(at.dataframe[0].value["name"])
+
+
+def test_status_model_and_mlflow_filters(trained_runs):
+    at = open_page(experiment="dashboard-edge")
+    at.multiselect(key="filter_status").set_value(["FAILED"]).run()
+    assert list(at.dataframe[0].value["name"]) == ["broken"]
+
+    at = open_page(experiment="tests")
+    at.multiselect(key="filter_params.model").set_value(["cnn"]).run()
+    assert set(at.dataframe[0].value["name"]) == {"tiny-cnn", "tiny-cnn-lr1e-2"}
+    at.multiselect(key="filter_params.model").set_value([]).run()
+    at.text_input(key="filter_string").input("params.lr = '0.01' and metrics.test_accuracy > 0.5").run()
+    assert list(at.dataframe[0].value["name"]) == ["tiny-cnn-lr1e-2"]
+
+
+def test_invalid_filter_string_is_a_clear_error(trained_runs):
+    at = open_page(experiment="tests")
+    at.text_input(key="filter_string").input("params.lr >> 3").run()
+    assert not at.exception
+    assert "invalid filter" in texts(at.error) and "Example:" in texts(at.error)
+    assert not at.dataframe
+
+
+def test_selected_rows_open_the_compare_page(trained_runs):
+    at = open_page(experiment="tests")
+    assert at.button(key="compare").disabled
+    at.session_state["runs_table"] = {"selection": {"rows": [0, 2], "columns": []}}
+    at.run()
+    chosen = [at.dataframe[0].value["run_id"].iloc[i] for i in (0, 2)]
+    at.button(key="compare").click().run()
+    assert not at.exception and at.title[0].value == "Compare runs"
+    assert at.query_params["runs"] == ",".join(chosen)
+
+
+def test_one_selected_row_opens_its_detail_and_mlflow(trained_runs):
+    at = open_page(experiment="tests")
+    at.session_state["runs_table"] = {"selection": {"rows": [1], "columns": []}}
+    at.run()
+    row = at.dataframe[0].value.iloc[1]
+    assert at.button(key="compare").disabled and not at.button(key="open").disabled
+    assert at.get("link_button")[0].proto.url == row["mlflow"]
+    at.button(key="open").click().run()
+    assert not at.exception and at.title[0].value == row["name"]
+    assert at.query_params["run"] == row["run_id"]
+
+
+def test_empty_store_invites_a_first_run(empty_store):
+    at = open_page()
+    assert not at.exception and not at.error
+    assert "No runs yet: launch one." in texts(at.info)
+    assert "python -m pipeline train" in texts(at.code)
+
+
+def test_unreachable_store_fails_fast_with_a_clear_message(unreachable_store):
+    start = time.perf_counter()
+    at = open_page()
+    assert time.perf_counter() - start < 15
+    assert not at.exception
+    assert "cannot be read" in texts(at.error) and "127.0.0.1:1" in texts(at.error)
