@@ -23,3 +23,5 @@ test: install
 bench: install
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/logging_overhead.py
+	$(BIN)/python bench/dashboard_queries.py
+	$(BIN)/python bench/queue_latency.py

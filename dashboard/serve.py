@@ -28,6 +28,7 @@ def streamlit_args() -> list[str]:
         "--server.enableXsrfProtection", "true",
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",  # no "Deploy" button or developer menu for users
     ]
 
 

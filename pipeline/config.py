@@ -52,6 +52,8 @@ class RunConfig:
     patience: int = _opt(0, "stop after this many epochs without a better val_loss; 0 never stops early")
     seed: int = _opt(0, "seeds the validation split, initial weights, shuffling and augmentation")
     device: str = _opt("auto", "auto picks CUDA when present", DEVICES)
+    compile: bool = _opt(False, "torch.compile the model: the first steps compile (logged as compile_seconds, "
+                         "not counted in throughput), later ones run faster")
     # --- run options (not hyperparameters: kept as the run's experiment, name and tags) ---
     experiment: str = _opt("runboard", "MLflow experiment to log into", param=False)
     run_name: str = _opt("", "MLflow run name; empty lets MLflow pick one", param=False)
@@ -83,10 +85,21 @@ class RunConfig:
         return _confined(self.dataset[len(IMAGEFOLDER):])
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def parse_bool(text: str) -> bool:
+    """'True'/'False' (as MLflow params store them), also true/false, 1/0, yes/no, on/off."""
+    try:
+        return _BOOLS[str(text).strip().lower()]
+    except KeyError:
+        raise ValueError(f"not a boolean: {text!r}") from None
+
+
 def _parse(f: dataclasses.Field, text: str):
     kind = type(f.default)
     try:
-        return kind(text)
+        return parse_bool(text) if kind is bool else kind(text)
     except ValueError:
         raise ConfigError(f"{f.name} must be {kind.__name__}, got {text!r}") from None
 
@@ -105,7 +118,7 @@ def _validate(c: RunConfig) -> None:
         value, kind = getattr(c, f.name), type(f.default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             object.__setattr__(c, f.name, float(value))
-        elif not isinstance(value, kind) or isinstance(value, bool):
+        elif not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise ConfigError(f"{f.name} must be {kind.__name__}, got {value!r}")
         choices = f.metadata["choices"]
         if choices and value not in choices:
@@ -135,11 +148,22 @@ def _validate(c: RunConfig) -> None:
 
 
 # --- CLI -----------------------------------------------------------------------------------------
+def _bool_flag(text: str) -> bool:
+    try:
+        return parse_bool(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One --flag per field, with its help text, default and choices."""
     for f in dataclasses.fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = type(f.default)
+        if kind is bool:  # `--compile` alone turns it on; `--compile False` (as the queue writes it) too
+            parser.add_argument(flag, type=_bool_flag, nargs="?", const=True, default=f.default, metavar="BOOL",
+                                help=f"{f.metadata['help']} (default: {f.default!r})")
+            continue
         parser.add_argument(flag, type=kind, default=f.default, choices=f.metadata["choices"],
                             help=f"{f.metadata['help']} (default: {f.default!r})")
 

@@ -1,8 +1,9 @@
 """Dataset registry: every dataset becomes uint8 tensors (N, C, H, W) split into train/val/test.
 
 Small datasets live whole in memory (and on the training device, see engine.py) so that no image
-is decoded twice. The test split never depends on the seed, so runs with different seeds are scored
-on the same images; the validation split does.
+is decoded twice. An image folder over the memory budget (RUNBOARD_MEMORY_BUDGET_MB) stays on disk
+as `FileImages`, decoded per item by DataLoader workers. The test split never depends on the seed,
+so runs with different seeds are scored on the same images; the validation split does.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pipeline.config import RunConfig
 
 TEST_SPLIT_SEED = 20_240_601  # fixed: the held-out test split is the same for every run
 TEST_FRACTION = 0.2           # for datasets without an official test split
-MAX_BYTES = 4 << 30           # refuse to hold more than 4 GiB of pixels in memory
+STATS_SAMPLE = 512            # images decoded to estimate mean/std of a folder that stays on disk
+CHANNELS_SAMPLE = 256         # images looked at to decide grayscale or RGB for such a folder
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 IMAGEFOLDER_DEFAULT_SIZE = 64
 
@@ -27,13 +29,49 @@ class DataError(ValueError):
     """A dataset that cannot be loaded; the message says what to do."""
 
 
+class FileImages:
+    """Image files decoded one at a time to uint8 (C, H, W): a folder too big to hold in memory."""
+
+    def __init__(self, files: list[Path], channels: int, size: int):
+        self.files, self.channels, self.size = files, channels, size
+        self._stats: tuple[list[float], list[float]] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.files), self.channels, self.size, self.size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        try:
+            return images.to_array(images.open_image(self.files[i]), self.channels, (self.size, self.size))
+        except images.ImageError as e:  # found only now: the folder was never decoded as a whole
+            raise DataError(f"image folder: unreadable file: {e}") from None
+
+    def subset(self, idx: torch.Tensor) -> "FileImages":
+        return FileImages([self.files[i] for i in idx.tolist()], self.channels, self.size)
+
+    def stats(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std in [0, 1], estimated from an evenly spread sample."""
+        if self._stats is None:
+            step = max(1, len(self) // STATS_SAMPLE)
+            x = torch.from_numpy(np.stack([self[i] for i in range(0, len(self), step)])).float() / 255
+            self._stats = x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
+        return self._stats
+
+
 @dataclass
 class Split:
-    images: torch.Tensor  # uint8 (N, C, H, W)
-    labels: torch.Tensor  # int64 (N,)
+    images: torch.Tensor | FileImages  # uint8 (N, C, H, W), in memory or decoded per item
+    labels: torch.Tensor               # int64 (N,)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.images, torch.Tensor)
 
 
 @dataclass
@@ -55,11 +93,17 @@ class ImageData:
 
     @property
     def mean(self) -> list[float]:
+        if not self.train.in_memory:  # a sample's
+            return self.train.images.stats()[0]
         return (self.train.images.float().mean(dim=(0, 2, 3)) / 255).tolist()
 
     @property
     def std(self) -> list[float]:
-        return [max(s, 1e-3) for s in (self.train.images.float().std(dim=(0, 2, 3)) / 255).tolist()]
+        if not self.train.in_memory:
+            std = self.train.images.stats()[1]
+        else:
+            std = (self.train.images.float().std(dim=(0, 2, 3)) / 255).tolist()
+        return [max(s, 1e-3) for s in std]
 
 
 def load(config: RunConfig) -> ImageData:
@@ -90,11 +134,14 @@ def _split(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
         n = int(round(len(idx) * fraction))
         held[rng.choice(idx, size=n, replace=False)] = True
     keep, out = torch.from_numpy(np.flatnonzero(~held)), torch.from_numpy(np.flatnonzero(held))
-    return (x[keep], y[keep]), (x[out], y[out])
+    take = (lambda idx: x[idx]) if isinstance(x, torch.Tensor) else x.subset
+    return (take(keep), y[keep]), (take(out), y[out])
 
 
 def _resize(split: tuple[torch.Tensor, torch.Tensor], size: int):
     x, y = split
+    if not isinstance(x, torch.Tensor):  # decoded at its size already
+        return x, y
     if size and tuple(x.shape[2:]) != (size, size):
         x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         x = x.round().clamp(0, 255).to(torch.uint8)
@@ -145,9 +192,14 @@ def _imagefolder(root: Path, size: int):
         raise DataError(f"image folder {root} needs at least 2 class subfolders with images, found {classes}")
     if empty:
         raise DataError(f"image folder {root}: class folders without images: {', '.join(empty)}")
-    if len(files) * 3 * size * size > MAX_BYTES:
-        raise DataError(f"image folder {root}: {len(files)} images at {size}px do not fit in memory; "
-                        "pass a smaller --image-size")
+    labels = torch.tensor([i for _, i in files])
+    if len(files) * 3 * size * size > settings.memory_budget_mb() * 2**20:  # stays on disk
+        try:
+            sample = [images.open_image(f) for f, _ in files[::max(1, len(files) // CHANNELS_SAMPLE)]]
+        except images.ImageError as e:
+            raise DataError(f"image folder {root}: unreadable file: {e}") from None
+        channels = 1 if all(images.is_grayscale(img) for img in sample) else 3
+        return FileImages([f for f, _ in files], channels, size), labels, classes
     decoded, bad = [], []
     for f, _ in files:
         try:
@@ -158,4 +210,4 @@ def _imagefolder(root: Path, size: int):
         raise DataError(f"image folder {root}: {len(bad)} unreadable file(s), e.g. {'; '.join(bad[:3])}")
     channels = 1 if all(images.is_grayscale(img) for img in decoded) else 3
     x = np.stack([images.to_array(img, channels, (size, size)) for img in decoded])
-    return torch.from_numpy(x), torch.tensor([i for _, i in files]), classes
+    return torch.from_numpy(x), labels, classes

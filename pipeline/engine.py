@@ -1,8 +1,10 @@
 """Training and evaluation loops. Knows nothing about MLflow: it reports through a `Tracker`.
 
 Speed comes from where the data sits: the whole uint8 dataset lives on the training device and is
-shuffled, augmented and normalized there in batches; losses stay on the device and are read back
-once per logging interval, so a GPU never waits on the host inside an epoch.
+shuffled, augmented and normalized there (batches.py); losses stay on the device and are read back
+once per logging interval, so a GPU never waits on the host inside an epoch. Under torchrun each
+process trains on its shard of every epoch with DistributedDataParallel; sums are added up across
+processes, so every rank reports the same numbers and only rank 0's tracker needs to write them.
 """
 from __future__ import annotations
 
@@ -18,14 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from pipeline import metrics, models
+from pipeline import distributed, hardware, metrics, models
+from pipeline.batches import EVAL_BATCH, augment  # noqa: F401  (still importable from the engine)
+from pipeline.batches import Normalizer, epoch_order, eval_batches, to_device, train_batches
 from pipeline.config import RunConfig
 from pipeline.data import ImageData, Split
 
 LOG_EVERY = 50          # optimizer steps between reads of the step losses (one host sync each)
-EVAL_BATCH = 1024       # evaluation needs no gradients: big batches
-SHIFT = 0.125           # random shift, as a fraction of the image side ("pad by 1/8, crop")
-ROTATE_DEG, SCALE = 10.0, 0.1  # strong augmentation: rotation in degrees, relative scale change
 
 # metric names (MLflow keys), defined once and imported wherever they are read
 TRAIN_LOSS, TRAIN_ACCURACY = "train_loss", "train_accuracy"
@@ -34,6 +35,7 @@ LR, EPOCH_SECONDS, THROUGHPUT = "lr", "epoch_seconds", "throughput_img_s"
 TRAIN_LOSS_STEP = "train_loss_step"
 TEST_LOSS, TEST_ACCURACY = "test_loss", "test_accuracy"
 TEST_PRECISION, TEST_RECALL, TEST_F1 = "test_precision_macro", "test_recall_macro", "test_f1_macro"
+COMPILE_SECONDS = "compile_seconds"  # with --compile, step 0: the warm-up, kept out of throughput_img_s
 EPOCH_METRICS = (TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, LR, EPOCH_SECONDS, THROUGHPUT)
 TEST_METRICS = (TEST_LOSS, TEST_ACCURACY, TEST_PRECISION, TEST_RECALL, TEST_F1)
 
@@ -48,7 +50,7 @@ class Tracker(Protocol):
 
 
 class NullTracker:
-    """Same signatures as the MLflow tracker, does nothing: for tests and benches."""
+    """Same signatures as the MLflow tracker, does nothing: for tests, benches and ranks other than 0."""
 
     def log_metrics(self, values: dict[str, float], step: int) -> None:
         pass
@@ -76,61 +78,28 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# device and data on it
+# device
 
 def pick_device(name: str) -> torch.device:
+    """The training device; under torchrun each process on a machine takes its own GPU (LOCAL_RANK)."""
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainingError("device cuda was asked for, but no CUDA GPU is available; use --device auto or cpu")
-    return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    if name not in ("auto", "cuda") or not torch.cuda.is_available():
+        return torch.device("cpu")
+    count, local = torch.cuda.device_count(), distributed.local_rank()
+    if local >= count:
+        raise TrainingError(f"torchrun started more processes on this machine than it has GPUs ({count}); "
+                            f"use --nproc-per-node {count}, or --device cpu")
+    return torch.device("cuda", local)
 
 
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-class Normalizer:
-    """uint8 (N, C, H, W) on the device -> float32 in [0, 1] -> standardized with the train mean/std."""
-
-    def __init__(self, mean: list[float], std: list[float], device: torch.device):
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
-def augment(x: torch.Tensor, mode: str, flip: bool, gen: torch.Generator) -> torch.Tensor:
-    """Random shift (+ flip, + rotation and scale for 'strong') of a float batch in one grid_sample."""
-    if mode == "none":
-        return x
-    n, _, h, w = x.shape
-    rand = lambda *shape: torch.rand(*shape, generator=gen, device=x.device)  # noqa: E731
-    # whole-pixel shifts of up to SHIFT of the side, like pad-and-crop
-    pixels = torch.tensor([w, h], device=x.device)
-    shift = torch.round((rand(n, 2) * 2 - 1) * SHIFT * pixels) * 2 / pixels
-    angle, scale = torch.zeros(n, device=x.device), torch.ones(n, device=x.device)
-    if mode == "strong":
-        angle = (rand(n) * 2 - 1) * math.radians(ROTATE_DEG)
-        scale = 1 + (rand(n) * 2 - 1) * SCALE
-    mirror = torch.where(rand(n) < 0.5, -1.0, 1.0) if flip else torch.ones(n, device=x.device)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos * mirror, -sin, shift[:, 0]], 1),
-                         torch.stack([sin * mirror, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="nearest" if mode == "light" else "bilinear",
-                         padding_mode="zeros", align_corners=False)
-
-
-def batches(split: Split, batch_size: int, gen: torch.Generator | None = None):
-    """(uint8 images, labels) slices of a device-resident split, shuffled when a generator is given."""
-    n = len(split)
-    order = torch.randperm(n, generator=gen, device=split.labels.device) if gen is not None else None
-    for i in range(0, n, batch_size):
-        if order is None:
-            yield split.images[i:i + batch_size], split.labels[i:i + batch_size]
-        else:
-            idx = order[i:i + batch_size]
-            yield split.images[idx], split.labels[idx]
+def steps_per_epoch(images: int, batch_size: int, world: int = 1) -> int:
+    """Optimizer steps per epoch: each of `world` processes takes an equal shard and batch_size / world."""
+    return math.ceil(math.ceil(images / world) / math.ceil(batch_size / world))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +119,7 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 
 
 def make_optimizer(model: nn.Module, config: RunConfig, device: torch.device) -> torch.optim.Optimizer:
-    fused = {"fused": True} if device.type == "cuda" else {}
+    fused = hardware.fused_optimizer(device)
     params, lr, wd = model.parameters(), config.lr, config.weight_decay
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd, **fused)
@@ -159,41 +128,37 @@ def make_optimizer(model: nn.Module, config: RunConfig, device: torch.device) ->
     return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **fused)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (fp16 where bf16 is missing); plain fp32 on the CPU."""
-    if device.type != "cuda":
-        return torch.autocast("cpu", enabled=False)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
 # ---------------------------------------------------------------------------------------------
 # loops
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, normalize: Normalizer, device: torch.device) -> Evaluation:
+def _logits(model: nn.Module, split: Split, indices, normalize: Normalizer, device: torch.device):
     model.eval()
-    logits = []
-    for x, _ in batches(split, EVAL_BATCH):
-        with autocast(device):
-            logits.append(model(_prepare(x, normalize, device)).float())
-    logits = torch.cat(logits)
-    labels = split.labels
-    loss = F.cross_entropy(logits, labels).item()
+    dtype, logits, labels = hardware.amp_dtype(device), [], []
+    for x, y in eval_batches(split, indices, device, normalize):
+        with hardware.autocast(device, dtype):
+            logits.append(model(x).float())
+        labels.append(y)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def evaluate(model: nn.Module, split: Split, normalize: Normalizer, device: torch.device) -> Evaluation:
+    """Scores of every image of `split`, in large batches on the device."""
+    logits, labels = _logits(model, split, None, normalize, device)
     probs = logits.softmax(1)
     preds = probs.argmax(1)
-    return Evaluation(loss, (preds == labels).float().mean().item(), labels.cpu().numpy(),
-                      preds.cpu().numpy(), probs.cpu().numpy())
+    return Evaluation(F.cross_entropy(logits, labels).item(), (preds == labels).float().mean().item(),
+                      labels.cpu().numpy(), preds.cpu().numpy(), probs.cpu().numpy())
 
 
-def _memory_format(device: torch.device) -> torch.memory_format:
-    """NHWC feeds tensor cores on CUDA; the CPU keeps NCHW (no reliable gain measured for these nets)."""
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
-
-
-def _prepare(x: torch.Tensor, normalize: Normalizer, device: torch.device) -> torch.Tensor:
-    x = normalize(x.float().div_(255))
-    return x.contiguous(memory_format=_memory_format(device))
+def validate(model: nn.Module, split: Split, normalize: Normalizer, device: torch.device) -> tuple[float, float]:
+    """(loss, accuracy) of `split`: each rank scores its shard, the sums are added up across ranks."""
+    shard = distributed.shard(torch.arange(len(split)), pad=False) if distributed.world_size() > 1 else None
+    logits, labels = _logits(model, split, shard, normalize, device)
+    sums = torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
+                        (logits.argmax(1) == labels).sum().double(), torch.tensor(len(labels), device=device).double()])
+    loss, correct, n = distributed.all_sum(sums).tolist()
+    return loss / n, correct / n
 
 
 class _StepLog:
@@ -212,7 +177,8 @@ class _StepLog:
     def flush(self) -> None:
         if not self.pending:
             return
-        values = torch.stack(self.pending).float().cpu().tolist()  # the one host sync per interval
+        losses = distributed.all_sum(torch.stack(self.pending).float()) / distributed.world_size()
+        values = losses.cpu().tolist()  # the one host sync per interval
         self.pending = []
         for i, v in enumerate(values):
             if not math.isfinite(v):
@@ -222,16 +188,15 @@ class _StepLog:
         self.bar.set_postfix(loss=f"{values[-1]:.4f}", refresh=False)
 
 
-def train_one_epoch(model, optimizer, scheduler, scaler, criterion, data: ImageData, train: Split,
-                    normalize: Normalizer, config: RunConfig, device, gen, step: int, step_log: _StepLog):
-    """One pass over the training split; returns (global step, mean loss, accuracy)."""
+def train_one_epoch(model, optimizer, scheduler, scaler, criterion, batches, device, dtype,
+                    step: int, step_log: _StepLog) -> tuple[int, float, float]:
+    """One pass over this rank's batches; returns (global step, mean loss, accuracy) over all ranks."""
     model.train()
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    for x, y in batches(train, config.batch_size, gen):
-        x = augment(x.float().div_(255), config.augment, data.flip, gen)
-        x = normalize(x).contiguous(memory_format=_memory_format(device))
-        with autocast(device):
+    seen = 0
+    for x, y in batches:
+        with hardware.autocast(device, dtype):
             logits = model(x)
             loss = criterion(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -242,67 +207,87 @@ def train_one_epoch(model, optimizer, scheduler, scaler, criterion, data: ImageD
         step += 1
         total_loss += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
         step_log.add(step, loss)
         step_log.bar.update(1)
     step_log.flush()
-    n = len(train)
-    return step, total_loss.item() / n, correct.item() / n
+    sums = torch.stack([total_loss.double(), correct.double(), torch.tensor(seen, device=device).double()])
+    loss, right, n = distributed.all_sum(sums).tolist()
+    return step, loss / n, right / n
 
 
 def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, progress: bool = True) -> TrainResult:
     """Train `config.model` on `data`, reporting metrics to `tracker`; score the best model on test."""
     tracker = tracker or NullTracker()
     device = pick_device(config.device)
+    hardware.configure(device)
+    rank, world = distributed.rank(), distributed.world_size()
+    dtype, layout = hardware.amp_dtype(device), hardware.memory_format(device)
     torch.manual_seed(config.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    model = models.build(config.model, data.channels, data.image_size, len(data.classes), config.weights)
-    model = model.to(device, memory_format=_memory_format(device))
-    on_device = {k: Split(s.images.to(device), s.labels.to(device)) for k, s in
-                 (("train", data.train), ("val", data.val), ("test", data.test))}
-    normalize = Normalizer(data.mean, data.std, device)
-    gen = torch.Generator(device=device).manual_seed(config.seed)
+    net = models.build(config.model, data.channels, data.image_size, len(data.classes), config.weights)
+    net = net.to(device, memory_format=layout)
+    torch.manual_seed(config.seed + 1000 * rank)  # dropout masks differ between ranks
+    model = net if world == 1 else nn.parallel.DistributedDataParallel(
+        net, device_ids=[device.index] if device.type == "cuda" else None)
+    model = hardware.compile_model(model) if config.compile else model
+    train, val, test = (to_device(s, device) for s in (data.train, data.val, data.test))
+    normalize = Normalizer(data.mean, data.std, device, layout)
+    gen = torch.Generator(device=device).manual_seed(config.seed + 7919 * rank)
 
-    optimizer = make_optimizer(model, config, device)
-    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
-    total = steps_per_epoch * config.epochs
+    optimizer = make_optimizer(net, config, device)
+    batch = math.ceil(config.batch_size / world)  # images per step in all: batch_size, as with one process
+    per_epoch = steps_per_epoch(len(train), config.batch_size, world)
+    total = per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config.schedule, s, total))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    scaler = hardware.grad_scaler(device, dtype)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    if config.compile:  # the batch sizes an epoch feeds: full ones and the shard's last, smaller one
+        shard = math.ceil(len(train) / world)
+        sizes = [min(batch, shard)] + ([shard % batch] if shard > batch and shard % batch else [])
+        seconds = hardware.warm_up(model, net, criterion, sizes, tuple(data.train.images.shape[1:]),
+                                   len(data.classes), device, dtype, layout)
+        tracker.log_metrics({COMPILE_SECONDS: seconds}, step=0)
 
     best_loss, best_epoch, best_state, history, step = math.inf, 0, None, [], 0
-    with tqdm(total=total, desc=f"{config.model} on {config.dataset}", unit="step", disable=not progress,
-              dynamic_ncols=True, mininterval=0.5) as bar:
+    with tqdm(total=total, desc=f"{config.model} on {config.dataset}", unit="step",
+              disable=not progress or rank != 0, dynamic_ncols=True, mininterval=0.5) as bar:
         step_log = _StepLog(tracker, bar)
         for epoch in range(1, config.epochs + 1):
             bar.set_description(f"epoch {epoch}/{config.epochs}")
             lr = optimizer.param_groups[0]["lr"]
             start = time.perf_counter()
-            step, train_loss, train_acc = train_one_epoch(
-                model, optimizer, scheduler, scaler, criterion, data, on_device["train"], normalize,
-                config, device, gen, step, step_log)
+            order = distributed.shard(epoch_order(len(train), config.seed, epoch))
+            batches = train_batches(train, order, batch, config.augment, data.flip, gen, normalize)
+            step, train_loss, train_acc = train_one_epoch(model, optimizer, scheduler, scaler, criterion,
+                                                          batches, device, dtype, step, step_log)
             seconds = time.perf_counter() - start
-            val = evaluate(model, on_device["val"], normalize, device)
-            row = {TRAIN_LOSS: train_loss, TRAIN_ACCURACY: train_acc, VAL_LOSS: val.loss,
-                   VAL_ACCURACY: val.accuracy, LR: lr, EPOCH_SECONDS: seconds,
-                   THROUGHPUT: len(data.train) / seconds}
+            val_loss, val_acc = validate(net, val, normalize, device)
+            row = {TRAIN_LOSS: train_loss, TRAIN_ACCURACY: train_acc, VAL_LOSS: val_loss,
+                   VAL_ACCURACY: val_acc, LR: lr, EPOCH_SECONDS: seconds, THROUGHPUT: len(train) / seconds}
             tracker.log_metrics(row, step=epoch)
             tracker.flush()
             history.append(row)
-            if progress:
-                bar.write(f"epoch {epoch}: train_loss {train_loss:.4f}  val_loss {val.loss:.4f}  "
-                          f"val_accuracy {val.accuracy:.4f}  {row[THROUGHPUT]:,.0f} img/s")
-            if val.loss < best_loss:
-                best_loss, best_epoch = val.loss, epoch
+            if progress and rank == 0:
+                bar.write(f"epoch {epoch}: train_loss {train_loss:.4f}  val_loss {val_loss:.4f}  "
+                          f"val_accuracy {val_acc:.4f}  {row[THROUGHPUT]:,.0f} img/s")
+            if val_loss < best_loss:
+                best_loss, best_epoch = val_loss, epoch
                 if config.patience:
-                    best_state = copy.deepcopy(model.state_dict())
+                    best_state = copy.deepcopy(net.state_dict())
             elif config.patience and epoch - best_epoch >= config.patience:
-                bar.write(f"early stop: val_loss has not improved for {config.patience} epochs")
+                if progress and rank == 0:
+                    bar.write(f"early stop: val_loss has not improved for {config.patience} epochs")
                 break
     if best_state is not None:  # early stopping keeps the best epoch's weights
-        model.load_state_dict(best_state)
-    test = evaluate(model, on_device["test"], normalize, device)
-    return TrainResult(model.eval(), test, epochs_run=len(history), best_epoch=best_epoch, history=history)
+        net.load_state_dict(best_state)
+    # only rank 0 reports the test split; the others skip the work
+    test_eval = evaluate(net, test, normalize, device) if rank == 0 else _skipped()
+    return TrainResult(net.eval(), test_eval, epochs_run=len(history), best_epoch=best_epoch, history=history)
+
+
+def _skipped() -> Evaluation:
+    empty = np.zeros(0, dtype=np.int64)
+    return Evaluation(math.nan, math.nan, empty, empty, np.zeros((0, 0), dtype=np.float32))
 
 
 def test_metrics(test: Evaluation, classes: list[str]) -> tuple[dict[str, float], np.ndarray, dict]:

@@ -7,6 +7,7 @@ the same way, with the server choosing where artifacts go.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import re
 import time
@@ -30,6 +31,7 @@ MAX_BATCH = 1000             # MLflow's limit of metrics per log_batch call
 SYSTEM_METRICS_INTERVAL = 2  # seconds between CPU/GPU/memory samples
 SERVER_CHECK_SECONDS = 5   # how long a tracking server may take to answer /health
 TRACEBACK_TAG_CHARS = 4000   # the tail of a traceback kept as a tag; the whole is an artifact
+FLUSH_SECONDS = 2.0          # metrics reach the store at least this often, so live views see a run move
 
 # tags (one place for their names)
 TAG_ERROR = "runboard.error"
@@ -71,13 +73,35 @@ def _check_server(uri: str) -> None:
         raise TrackingError(f"cannot reach the MLflow tracking server {uri}: {reason}") from None
 
 
-def _local_artifact_root(uri: str) -> Path | None:
-    """For a SQLite store, artifacts live in artifacts/ beside the database file."""
+def _sqlite_file(uri: str) -> Path | None:
     prefix = "sqlite:///"  # then a relative path, or a second slash for an absolute one
     if not uri.startswith(prefix):
         return None
     db = Path(unquote(uri[len(prefix):].split("?")[0]))
-    return (db if db.is_absolute() else Path.cwd() / db).parent / "artifacts"
+    return db if db.is_absolute() else Path.cwd() / db
+
+
+def _local_artifact_root(uri: str) -> Path | None:
+    """For a SQLite store, artifacts live in artifacts/ beside the database file."""
+    db = _sqlite_file(uri)
+    return db.parent / "artifacts" if db else None
+
+
+def store_stamp() -> tuple[int, ...] | None:
+    """Changes whenever a local SQLite store is written (its files' times); None for any other store.
+
+    A waiting worker compares it between polls: a few stat calls instead of a query while idle.
+    """
+    db = _sqlite_file(settings.tracking_uri())
+    if db is None:
+        return None
+    stamps = []
+    for suffix in ("", "-wal", "-journal"):  # whichever journal mode the store runs in
+        try:
+            stamps.append(os.stat(f"{db}{suffix}").st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    return tuple(stamps)
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
@@ -109,13 +133,17 @@ class MlflowTracker:
 
     def __init__(self, client: MlflowClient, run_id: str):
         self.client, self.run_id, self.pending = client, run_id, []
+        self.flushed = time.monotonic()
 
     def log_metrics(self, values: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
         self.pending += [Metric(k, float(v), now, step) for k, v in values.items()]
+        if time.monotonic() - self.flushed >= FLUSH_SECONDS:  # long epochs: the live curve still moves
+            self.flush()
 
     def flush(self) -> None:
         pending, self.pending = self.pending, []
+        self.flushed = time.monotonic()
         for i in range(0, len(pending), MAX_BATCH):
             self.client.log_batch(self.run_id, metrics=pending[i:i + MAX_BATCH], synchronous=True)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from pipeline import data as datasets
-from pipeline import engine, report, tracking
+from pipeline import distributed, engine, report, tracking
 from pipeline.config import RunConfig
 
 
@@ -24,23 +24,42 @@ def run(config: RunConfig, run_id: str | None = None, progress: bool = True) -> 
     """Train `config` into MLflow (a new run, or the queued `run_id`) and return the run id.
 
     Bad input (config, dataset) raises before a new run is created, so nothing half-written is left.
+    Under torchrun every process trains its shard; only rank 0 talks to MLflow, so one run results.
     """
-    client = tracking.connect()
-    data = datasets.load(config) if run_id is None else None  # a new run: fail before it exists
-    with tracking.tracked_run(client, config, run_id) as run_id:
-        data = data or datasets.load(config)  # a queued run: a failure here ends it FAILED
-        device = engine.pick_device(config.device)
-        tracking.log_tags(client, run_id, {
-            **tracking.environment_tags(engine.device_name(device)),
-            "runboard.classes": len(data.classes), "runboard.train_images": len(data.train),
-            "runboard.val_images": len(data.val), "runboard.test_images": len(data.test),
-        })
-        tracker = tracking.MlflowTracker(client, run_id)
-        result = engine.fit(config, data, tracker, progress=progress)
-        log_evaluation(client, run_id, result, data)
-        tracking.log_tags(client, run_id, {tracking.TAG_EPOCHS_RUN: result.epochs_run,
-                                           tracking.TAG_BEST_EPOCH: result.best_epoch})
-        tracking.log_model(result.model, preprocessing(data, config), config.register)
+    device = engine.pick_device(config.device)
+    with distributed.process_group(device):
+        if not distributed.is_main():
+            return _follow(config)
+        client = tracking.connect()
+        data = _load(config) if run_id is None else None  # a new run: fail before it exists
+        with tracking.tracked_run(client, config, run_id) as run_id:
+            data = data or _load(config)  # a queued run: a failure here ends it FAILED
+            distributed.share(run_id)
+            tracking.log_tags(client, run_id, {
+                **tracking.environment_tags(engine.device_name(device)),
+                "runboard.classes": len(data.classes), "runboard.train_images": len(data.train),
+                "runboard.val_images": len(data.val), "runboard.test_images": len(data.test),
+                "runboard.processes": distributed.world_size(),
+            })
+            tracker = tracking.MlflowTracker(client, run_id)
+            result = engine.fit(config, data, tracker, progress=progress)
+            log_evaluation(client, run_id, result, data)
+            tracking.log_tags(client, run_id, {tracking.TAG_EPOCHS_RUN: result.epochs_run,
+                                               tracking.TAG_BEST_EPOCH: result.best_epoch})
+            tracking.log_model(result.model, preprocessing(data, config), config.register)
+    return run_id
+
+
+def _load(config: RunConfig) -> datasets.ImageData:
+    with distributed.main_first():  # rank 0 downloads, the others then read its copy
+        return datasets.load(config)
+
+
+def _follow(config: RunConfig) -> str:
+    """A rank other than 0: the same data and training steps, reporting nowhere; rank 0's run id."""
+    data = _load(config)
+    run_id = distributed.share(None)
+    engine.fit(config, data, engine.NullTracker(), progress=False)
     return run_id
 
 
@@ -56,7 +75,12 @@ def log_evaluation(client, run_id: str, result: engine.TrainResult, data: datase
     test = result.test
     confidence = test.probabilities.max(axis=1)
     for figure, path in ((report.confusion_matrix_figure(matrix, data.classes), "evaluation/confusion_matrix.png"),
-                         (report.misclassified_figure(data.test.images.numpy(), test.labels, test.predictions,
+                         (report.misclassified_figure(_pixels(data.test), test.labels, test.predictions,
                                                       confidence, data.classes), "evaluation/misclassified.png")):
         tracking.log_figure(client, run_id, figure, path)
         plt.close(figure)
+
+
+def _pixels(split: datasets.Split):
+    """What the misclassified grid indexes: the uint8 array, or the files, decoded only for the shown ones."""
+    return split.images.numpy() if split.in_memory else split.images

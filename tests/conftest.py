@@ -11,6 +11,10 @@ import pytest
 
 from pipeline.config import RunConfig
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: drives the real app in headless Chromium (skip: -m 'not e2e')")
+
+
 TINY = dict(dataset="digits", model="cnn", epochs=2, batch_size=64)
 
 

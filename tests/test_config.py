@@ -81,3 +81,18 @@ def test_every_field_is_a_cli_flag_with_help():
         assert f.name in actions and actions[f.name].help
     args = parser.parse_args(["--lr", "0.02", "--batch-size", "16", "--model", "mlp"])
     assert cfg.from_args(args) == RunConfig(lr=0.02, batch_size=16, model="mlp")
+
+
+def test_compile_is_a_bool_flag_and_param():
+    parser = argparse.ArgumentParser()
+    cfg.add_arguments(parser)
+    assert cfg.from_args(parser.parse_args([])).compile is False
+    assert cfg.from_args(parser.parse_args(["--compile"])).compile is True
+    assert cfg.from_args(parser.parse_args(["--compile", "False"])).compile is False  # as the queue writes it
+    c = RunConfig(compile=True)
+    assert c.to_params()["compile"] == "True" and RunConfig.from_params(c.to_params()) == c
+    assert RunConfig.from_params({"compile": "False"}).compile is False
+    with pytest.raises(ConfigError, match="compile must be bool"):
+        RunConfig.from_params({"compile": "sometimes"})
+    with pytest.raises(ConfigError, match="compile must be bool"):
+        RunConfig(compile=1)

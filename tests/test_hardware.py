@@ -1,0 +1,86 @@
+"""The GPU recipe checked on the CPU (CI has no GPU): mixed precision and layout keep the accuracy band;
+thread counts; torch.compile (slow here, so opt-in).
+
+Run: make test, or `.venv/bin/python -m pytest tests/test_hardware.py -q`;
+RUNBOARD_SLOW_TESTS=1 adds the compile test (minutes on a 2-core CPU).
+"""
+import os
+
+import pytest
+import torch
+
+from pipeline import data, engine, hardware
+from pipeline.config import RunConfig
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load(RunConfig())
+
+
+def test_cpu_threads_share_the_cores_between_local_processes(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = hardware.available_cores()
+    assert 1 <= cores <= (os.cpu_count() or 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert hardware.cpu_threads() == cores
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cores * 2))
+    assert hardware.cpu_threads() == 1  # never zero
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert hardware.cpu_threads() == torch.get_num_threads()  # the user's choice wins
+
+
+def test_cpu_trains_in_fp32_and_nchw():
+    cpu = torch.device("cpu")
+    assert hardware.amp_dtype(cpu) is None and hardware.memory_format(cpu) == torch.contiguous_format
+    assert not hardware.grad_scaler(cpu, None).is_enabled()
+
+
+@pytest.mark.parametrize("model, dtype, epochs", [("cnn", torch.bfloat16, 2), ("mlp", torch.float16, 5)],
+                         ids=["cnn-bf16", "mlp-fp16+scaler"])
+def test_gpu_recipe_keeps_the_accuracy_band(digits, monkeypatch, model, dtype, epochs):
+    """What CUDA runs (autocast, a grad scaler for fp16, channels_last), run on the CPU next to fp32.
+
+    bf16 and fp16 are emulated on this CPU (slow), hence 2 epochs of cnn and fp16 only on the mlp.
+    """
+    config = RunConfig(model=model, epochs=epochs)
+    fp32 = engine.fit(config, digits, progress=False).test.accuracy
+    monkeypatch.setattr(hardware, "amp_dtype", lambda device: dtype)
+    monkeypatch.setattr(hardware, "memory_format", lambda device: torch.channels_last)
+    assert hardware.grad_scaler(torch.device("cpu"), dtype).is_enabled() == (dtype == torch.float16)
+    mixed = engine.fit(config, digits, progress=False).test.accuracy
+    assert mixed >= 0.9 and abs(mixed - fp32) <= 0.03, (mixed, fp32)
+
+
+class _Recorder(engine.NullTracker):
+    def __init__(self):
+        self.rows = []
+
+    def log_metrics(self, values, step):
+        self.rows += [(k, step, v) for k, v in values.items()]
+
+
+@pytest.mark.skipif(not os.environ.get("RUNBOARD_SLOW_TESTS"), reason="compiles for up to minutes on a 2-core "
+                    "CPU (44 s cold at low load, 140 s on a busy box); set RUNBOARD_SLOW_TESTS=1")
+def test_compile_happens_in_the_logged_warm_up_and_trains_like_eager(digits, monkeypatch):
+    from torch._dynamo.utils import counters  # graphs compiled so far in this process
+
+    after_warm_up = {}
+
+    def warm_up(*args):
+        seconds = original(*args)
+        after_warm_up["graphs"] = counters["stats"]["unique_graphs"]
+        return seconds
+
+    original = hardware.warm_up
+    monkeypatch.setattr(hardware, "warm_up", warm_up)
+    rec = _Recorder()
+    before = counters["stats"]["unique_graphs"]
+    result = engine.fit(RunConfig(epochs=2, compile=True), digits, rec, progress=False)
+    [(step, seconds)] = [(s, v) for k, s, v in rec.rows if k == engine.COMPILE_SECONDS]
+    assert step == 0 and seconds > 0
+    assert after_warm_up["graphs"] == before + 2  # a full batch and the last, smaller one
+    assert counters["stats"]["unique_graphs"] == after_warm_up["graphs"]  # nothing compiled inside an epoch
+    eager = engine.fit(RunConfig(epochs=2), digits, progress=False)
+    assert abs(result.test.accuracy - eager.test.accuracy) < 0.05
+    assert not any(k.startswith("_orig_mod") for k in result.model.state_dict())  # the plain model is logged
