@@ -1,0 +1,141 @@
+"""The launch form, built from RunConfig's fields: one widget per field, with its help and choices.
+
+Nothing here invents a default or a rule: values start from a RunConfig (the defaults, or a cloned
+run's params) and go back through RunConfig.from_params, so the form refuses exactly what the CLI
+refuses, with the same message.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from pipeline import settings
+from pipeline.config import DATASETS, IMAGEFOLDER, ConfigError, RunConfig
+from pipeline.data import IMAGE_SUFFIXES
+
+KEY = "launch."  # session-state prefix of the form's widgets
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+OPTIONS = ("experiment", "run_name", "register")  # run options, not params
+MAIN = {  # shown at once, by column; the rest sit under "More options"
+    "Data and model": ("dataset", "model", "augment", "device"),
+    "Optimisation": ("epochs", "batch_size", "optimizer", "lr", "schedule"),
+    "Regularisation": ("weight_decay", "label_smoothing", "seed"),
+    "Run": ("experiment", "run_name", "register"),
+}
+MORE = tuple(name for name in FIELDS if not any(name in names for names in MAIN.values()))
+SCAN_DEPTH = 2  # folder levels under the data root searched for class-per-folder datasets
+
+
+def _has_image(folder: Path) -> bool:
+    try:
+        return any(Path(e.name).suffix.lower() in IMAGE_SUFFIXES for e in os.scandir(folder) if e.is_file())
+    except OSError:
+        return False
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def image_folders(root: str) -> list[str]:
+    """`imagefolder:REL` for folders under the data root with at least two class folders of images."""
+    found, frontier = [], [Path(root)]
+    for _ in range(SCAN_DEPTH):
+        below = []
+        for folder in frontier:
+            try:
+                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            for child in children:
+                classes = [c for c in child.iterdir() if c.is_dir() and not c.name.startswith(".")] \
+                    if os.access(child, os.R_OK) else []
+                if len(classes) >= 2 and sum(_has_image(c) for c in classes[:20]) >= 2:
+                    found.append(IMAGEFOLDER + child.relative_to(root).as_posix())
+                else:
+                    below.append(child)
+        frontier = below
+    return found
+
+
+def dataset_options(current: str) -> list[str]:
+    """Built-in datasets, then image folders found under the data root (and the current value)."""
+    options = list(DATASETS) + image_folders(str(settings.data_root().resolve()))
+    return options if current in options else options + [current]
+
+
+def widget_value(config: RunConfig, name: str):
+    value = getattr(config, name)
+    return str(value) if isinstance(value, float) else value  # floats are typed as text: 3e-4 stays readable
+
+
+def prefill(config: RunConfig, source: str | None) -> None:
+    """Start the form from `config` once per source (a clone's run id, or None for the defaults)."""
+    kept = all(KEY + name in st.session_state for name in FIELDS)  # widget state is dropped off the page
+    if kept and st.session_state.get(KEY + "source", "unset") == source:
+        return
+    for name in FIELDS:
+        st.session_state[KEY + name] = widget_value(config, name)
+    st.session_state[KEY + "source"] = source
+
+
+def from_run(params: dict[str, str], **options: str) -> tuple[RunConfig, list[str]]:
+    """A cloned run's config, and the messages of params that no longer validate (left at defaults)."""
+    try:
+        return RunConfig.from_params(params, **options), []
+    except ConfigError:
+        pass
+    kept, problems = {}, []
+    for name, value in params.items():
+        try:
+            RunConfig.from_params({**kept, name: value})
+            kept[name] = value
+        except ConfigError as e:
+            problems.append(str(e))
+    try:
+        return RunConfig.from_params(kept, **options), problems
+    except ConfigError as e:
+        return RunConfig.from_params(kept), problems + [str(e)]
+
+
+def _widget(name: str, experiments: list[str]) -> None:
+    f, key = FIELDS[name], KEY + name
+    label, help_text = name.replace("_", " "), f.metadata["help"]
+    if name == "dataset":
+        st.selectbox(label, dataset_options(st.session_state[key]), key=key, help=help_text +
+                     f". Image folders are listed from the data root {settings.data_root()}")
+    elif name == "experiment":
+        options = experiments if st.session_state[key] in experiments else experiments + [st.session_state[key]]
+        st.selectbox(label, options, key=key, accept_new_options=True,
+                     help=help_text + "; type a new name to create one")
+    elif f.metadata["choices"]:
+        st.selectbox(label, f.metadata["choices"], key=key, help=help_text)
+    elif isinstance(f.default, bool):
+        st.checkbox(label, key=key, help=help_text)
+    elif isinstance(f.default, int):
+        st.number_input(label, step=1, key=key, help=help_text)
+    else:
+        st.text_input(label, key=key, help=help_text)
+
+
+def config_widgets(experiments: list[str]) -> None:
+    """Every RunConfig field as a widget, the common ones in columns, the rest under More options."""
+    for column, (title, names) in zip(st.columns(len(MAIN)), MAIN.items()):
+        with column:
+            st.markdown(f"**{title}**")
+            for name in names:
+                _widget(name, experiments)
+    with st.expander("More options"):
+        for column, name in zip(st.columns(len(MORE)), MORE):
+            with column:
+                _widget(name, experiments)
+
+
+def config_from_state() -> RunConfig:
+    """The config the widgets hold now; ConfigError (the CLI's message) when a value is refused."""
+    values = {name: st.session_state[KEY + name] for name in FIELDS}
+    params = {k: "" if v is None else str(v).strip() for k, v in values.items() if k not in OPTIONS}
+    options = {k: (values[k] or "").strip() for k in OPTIONS}
+    if not options["experiment"]:
+        raise ConfigError("experiment must not be empty")
+    return RunConfig.from_params(params, **options)

@@ -1,0 +1,132 @@
+"""Launch: queue a training run (or a sweep) from a form built from RunConfig, and watch the queue.
+
+URL: `?clone=RUN_ID` opens the form prefilled from that run's params. The buttons only queue runs
+(pipeline.jobs.submit); a worker process (`python -m pipeline worker`) trains them.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import launch_form as form
+from dashboard import queue_view, store, ui
+from pipeline import jobs, sweep
+from pipeline.config import ConfigError, RunConfig
+
+SWEEP_KEY = "sweep."
+
+
+def _link(page: str, label: str, icon: str, **query: str) -> None:
+    if ui.page_exists(page):
+        st.page_link(f"views/{page}.py", label=label, icon=icon, query_params=query)
+
+
+def start_values() -> RunConfig:
+    """The form's starting config: the cloned run's (?clone=ID) or the defaults; prefills once per source."""
+    clone = st.query_params.get("clone")
+    if not clone:
+        form.prefill(RunConfig(), None)
+        return RunConfig()
+    try:
+        run = store.run(clone)
+    except store.RunNotFoundError as e:
+        st.error(f"Cannot clone: {e}", icon=":material/search_off:")
+        form.prefill(RunConfig(), None)
+        return RunConfig()
+    names = dict(zip(store.experiments()["experiment_id"], store.experiments()["name"]))
+    config, problems = form.from_run(run["params"], experiment=names.get(run["experiment_id"], "runboard"),
+                                     register=run["tags"].get(jobs.TAG_REGISTER, ""))
+    st.info(f"Cloned from **{run['run_name']}** (`{clone[:8]}`): change what you like, then launch.",
+            icon=":material/content_copy:")
+    for problem in problems:
+        st.warning(f"A param of that run no longer validates, so it starts at its default: {problem}")
+    form.prefill(config, clone)
+    return config
+
+
+def launch_one(config: RunConfig | None) -> None:
+    if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=config is None):
+        run_id = jobs.submit(config, client=store.client())
+        store.forget_queue()
+        st.session_state["launched"] = {"runs": [run_id], "parent": None}
+    launched = st.session_state.get("launched")
+    if launched and not launched["parent"]:
+        run_id = launched["runs"][0]
+        st.success(f"Queued run `{run_id}`: it starts when a worker has a free slot; watch it below.",
+                   icon=":material/schedule:")
+        _link("run_detail", "Open its page", ":material/analytics:", run=run_id)
+
+
+def sweep_space(base: RunConfig) -> tuple[str, dict[str, list], int, int]:
+    """The sweep's widgets: kind, values of lr, batch size and one more field, and for random: runs, seed."""
+    kind = st.radio("Search", sweep.KINDS, horizontal=True, key=SWEEP_KEY + "kind",
+                    captions=["every combination", "lr log-uniform in its range; others drawn from their values"])
+    left, middle, right = st.columns(3)
+    lr = left.text_input("lr values", f"{base.lr / 3:.2g}, {base.lr:g}, {base.lr * 3:.2g}", key=SWEEP_KEY + "lr",
+                         help="comma-separated; random search draws log-uniformly between the smallest and largest")
+    batch = middle.text_input("batch_size values", f"{base.batch_size // 2}, {base.batch_size}",
+                              key=SWEEP_KEY + "batch_size")
+    extra = right.selectbox("one more field", sweep.EXTRA_FIELDS, key=SWEEP_KEY + "field")
+    choices = form.FIELDS[extra].metadata["choices"]
+    current = form.widget_value(base, extra)
+    if choices:
+        values = right.multiselect(f"{extra} values", choices, default=[current], key=SWEEP_KEY + "values." + extra)
+    else:
+        values = right.text_input(f"{extra} values", str(current), key=SWEEP_KEY + "values." + extra)
+    n, seed = 8, 0
+    if kind == "random":
+        a, b = st.columns(2)
+        n = int(a.number_input("runs", 1, jobs.MAX_SWEEP_RUNS, 8, key=SWEEP_KEY + "n"))
+        seed = int(b.number_input("sampling seed", 0, None, 0, key=SWEEP_KEY + "seed"))
+    space = {"lr": sweep.parse_values("lr", lr), "batch_size": sweep.parse_values("batch_size", batch),
+             extra: sweep.parse_values(extra, ",".join(map(str, values)) if choices else values)}
+    return kind, space, n, seed
+
+
+def launch_sweep(base: RunConfig | None) -> None:
+    if base is None:
+        st.info("Fix the form above first: a sweep starts from its values.")
+        return
+    try:
+        kind, space, n, seed = sweep_space(base)
+        configs = sweep.build(base, kind, space, n, seed)
+        if len(configs) > jobs.MAX_SWEEP_RUNS:
+            raise ConfigError(f"a sweep may queue at most {jobs.MAX_SWEEP_RUNS} runs, this one has {len(configs)}")
+    except ConfigError as e:
+        st.error(str(e), icon=":material/block:")
+        return
+    preview = pd.DataFrame([{"run name": c.run_name, **{k: getattr(c, k) for k in space}} for c in configs])
+    st.dataframe(preview, hide_index=True, height=min(35 * (len(configs) + 1) + 3, 400))
+    if st.button(f"Queue {len(configs)} runs", type="primary", icon=":material/grid_view:", key=SWEEP_KEY + "go"):
+        parent, run_ids = jobs.submit_sweep(configs, kind, space, client=store.client())
+        store.forget_queue()
+        st.session_state["launched"] = {"runs": run_ids, "parent": parent}
+    launched = st.session_state.get("launched")
+    if launched and launched["parent"]:
+        st.success(f"Queued a sweep of {len(launched['runs'])} runs under parent run `{launched['parent']}`.",
+                   icon=":material/schedule:")
+        _link("compare", "Compare the sweep's runs", ":material/stacked_line_chart:", runs=",".join(launched["runs"]))
+
+
+@ui.guarded
+def page() -> None:
+    st.title("Launch a run")
+    st.caption("The button only queues the run: a worker (`python -m pipeline worker`, started by `make run`) "
+               "trains it in its own process, so closing this tab changes nothing.")
+    start_values()
+    form.config_widgets(list(store.experiments()["name"]) or ["runboard"])
+    try:
+        config = form.config_from_state()
+    except ConfigError as e:
+        config = None
+        st.error(str(e), icon=":material/block:")
+    single, grid = st.tabs(["One run", "Sweep"])
+    with single:
+        launch_one(config)
+    with grid:
+        launch_sweep(config)
+    st.divider()
+    queue_view.live_queue()
+
+
+page()

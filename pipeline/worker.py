@@ -1,0 +1,287 @@
+"""The worker: trains queued MLflow runs, each in its own process, in the shape of rq's worker.
+
+`work()` loops: reap ended children, pass on cancel requests, heartbeat the runs it owns, claim
+and start the oldest SCHEDULED runs while slots are free, now and then end orphans of dead
+workers. Signal handlers only set flags: the first SIGTERM/SIGINT stops taking runs and waits for
+the running ones (warm stop), the second stops those too (cold stop: they end KILLED).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from pipeline import jobs, launcher as launchers, settings, tracking
+from pipeline.config import ConfigError
+
+POLL_SECONDS = 0.5          # between looks at the children and (when the store changed) the queue
+FULL_POLL_SECONDS = 10.0    # query a local store's queue at least this often, even when it looks unchanged
+REMOTE_POLL_SECONDS = 2.0   # between queue queries to a tracking server (no cheap change check there)
+HEARTBEAT_SECONDS = 3.0     # between heartbeat and log-tail tags on each run this worker owns
+REAP_SECONDS = 30.0         # between looks for runs left behind by dead workers (also once at start)
+CANCEL_GRACE_SECONDS = 30.0  # between SIGTERM and SIGKILL: ending a run cleanly takes seconds on a busy CPU
+LOG_TAIL_CHARS = 3000       # how much of the log the live view sees
+ERROR_BACKOFF_SECONDS = 5.0  # after a failed loop (store unreachable) before the next try
+
+log = logging.getLogger("runboard.worker")
+
+
+@dataclass
+class Active:
+    run_id: str
+    experiment_id: str
+    job: launchers.Job
+    slot: int
+    started: float                  # time.monotonic() at launch
+    stop_reason: str | None = None  # set when the worker asked it to stop: it then ends KILLED
+    stop_sent: float = 0.0          # time.monotonic() of the SIGTERM
+    killed: bool = False            # SIGKILL sent after the grace period
+    tail_sent: str = ""
+
+
+def describe_exit(code: int) -> str:
+    """Why a training process ended without ending its run, in words."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (the out-of-memory killer sends SIGKILL)" if -code == signal.SIGKILL else ""
+        return f"the training process was killed by {name}{hint}"
+    return f"the training process exited with code {code} without ending its run"
+
+
+class Worker:
+    def __init__(self, concurrency: int | None = None, launcher: launchers.Launcher | None = None,
+                 poll_seconds: float = POLL_SECONDS):
+        self.client = tracking.connect()
+        self.concurrency = max(1, concurrency or settings.worker_concurrency())
+        self.launcher = launcher or launchers.from_settings(self.concurrency)
+        self.poll_seconds = poll_seconds
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.process = jobs.process_key()
+        self.active: dict[str, Active] = {}
+        self.stopping: str | None = None  # None, "warm" or "cold"
+        self.started = 0
+        self._stamp, self._queried = None, -FULL_POLL_SECONDS
+        self._announced: str | None = None
+
+    # --- signals: flags only -----------------------------------------------------------------
+    def request_stop(self, signum=None, frame=None) -> None:
+        """The signal handler: first call warm stop, second cold. Only a flag (the loop says it)."""
+        self.stopping = "cold" if self.stopping else "warm"
+
+    def _announce_stop(self) -> None:
+        if self.stopping == self._announced:
+            return
+        self._announced = self.stopping
+        if self.stopping == "warm":
+            log.info("warm stop: no new runs; waiting for %d running (signal again to stop them now)",
+                     len(self.active))
+        else:
+            log.info("cold stop: stopping %d running run(s); they end KILLED", len(self.active))
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+
+    # --- the loop ----------------------------------------------------------------------------
+    def work(self, burst: bool = False, max_jobs: int | None = None) -> int:
+        """Run until stopped (or, with `burst`, until the queue is empty); returns how many runs it started."""
+        self._install_signal_handlers()
+        log.info("worker %s: %d slot(s), store %s%s", self.name, self.concurrency, settings.tracking_uri(),
+                 " (burst)" if burst else "")
+        next_beat = next_reap = 0.0
+        while True:
+            took = None
+            self._announce_stop()
+            try:
+                self._check_children()
+                self._pass_on_stops()
+                now = time.monotonic()
+                if now >= next_reap:
+                    self.reap_orphans()
+                    next_reap = now + REAP_SECONDS
+                if now >= next_beat:
+                    self._heartbeat()
+                    next_beat = now + HEARTBEAT_SECONDS
+                took = self._start_queued(max_jobs)
+                free = self._free_slots()
+                if free and not burst and not self.stopping and (max_jobs is None or self.started < max_jobs):
+                    self.launcher.warm(free[0])  # the next launch starts warm
+            except Exception:  # the store blinked (locked, restarting server): keep the runs, try again
+                log.exception("worker loop error; retrying in %.0f s", ERROR_BACKOFF_SECONDS)
+                time.sleep(ERROR_BACKOFF_SECONDS)
+            done_taking = self.stopping or (max_jobs is not None and self.started >= max_jobs) or (burst and took == 0)
+            if not self.active and done_taking:
+                break
+            time.sleep(0.2 if self.stopping else self.poll_seconds)
+        self.launcher.close()
+        log.info("worker %s stopped after starting %d run(s)", self.name, self.started)
+        return self.started
+
+    def _start_queued(self, max_jobs: int | None) -> int | None:
+        """Claim and launch the oldest queued runs while slots are free; how many it took (None: not looked)."""
+        if self.stopping:
+            return 0
+        if not self._queue_may_have_changed():
+            return None
+        took = 0
+        for run in jobs.queued(self.client):
+            free = self.concurrency - len(self.active)
+            if free <= 0 or (max_jobs is not None and self.started >= max_jobs):
+                break
+            if jobs.Claim.of(run) is not None:
+                continue  # someone else's (a worker's, or a cancel's)
+            run_id = run.info.run_id
+            if jobs.claim(self.client, run_id, jobs.Claim(self.name, self.process, time.time())):
+                self.started += 1
+                took += 1
+                try:
+                    self._launch(run_id)
+                except Exception as e:  # claimed, so no other worker will: end it rather than strand it
+                    log.exception("run %s could not be started", run_id)
+                    jobs.end(self.client, run_id, "FAILED", f"the worker could not start it: {e}")
+        return took
+
+    def _free_slots(self) -> list[int]:
+        return sorted(set(range(self.concurrency)) - {a.slot for a in self.active.values()})
+
+    def _queue_may_have_changed(self) -> bool:
+        """Whether to query the queue now: a local store's files changed, or it is time to look anyway."""
+        stamp, now = tracking.store_stamp(), time.monotonic()
+        if stamp is None:
+            due = now - self._queried >= REMOTE_POLL_SECONDS
+        else:
+            due = stamp != self._stamp or now - self._queried >= FULL_POLL_SECONDS
+        if not due:
+            return False
+        self._stamp, self._queried = stamp, now  # taken before the query: a write during it shows next time
+        return True
+
+    def _launch(self, run_id: str) -> None:
+        client = self.client
+        jobs.set_tags(client, run_id, {jobs.TAG_WORKER: self.name, jobs.TAG_HEARTBEAT: f"{time.time():.0f}"})
+        run = client.get_run(run_id)
+        if run.info.status != "SCHEDULED":
+            log.warning("run %s is %s, no longer queued; not starting it", run_id, run.info.status)
+            return
+        if jobs.TAG_CANCEL in run.data.tags:
+            jobs.end(client, run_id, "KILLED", "cancelled before it started")
+            return
+        try:
+            config = jobs.config_of(client, run)
+        except ConfigError as e:  # e.g. its weights file was deleted after it was queued
+            jobs.end(client, run_id, "FAILED", f"invalid config: {e}")
+            log.warning("run %s FAILED before starting: %s", run_id, e)
+            return
+        slot = self._free_slots()[0]
+        jobs.set_tags(client, run_id, {jobs.TAG_STARTED: f"{time.time():.3f}"})
+        client.update_run(run_id, status="RUNNING")  # before the child starts: it may end the run first
+        try:
+            job = self.launcher.start(run_id, ["train", "--run-id", run_id, *jobs.train_args(config)], slot)
+        except OSError as e:
+            jobs.end(client, run_id, "FAILED", f"the training process could not start: {e}")
+            return
+        self.active[run_id] = Active(run_id, run.info.experiment_id, job, slot, time.monotonic())
+        if job.pid:
+            jobs.set_tags(client, run_id, {jobs.TAG_PID: job.pid})
+        log.info("run %s (%s) started in slot %d", run_id, run.info.run_name, slot)
+
+    def _check_children(self) -> None:
+        for run_id, active in list(self.active.items()):
+            code = active.job.poll()
+            if code is not None:
+                self._finish(active, code)
+                del self.active[run_id]
+                self._stamp, self._queried = None, -FULL_POLL_SECONDS  # a free slot: look at the queue now
+
+    def _finish(self, active: Active, code: int) -> None:
+        """The child ended: make the run's status honest, keep its log as an artifact."""
+        client, run_id = self.client, active.run_id
+        status = client.get_run(run_id).info.status
+        tail = launchers.log_tail(active.job.log_path, tracking.TRACEBACK_TAG_CHARS)
+        if status in jobs.ACTIVE:  # it died without ending its run (kill -9, OOM, crash before start)
+            if active.stop_reason:
+                status = "KILLED"
+                jobs.end(client, run_id, status, active.stop_reason)
+            else:
+                status = "FAILED"
+                jobs.end(client, run_id, status, describe_exit(code), tail)
+        elif status == "KILLED" and active.stop_reason:
+            jobs.set_tags(client, run_id, {tracking.TAG_ERROR: active.stop_reason})  # why, not just "signal"
+        jobs.set_tags(client, run_id, {jobs.TAG_LOG_TAIL: tail[-LOG_TAIL_CHARS:]})
+        try:
+            client.log_artifact(run_id, str(active.job.log_path), "logs")
+            active.job.close()
+        except Exception:  # the log stays on disk; the run's status is already right
+            log.exception("could not upload the log of run %s (kept at %s)", run_id, active.job.log_path)
+        log.info("run %s ended %s (exit code %s) after %.0f s", run_id, status, code, time.monotonic() - active.started)
+
+    def _pass_on_stops(self) -> None:
+        """SIGTERM children whose run was cancelled (or the worker is stopping cold); SIGKILL after the grace."""
+        now = time.monotonic()
+        requests = self._stop_requests() if self.stopping != "cold" else {}
+        for active in self.active.values():
+            if active.stop_reason is None:
+                reason = "stopped: the worker was shut down" if self.stopping == "cold" else None
+                tags = requests.get(active.run_id, {})
+                if jobs.TAG_CANCEL in tags:
+                    reason = "cancelled"
+                elif jobs.TAG_ORPHANED in tags:  # another worker gave up on us (we were cut off): stop
+                    reason = f"stopped: declared orphaned by {tags[jobs.TAG_ORPHANED]}"
+                if reason:
+                    log.info("run %s: %s; sending SIGTERM", active.run_id, reason)
+                    active.stop_reason, active.stop_sent = reason, now
+                    active.job.terminate()
+            elif now - active.stop_sent > CANCEL_GRACE_SECONDS and not active.killed:
+                log.warning("run %s did not stop within %.0f s; sending SIGKILL", active.run_id, CANCEL_GRACE_SECONDS)
+                active.stop_reason += f" (killed: it did not stop within {CANCEL_GRACE_SECONDS:.0f} s of SIGTERM)"
+                active.killed = True
+                active.job.kill()
+
+    def _stop_requests(self) -> dict[str, dict[str, str]]:
+        """run id -> tags of the runs this worker trains and has not asked to stop yet: one query."""
+        waiting = [a for a in self.active.values() if a.stop_reason is None]
+        if not waiting:
+            return {}
+        ids = ", ".join(f"'{a.run_id}'" for a in waiting)
+        runs = self.client.search_runs(sorted({a.experiment_id for a in waiting}), f"attributes.run_id IN ({ids})")
+        return {r.info.run_id: r.data.tags for r in runs}
+
+    def _heartbeat(self) -> None:
+        for active in self.active.values():
+            tags = {jobs.TAG_HEARTBEAT: f"{time.time():.0f}"}
+            tail = launchers.log_tail(active.job.log_path, LOG_TAIL_CHARS)
+            if tail != active.tail_sent:
+                tags[jobs.TAG_LOG_TAIL] = active.tail_sent = tail
+            jobs.set_tags(self.client, active.run_id, tags)
+
+    def reap_orphans(self) -> int:
+        """End unfinished queue runs whose worker is gone: FAILED (KILLED if a cancel had claimed them)."""
+        ended = 0
+        now = time.time()
+        for run in jobs.unfinished(self.client):
+            run_id = run.info.run_id
+            reason = None if run_id in self.active else jobs.orphan_reason(run, now)
+            if reason is None:
+                continue
+            owner = jobs.Claim.of(run)
+            local_log = settings.log_dir() / run_id / launchers.LOG_NAME  # there when it ran on this machine
+            jobs.set_tags(self.client, run_id, {jobs.TAG_ORPHANED: self.name})
+            if owner and owner.owner == jobs.CANCEL_OWNER:
+                jobs.end(self.client, run_id, "KILLED", reason)
+            else:
+                jobs.end(self.client, run_id, "FAILED", f"orphaned: {reason}",
+                         launchers.log_tail(local_log, tracking.TRACEBACK_TAG_CHARS))
+            if local_log.exists():
+                self.client.log_artifact(run_id, str(local_log), "logs")
+                local_log.unlink()
+            log.warning("run %s ended: %s", run_id, reason)
+            ended += 1
+        return ended

@@ -1,0 +1,197 @@
+"""The worker as a real process against a temporary store: runs finish, cancel, crash, survive a
+kill -9 of the worker, and run two at once. Tiny digits runs; `--burst` wherever the test allows.
+
+Run: .venv/bin/python -m pytest tests/test_worker.py (about two minutes on two CPU cores).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import torch
+
+from pipeline import engine, jobs, models, settings, tracking
+from pipeline.config import RunConfig
+
+EXPERIMENT = "queue-worker"
+QUICK = RunConfig(dataset="digits", model="mlp", epochs=1, experiment=EXPERIMENT)
+LONG = dataclasses.replace(QUICK, epochs=2000)  # minutes of work: stopped long before it ends
+TRAIN_IMAGES = 1295  # digits' training split
+
+
+@pytest.fixture(scope="module")
+def client(store, tmp_path_factory):
+    os.environ["RUNBOARD_LOG_DIR"] = str(tmp_path_factory.mktemp("worker-logs"))
+    yield tracking.connect()
+    os.environ.pop("RUNBOARD_LOG_DIR", None)
+
+
+def _command(flags: tuple[str, ...]) -> list[str]:
+    # an explicit concurrency spares the worker importing torch to count GPUs
+    return [sys.executable, "-m", "pipeline", "worker", *(flags if "--concurrency" in flags else
+                                                         ("--concurrency", "1", *flags))]
+
+
+def worker(*flags: str) -> subprocess.Popen:
+    """`python -m pipeline worker` in the background, on the test store (its env is inherited)."""
+    return subprocess.Popen(_command(flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def burst(*flags: str, timeout: float = 240) -> str:
+    done = subprocess.run(_command(("--burst", *flags)), capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def wait_for(check, timeout: float = 120, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {check.__doc__ or check}")
+
+
+def training(client, run_id: str) -> bool:
+    """the run is RUNNING with a first train_loss_step point"""
+    run = client.get_run(run_id)
+    return run.info.status == "RUNNING" and engine.TRAIN_LOSS_STEP in run.data.metrics
+
+
+def stop(process: subprocess.Popen) -> str:
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    return out
+
+
+def process_gone(client, run_id: str) -> bool:
+    """the run's training process (its pid, as the worker tagged it) has exited"""
+    pid = int(client.get_run(run_id).data.tags[jobs.TAG_PID])
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_submitted_run_trains_to_finished_with_its_log(client, tmp_path):
+    run_id = jobs.submit(dataclasses.replace(QUICK, run_name="queued-quick"), client=client)
+    out = burst()
+    assert "after starting 1 run(s)" in out
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED", run.data.tags.get(tracking.TAG_ERROR)
+    assert run.data.tags[jobs.TAG_WORKER] and jobs.TAG_STARTED in run.data.tags
+    assert engine.TEST_ACCURACY in run.data.metrics and run.info.run_name == "queued-quick"
+    assert {a.path for a in client.list_artifacts(run_id, "logs")} == {"logs/train.log"}
+    log = open(client.download_artifacts(run_id, "logs/train.log", str(tmp_path))).read()
+    assert f"--run-id {run_id}" in log and "finished" in log
+    assert not (settings.log_dir() / run_id).exists()  # the local copy goes once uploaded
+
+
+def test_cancel_a_running_run_ends_it_killed_keeping_its_metrics(client):
+    run_id = jobs.submit(LONG, client=client)
+    w = worker()
+    try:
+        wait_for(lambda: training(client, run_id))
+        assert "stop requested" in jobs.cancel(run_id, client)
+        wait_for(lambda: client.get_run(run_id).info.status == "KILLED", timeout=60)
+    finally:
+        out = stop(w)
+    assert w.returncode == 0, out
+    run = client.get_run(run_id)
+    assert run.data.tags[tracking.TAG_ERROR].startswith("cancelled")
+    assert len(client.get_metric_history(run_id, engine.TRAIN_LOSS_STEP)) > 0  # what it logged is kept
+    assert "logs/train.log" in {a.path for a in client.list_artifacts(run_id, "logs")}
+    assert process_gone(client, run_id)
+
+
+def test_crashing_runs_end_failed_with_the_reason(client, store):
+    nan_weights = store / "nan-weights.pt"
+    net = models.build("mlp", 1, (8, 8), 10)
+    torch.save({k: torch.full_like(v, math.nan) for k, v in net.state_dict().items()}, nan_weights)
+    diverges = jobs.submit(dataclasses.replace(QUICK, weights=str(nan_weights)), client=client)
+    folder = store / "data" / "doomed"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+    vanished = jobs.submit(dataclasses.replace(QUICK, dataset="imagefolder:doomed"), client=client)
+    folder.joinpath("a").rmdir(), folder.joinpath("b").rmdir(), folder.rmdir()  # gone before a worker starts it
+    out = burst()
+    for run_id, reason in ((diverges, "loss became nan"), (vanished, "image folder not found")):
+        run = client.get_run(run_id)
+        assert run.info.status == "FAILED" and reason in run.data.tags[tracking.TAG_ERROR], out
+        assert run.data.tags[tracking.TAG_TRACEBACK]
+        assert "logs/train.log" in {a.path for a in client.list_artifacts(run_id, "logs")}
+
+
+def test_a_killed_worker_leaves_no_run_running_and_the_queue_survives(client):
+    orphan = jobs.submit(LONG, client=client)
+    waiting = jobs.submit(dataclasses.replace(QUICK, run_name="after-the-crash"), client=client)
+    w = worker()
+    wait_for(lambda: training(client, orphan))
+    w.kill()  # kill -9: no handler runs, nothing is cleaned up
+    w.wait(timeout=10)
+    wait_for(lambda: process_gone(client, orphan), timeout=10)  # its training process died with it
+    assert client.get_run(orphan).info.status == "RUNNING"  # until a worker looks
+    assert client.get_run(waiting).info.status == "SCHEDULED"
+    burst()
+    run = client.get_run(orphan)
+    assert run.info.status == "FAILED" and "worker" in run.data.tags[tracking.TAG_ERROR]
+    assert len(client.get_metric_history(orphan, engine.TRAIN_LOSS_STEP)) > 0
+    assert client.get_run(waiting).info.status == "FINISHED"
+
+
+def test_two_runs_at_once_lose_no_metric_point(client):
+    configs = [dataclasses.replace(QUICK, epochs=2, batch_size=b, run_name=f"pair-{b}") for b in (32, 64)]
+    run_ids = [jobs.submit(c, client=client) for c in configs]
+    burst("--concurrency", "2")
+    runs = [client.get_run(r) for r in run_ids]
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
+    a, b = runs
+    started = [float(r.data.tags[jobs.TAG_STARTED]) * 1000 for r in runs]
+    assert started[0] < b.info.end_time and started[1] < a.info.end_time  # they overlapped
+    for run_id, config in zip(run_ids, configs):
+        total = math.ceil(TRAIN_IMAGES / config.batch_size) * config.epochs
+        steps = sorted(m.step for m in client.get_metric_history(run_id, engine.TRAIN_LOSS_STEP))
+        assert steps == list(range(1, total + 1))
+
+
+def test_cold_stop_kills_running_runs_and_exits(client):
+    run_id = jobs.submit(LONG, client=client)
+    w = worker()
+    wait_for(lambda: training(client, run_id))
+    w.send_signal(signal.SIGTERM)  # warm: it would wait for the run to end
+    time.sleep(1.5)
+    assert w.poll() is None and client.get_run(run_id).info.status == "RUNNING"
+    out = stop(w)  # second signal: cold
+    assert w.returncode == 0, out
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and "worker was shut down" in run.data.tags[tracking.TAG_ERROR]
+
+
+def test_a_run_launched_on_an_idle_worker_starts_in_its_warm_spare(client, tmp_path):
+    w = worker()
+    try:
+        spare_log = settings.log_dir() / "spare-0.log"
+        wait_for(lambda: spare_log.exists() and "ready" in spare_log.read_text(), timeout=120)
+        spare = int(spare_log.read_text().split()[1])
+        t0 = time.monotonic()
+        run_id = jobs.submit(dataclasses.replace(QUICK, run_name="warm-start"), client=client)
+        wait_for(lambda: training(client, run_id), timeout=60)
+        print(f"submit -> RUNNING with a first {engine.TRAIN_LOSS_STEP}: {time.monotonic() - t0:.1f} s (warm)")
+        wait_for(lambda: client.get_run(run_id).info.status == "FINISHED", timeout=120)
+        assert int(client.get_run(run_id).data.tags[jobs.TAG_PID]) == spare
+        children = psutil.Process(w.pid).children()  # the next spare, warming up
+    finally:
+        out = stop(w)
+    assert w.returncode == 0, out
+    _, alive = psutil.wait_procs(children, timeout=60)
+    assert not alive  # no spare outlives its worker
+    log = open(client.download_artifacts(run_id, "logs/train.log", str(tmp_path))).read()
+    assert f"--run-id {run_id}" in log and "finished" in log
