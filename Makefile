@@ -14,7 +14,6 @@ $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: install
-	$(BIN)/python -m pipeline seed
 	$(BIN)/honcho start -f Procfile --port $${RUNBOARD_PORT:-8501}
 
 test: install

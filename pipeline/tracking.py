@@ -6,6 +6,7 @@ the same way, with the server choosing where artifacts go.
 """
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import os
 import platform
@@ -54,12 +55,30 @@ def connect() -> MlflowClient:
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
     try:
-        client.search_experiments(max_results=1)
+        with _first_open_lock(uri):
+            client = MlflowClient(uri)  # opening a new database creates its tables
+            client.search_experiments(max_results=1)
     except Exception as e:  # an unopenable database, or a server that refuses us
         raise TrackingError(f"cannot reach the MLflow tracking store {uri}: {str(e).splitlines()[0]}") from None
     return client
+
+
+@contextmanager
+def _first_open_lock(uri: str):
+    """Processes opening a new SQLite store together (dashboard, worker, `mlflow ui`) would race to
+    create its tables and fail with "table already exists": take turns through a lock file beside it."""
+    db = _sqlite_file(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _check_server(uri: str) -> None:

@@ -1,0 +1,193 @@
+"""The whole product as a person uses it: `make run`, then Chromium through every page.
+
+Run: `make test` (CI), or only these: `.venv/bin/python -m pytest tests/e2e -q`; skip them locally
+with `-m "not e2e"`. The steps run in order and share the app, the browser page and `state`.
+Screenshots: test-output/e2e/<step>.png.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.e2e
+
+RUN_TIMEOUT_S = 240  # a 2-epoch digits run, queued, started and logged by the worker on a busy 2-core box
+state: dict[str, str] = {}
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def open_page(page: Page, app, path: str) -> None:
+    page.goto(app.url + path)
+    expect(page.get_by_test_id("stSidebarNav")).to_be_visible(timeout=60_000)
+
+
+def mlflow(app) -> MlflowClient:
+    return MlflowClient(tracking_uri=app.env["MLFLOW_TRACKING_URI"])
+
+
+def run_named(app, name: str, timeout: float = 60):
+    """The MLflow run with this name, once it exists."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        runs = mlflow(app).search_runs(
+            [e.experiment_id for e in mlflow(app).search_experiments()], f"attributes.run_name = '{name}'")
+        if runs:
+            return runs[0]
+        time.sleep(1)
+    raise AssertionError(f"no run named {name} appeared in MLflow")
+
+
+def wait_status(app, run_id: str, statuses: tuple[str, ...], timeout: float = RUN_TIMEOUT_S) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = mlflow(app).get_run(run_id).info.status
+        if status in statuses:
+            return status
+        time.sleep(1)
+    raise AssertionError(f"run {run_id} is {status}, never reached {statuses}")
+
+
+def fill(page: Page, label: str, value: str) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Tab")  # streamlit commits a text or number input on blur
+
+
+def launch(page: Page, app, path: str, **values: str) -> None:
+    open_page(page, app, path)
+    expect(page.get_by_label("epochs", exact=True)).to_be_visible()
+    for label, value in values.items():
+        fill(page, label.replace("_", " "), value)
+    page.get_by_role("button", name=re.compile(r"Launch$")).click()
+
+
+def grid_text(page: Page, index: int = 0) -> str:
+    """The text of a st.dataframe (drawn on a canvas; Glide keeps an accessible copy in the DOM)."""
+    grid = page.locator("table[role=grid]").nth(index)
+    expect(grid).to_be_attached()
+    return grid.text_content()
+
+
+# --- the steps -----------------------------------------------------------------------------------
+
+def test_1_empty_store(page, app, shot):
+    open_page(page, app, "/")
+    expect(page.get_by_text("No runs yet", exact=False)).to_be_visible()
+    shot("1-empty-store")
+
+
+def test_2_launch_and_watch_it_finish(page, app, shot):
+    launch(page, app, "/launch", epochs="2", run_name="e2e-first")
+    run = run_named(app, "e2e-first")
+    state["first"] = run.info.run_id
+    # the live view shows it running, with progress, then empties, all without a reload
+    expect(page.get_by_text("RUNNING").first).to_be_visible(timeout=120_000)
+    expect(page.get_by_text(re.compile(r"epoch \d/2 · step \d+/\d+")).first).to_be_visible(timeout=60_000)
+    shot("2a-running")
+    expect(page.get_by_text("Queue · 0 running · 0 queued")).to_be_visible(timeout=RUN_TIMEOUT_S * 1000)
+    assert wait_status(app, state["first"], ("FINISHED", "FAILED", "KILLED")) == "FINISHED"
+    assert "e2e-first" in grid_text(page) and "FINISHED" in grid_text(page)  # "Recently ended"
+    shot("2b-finished")
+
+
+def test_3_clone_with_another_lr_and_cancel_it(page, app, shot):
+    launch(page, app, f"/launch?clone={state['first']}", lr="0.01", epochs="200", run_name="e2e-clone")
+    run = run_named(app, "e2e-clone")
+    state["clone"] = run.info.run_id
+    assert run.data.params["lr"] == "0.01" and run.data.params["model"] == "cnn"  # the rest came from the clone
+    expect(page.get_by_text(re.compile(r"epoch \d+/200 · step \d+/\d+")).first).to_be_visible(timeout=120_000)
+    shot("3a-clone-running")
+    page.get_by_test_id("stPopover").filter(has_text="Cancel").first.click()
+    page.get_by_role("button", name="Stop this run").click()
+    assert wait_status(app, state["clone"], ("FINISHED", "FAILED", "KILLED"), timeout=90) == "KILLED"
+    expect(page.get_by_text("Queue · 0 running · 0 queued")).to_be_visible(timeout=60_000)
+    shot("3b-clone-killed")
+
+
+def test_4_third_run_and_compare(page, app, shot):
+    launch(page, app, "/launch", epochs="2", lr="0.001", run_name="e2e-third")
+    state["third"] = run_named(app, "e2e-third").info.run_id
+    assert wait_status(app, state["third"], ("FINISHED", "FAILED", "KILLED")) == "FINISHED"
+    open_page(page, app, f"/compare?runs={state['first']},{state['third']}")
+    first_chart = page.locator(".js-plotly-plot").first
+    expect(first_chart).to_be_visible(timeout=60_000)
+    expect(first_chart.locator(".legend .traces")).to_have_count(2)  # one trace per run
+    diff = grid_text(page)
+    assert diff.startswith("run") and "lr" in diff and "0.003" in diff and "0.001" in diff
+    assert "epochs" not in diff  # only the params that differ
+    shot("4-compare")
+
+
+def test_5_run_detail_confusion_matrix(page, app, shot):
+    open_page(page, app, f"/run_detail?run={state['first']}")
+    expect(page.get_by_text("FINISHED").first).to_be_visible()
+    page.get_by_role("tab", name="Evaluation", exact=True).click()
+    heatmap = page.locator(".js-plotly-plot").filter(has=page.locator(".heatmaplayer")).first
+    expect(heatmap).to_be_visible(timeout=60_000)
+    labels = heatmap.locator(".yaxislayer-above .ytick text").all_text_contents()
+    assert sorted(labels) == [str(d) for d in range(10)]
+    shot("5-confusion-matrix")
+
+
+def test_6_register_and_set_champion(page, app, shot):
+    open_page(page, app, f"/registry?register={state['first']}")
+    fill(page, "New model name", "e2e-digits")  # the registry is empty: a new model is the only choice
+    choose(page, "Then set alias", "champion")
+    page.get_by_role("button", name=re.compile(r"^Register$")).click()
+    expect(page.get_by_text("@champion").first).to_be_visible(timeout=60_000)
+    version = mlflow(app).get_model_version_by_alias("e2e-digits", "champion")
+    assert version.run_id == state["first"]
+    shot("6-registry")
+
+
+def choose(page: Page, label: str, option: str) -> None:
+    page.get_by_test_id("stSelectbox").filter(has_text=label).locator("input").click()
+    page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+
+
+def test_7_playground_upload(page, app, shot, tmp_path):
+    from pipeline import data
+    from pipeline.config import RunConfig
+
+    test = data.load(RunConfig()).test
+    digit = Image.fromarray(test.images[0, 0].numpy())
+    good = tmp_path / f"digit-{int(test.labels[0])}.png"
+    digit.save(good)
+    fake = tmp_path / "notes.png"
+    fake.write_text("this is a text file, not a picture")
+
+    open_page(page, app, "/playground")
+    uploader = page.locator("[data-testid=stFileUploader] input[type=file]")
+    uploader.set_input_files(str(good))
+    expect(page.get_by_test_id("stMetric").filter(has_text="Prediction")).to_be_visible(timeout=90_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    shot("7a-playground-prediction")
+
+    uploader.set_input_files(str(fake))
+    expect(page.get_by_test_id("stAlertContentError").filter(has_text="notes.png")).to_be_visible(timeout=60_000)
+    shot("7b-playground-bad-file")
+
+    page.get_by_test_id("stFileChip").filter(has_text="notes.png").get_by_test_id("stFileChipDeleteBtn").click()
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+    uploader.set_input_files(str(good))
+    expect(page.get_by_test_id("stFileChip")).to_have_count(2)
+    expect(page.get_by_test_id("stMetric").filter(has_text="Prediction")).to_be_visible()
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+    shot("7c-playground-good-again")
+
+
+def test_8_mlflow_ui_shows_the_run_and_its_confusion_matrix(page, app, shot):
+    run = mlflow(app).get_run(state["first"])
+    page.goto(f"{app.mlflow_url}/#/experiments/{run.info.experiment_id}/runs/{state['first']}/artifacts")
+    expect(page.get_by_text("e2e-first").first).to_be_visible(timeout=60_000)
+    page.get_by_text("evaluation", exact=True).first.click()
+    expect(page.get_by_text("confusion_matrix.png").first).to_be_visible(timeout=30_000)
+    shot("8-mlflow-ui")
+    assert np.isfinite(run.data.metrics["test_accuracy"])
