@@ -46,7 +46,7 @@ def runs_frame(runs: Iterable) -> pd.DataFrame:
             "duration_s": (end - info.start_time) / 1000 if end and info.start_time else np.nan,
             "last_update": int(max([info.start_time or 0, info.end_time or 0, *stamps])),
             "lifecycle_stage": info.lifecycle_stage, "artifact_uri": info.artifact_uri, "user": info.user_id,
-            **{f"params.{k}": v for k, v in data.params.items()},
+            **{f"params.{k}": v for k, v in data.params.items() if not k.startswith("runboard.")},  # queue bookkeeping
             **{f"metrics.{k}": v for k, v in data.metrics.items()},
             **{f"tags.{k}": v for k, v in data.tags.items()},
         })

@@ -44,6 +44,12 @@ def header(run: dict) -> None:
     mlflow_url = tables.mlflow_run_url(settings.mlflow_ui_url(), run["experiment_id"], run["run_id"])
     started = run["start_time"].strftime("%Y-%m-%d %H:%M UTC") if pd.notna(run["start_time"]) else "—"
     st.caption(f"run `{run['run_id']}` · started {started} · [open in MLflow]({mlflow_url})")
+    clone, register, _ = st.columns([1, 1, 4])
+    clone.page_link("views/launch.py", label="Clone run", icon=":material/content_copy:",
+                    query_params={"clone": run["run_id"]})
+    if run["status"] == "FINISHED":
+        register.page_link("views/registry.py", label="Register model", icon=":material/inventory_2:",
+                           query_params={"register": run["run_id"]})
     tags, values = run["tags"], run["metrics"]
     cells = [("duration", tables.format_duration(run["duration_s"])), ("device", tags.get(tracking.TAG_DEVICE, "—")),
              ("epochs", tags.get(tracking.TAG_EPOCHS_RUN, run["params"].get("epochs", "—"))),
