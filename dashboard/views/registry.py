@@ -14,7 +14,7 @@ from mlflow.exceptions import MlflowException
 from dashboard import store
 from pipeline import registry, settings
 
-NEW_MODEL = "➕ new model…"
+NEW_MODEL = "+ new model…"  # plain text: emoji need a font many servers lack
 OTHER_ALIAS = "other…"
 FAILURES = (registry.RegistryError, store.TrackingError, MlflowException)
 

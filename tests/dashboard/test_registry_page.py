@@ -87,7 +87,7 @@ def test_register_a_finished_run_from_the_page_with_an_alias(model, trained_runs
 
 def test_register_as_a_new_model_and_refuse_a_duplicate(model, trained_runs):
     at = page(register=trained_runs[1])
-    at.selectbox(key="register_model").set_value("➕ new model…")
+    at.selectbox(key="register_model").set_value("+ new model…")
     at = at.run()
     assert at.text_input(key="register_new_name").value == "digits-cnn"  # suggested from the run
     at.text_input(key="register_new_name").input("registry-page-new")
