@@ -33,13 +33,10 @@ PAGES = {
 def run() -> None:
     st.set_page_config(page_title="Runboard", page_icon=":material/monitoring:", layout="wide")
     auth.gate()
-    here = Path(__file__).parent
-    pages = {
-        section: [st.Page(path, title=title, icon=icon, default=(path == "views/runs.py"))
-                  for path, title, icon in entries if (here / path).exists()]
-        for section, entries in PAGES.items()
-    }
-    st.navigation({k: v for k, v in pages.items() if v}).run()
+    pages = {section: [st.Page(path, title=title, icon=icon, default=(path == "views/runs.py"))
+                       for path, title, icon in entries]
+             for section, entries in PAGES.items()}
+    st.navigation(pages).run()
 
 
 run()
