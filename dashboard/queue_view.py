@@ -75,11 +75,9 @@ def _running_card(row: pd.Series, history: pd.DataFrame, experiment: str, now: f
         with actions:
             if _value(row, f"tags.{jobs.TAG_CANCEL}"):
                 st.button("Stopping…", key=f"stopping-{run_id}", disabled=True)
-            else:
-                with st.popover("Cancel", icon=":material/stop_circle:"):
-                    st.caption("It ends KILLED; what it logged so far is kept.")
-                    if st.button("Stop this run", key=f"cancel-{run_id}", type="primary"):
-                        _cancel(run_id)
+            elif st.button("Cancel", key=f"cancel-{run_id}", icon=":material/stop_circle:",
+                           help="stop it: it ends KILLED and keeps what it logged so far"):
+                _cancel(run_id)  # a button, not a popover: the 2 s refresh must not close a half-made choice
         steps = history[(history["run_id"] == run_id) & (history["key"] == engine.TRAIN_LOSS_STEP)]
         p = progress(steps, float(_value(row, "tags.runboard.train_images") or 0),
                      float(_value(row, "params.batch_size") or 0), float(_value(row, "params.epochs") or 0))
