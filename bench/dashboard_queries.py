@@ -33,8 +33,11 @@ import streamlit as st  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 
 from dashboard import charts, store  # noqa: E402
+from dashboard.store import histories  # noqa: E402
 from dashboard.views.compare import DEFAULT_METRICS  # noqa: E402
-from pipeline import engine, tracking  # noqa: E402
+from pipeline import names  # noqa: E402
+from pipeline.runs import tracking  # noqa: E402
+from pipeline.training import engine  # noqa: E402
 from pipeline.config import RunConfig  # noqa: E402
 
 EPOCHS = 10
@@ -50,10 +53,10 @@ def seed(n_runs: int, steps: int) -> list[str]:
                            epochs=EPOCHS, seed=i)
         run_id = client.create_run(experiment, run_name=f"bench-{i:02d}").info.run_id
         loss = np.exp(-np.arange(steps) / (steps / 3)) * 2 + rng.normal(0, 0.05, steps)
-        metrics = [Metric(engine.TRAIN_LOSS_STEP, float(v), now + s, s + 1) for s, v in enumerate(loss)]
+        metrics = [Metric(names.TRAIN_LOSS_STEP, float(v), now + s, s + 1) for s, v in enumerate(loss)]
         for e in range(1, EPOCHS + 1):
-            metrics += [Metric(k, float(rng.uniform(0.1, 1)), now + steps + e, e) for k in engine.EPOCH_METRICS]
-        metrics += [Metric(k, float(rng.uniform(0.8, 1)), now + steps + 99, EPOCHS) for k in engine.TEST_METRICS]
+            metrics += [Metric(k, float(rng.uniform(0.1, 1)), now + steps + e, e) for k in names.EPOCH_METRICS]
+        metrics += [Metric(k, float(rng.uniform(0.8, 1)), now + steps + 99, EPOCHS) for k in names.TEST_METRICS]
         for j in range(0, len(metrics), tracking.MAX_BATCH):
             client.log_batch(run_id, metrics=metrics[j:j + tracking.MAX_BATCH])
         client.log_batch(run_id, params=[Param(k, v) for k, v in config.to_params().items()],
@@ -82,7 +85,7 @@ def cached(ids: list[str], keys: tuple[str, ...]) -> pd.DataFrame:
 
 def clear_data_caches() -> None:
     st.cache_data.clear()
-    store._history_cache.clear()
+    histories._history_cache.clear()
 
 
 def median_seconds(fn, repeats: int, before=None) -> float:
@@ -133,7 +136,7 @@ def main() -> None:
     start = time.perf_counter()
     ids = seed(args.runs, args.steps)
     keys = tuple(DEFAULT_METRICS)
-    print(f"seeded {args.runs} runs x {args.steps} steps (+{EPOCHS} epochs of {len(engine.EPOCH_METRICS)} metrics) "
+    print(f"seeded {args.runs} runs x {args.steps} steps (+{EPOCHS} epochs of {len(names.EPOCH_METRICS)} metrics) "
           f"in {time.perf_counter() - start:.1f} s; compare page metrics: {', '.join(keys)}")
     store.client()  # connected once, as in a running dashboard
     points = len(cached(ids, keys))

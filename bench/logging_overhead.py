@@ -18,7 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
 
-from pipeline import data, engine, tracking  # noqa: E402
+from pipeline.runs import tracking  # noqa: E402
+from pipeline.training import data, engine  # noqa: E402
 from pipeline.config import RunConfig  # noqa: E402
 
 

@@ -31,7 +31,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline import data, predict, settings, train  # noqa: E402
+from pipeline import settings  # noqa: E402
+from pipeline.runs import train  # noqa: E402
+from pipeline.serving import predict  # noqa: E402
+from pipeline.training import data  # noqa: E402
 from pipeline.config import RunConfig  # noqa: E402
 
 

@@ -42,7 +42,9 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import psutil
 
-    from pipeline import engine, jobs, tracking
+    from pipeline.queue import jobs
+    from pipeline.runs import tracking
+    from pipeline.training import engine
     from pipeline.config import RunConfig
 
     client = tracking.connect()
@@ -63,18 +65,18 @@ def main() -> None:
                     run = client.get_run(run_id)
                     now = time.monotonic() - t0
                     running = running or (now if run.info.status == "RUNNING" else None)
-                    first = now if engine.TRAIN_LOSS_STEP in run.data.metrics else None
+                    first = now if names.TRAIN_LOSS_STEP in run.data.metrics else None
                     time.sleep(0.1)
                 firsts.append(first)
                 print(f"  {'warm' if prewarm else 'cold'}: RUNNING after {running:.1f} s, first "
-                      f"{engine.TRAIN_LOSS_STEP} after {first:.1f} s (load {os.getloadavg()[0]:.1f})")
+                      f"{names.TRAIN_LOSS_STEP} after {first:.1f} s (load {os.getloadavg()[0]:.1f})")
                 while client.get_run(run_id).info.status in jobs.ACTIVE:
                     time.sleep(0.2)
-                pid = int(client.get_run(run_id).data.tags[jobs.TAG_PID])
+                pid = int(client.get_run(run_id).data.tags[names.TAG_PID])
                 while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
                     time.sleep(0.2)  # the slot frees when the training process has exited
             print(f"{'warm spare' if prewarm else 'cold start'}: median {statistics.median(firsts):.1f} s "
-                  f"from submit to RUNNING with a first {engine.TRAIN_LOSS_STEP}")
+                  f"from submit to RUNNING with a first {names.TRAIN_LOSS_STEP}")
             if prewarm:
                 wait_idle(root, prewarm)
                 proc = psutil.Process(worker.pid)

@@ -37,7 +37,9 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
-from pipeline import batches, data, engine, hardware, models, tracking  # noqa: E402
+from pipeline import names
+from pipeline.runs import tracking  # noqa: E402
+from pipeline.training import batches, data, engine, hardware, models  # noqa: E402
 from pipeline.config import RunConfig  # noqa: E402
 
 SYNTHETIC = {"mnist": ((1, 28, 28), 60_000, 10_000), "cifar10": ((3, 32, 32), 50_000, 10_000)}
@@ -169,8 +171,8 @@ def our_trainer(config: RunConfig, d: data.ImageData) -> tuple[list[float], list
     result = engine.fit(config, d, tracker, progress=False)
     tracker.flush()
     client.set_terminated(run.info.run_id)
-    warm = [m.value for m in client.get_metric_history(run.info.run_id, engine.COMPILE_SECONDS)]
-    return ([h[engine.EPOCH_SECONDS] for h in result.history], [h[engine.VAL_ACCURACY] for h in result.history],
+    warm = [m.value for m in client.get_metric_history(run.info.run_id, names.COMPILE_SECONDS)]
+    return ([h[names.EPOCH_SECONDS] for h in result.history], [h[names.VAL_ACCURACY] for h in result.history],
             warm[0] if warm else 0.0)
 
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # streamlit puts only dashboard/ on the path
     sys.path.insert(0, str(ROOT))
 
-from dashboard import auth  # noqa: E402
+from dashboard import auth, serve  # noqa: E402
 
 PAGES = {
     "Experiments": [
@@ -31,6 +31,7 @@ PAGES = {
 
 
 def run() -> None:
+    serve.client_defaults()  # `streamlit run dashboard/app.py` skips serve.main
     st.set_page_config(page_title="Runboard", page_icon=":material/monitoring:", layout="wide")
     auth.gate()
     pages = {section: [st.Page(path, title=title, icon=icon, default=(path == "views/runs.py"))
@@ -39,4 +40,5 @@ def run() -> None:
     st.navigation(pages).run()
 
 
-run()
+if __name__ == "__main__":  # streamlit runs this file as __main__; importing it runs nothing
+    run()

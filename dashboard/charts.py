@@ -14,6 +14,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 from scipy.signal import lfilter  # scikit-learn's dependency; imported here, not on the first smoothed chart
 
+from pipeline import names
+
 MAX_POINTS = 2000        # points per drawn trace: enough for any screen, light for 50 runs
 TEXT_MAX_CLASSES = 30    # above this, cell numbers are unreadable: hover only
 WEBGL_ABOVE = 20_000     # total drawn points above which traces switch to WebGL
@@ -72,7 +74,7 @@ def with_x(history: pd.DataFrame, axis: str, steps_per_epoch: Mapping[str, float
         return out, "step"
     if axis == "epoch":
         per_epoch = out["run_id"].map(steps_per_epoch or {}).astype(float)
-        is_step_metric = out["key"].str.endswith("_step") & per_epoch.notna() & (per_epoch > 0)
+        is_step_metric = out["key"].map(names.is_per_step).astype(bool) & per_epoch.notna() & (per_epoch > 0)
         out["x"] = np.where(is_step_metric, out["step"] / per_epoch, out["step"]).astype(float)
         return out, "epoch"
     start = out["run_id"].map(start_ms or {})

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard import refresh
 from pipeline import settings
 from pipeline.config import DATASETS, IMAGEFOLDER, ConfigError, RunConfig
-from pipeline.data import IMAGE_SUFFIXES
+from pipeline.names import IMAGE_SUFFIXES
 
 KEY = "launch."  # session-state prefix of the form's widgets
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
@@ -36,7 +37,7 @@ def _has_image(folder: Path) -> bool:
         return False
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=refresh.IMAGE_FOLDERS_TTL, show_spinner=False)
 def image_folders(root: str) -> list[str]:
     """`imagefolder:REL` for folders under the data root with at least two class folders of images."""
     found, frontier = [], [Path(root)]

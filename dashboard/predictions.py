@@ -1,4 +1,4 @@
-"""The playground's batch table and CSV: plain pandas from pipeline.predict results, no Streamlit.
+"""The playground's batch table and CSV: plain pandas from pipeline.serving.predict results, no Streamlit.
 
 One row per image: its prediction and confidence, the top classes, the error when it could not be
 used; with a second model, that model's answer and whether the two agree.
@@ -6,12 +6,27 @@ used; with a second model, that model's answer and whether the two agree.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
+from PIL import Image
 
-from pipeline.predict import ImageResult
+if TYPE_CHECKING:  # the page has torch loaded anyway; this module does not need it
+    from pipeline.serving.predict import ImageResult
 
 DISAGREE_STYLE = "background-color: rgba(231, 76, 60, 0.18)"  # a light red row
+DISPLAY_PX = 160  # small images are enlarged (nearest neighbour, pixels stay sharp) to this side
+
+
+def enlarged(picture: Image.Image | np.ndarray) -> Image.Image:
+    """An image (or uint8 C,H,W array) big enough to see, without smoothing tiny inputs into blur."""
+    if isinstance(picture, np.ndarray):
+        picture = Image.fromarray(picture[0] if picture.shape[0] == 1 else picture.transpose(1, 2, 0))
+    scale = DISPLAY_PX // max(picture.size)
+    if scale <= 1:
+        return picture
+    return picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
 
 
 def _answer(result: ImageResult, prefix: str = "") -> dict:

@@ -12,11 +12,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, store, tables, ui
-from pipeline import engine, jobs
+from dashboard import refresh
+from pipeline import names
+from pipeline.queue import jobs
 
-REFRESH_SECONDS = 2         # the live view's refresh; cached reads make it one query per period
 NO_WORKER_AFTER_SECONDS = 20  # a run waiting this long with no live worker anywhere: say how to start one
-LATEST = (engine.TRAIN_LOSS_STEP, engine.TRAIN_LOSS, engine.VAL_LOSS, engine.VAL_ACCURACY)
+LATEST = (names.TRAIN_LOSS_STEP, names.TRAIN_LOSS, names.VAL_LOSS, names.VAL_ACCURACY)
 
 
 @dataclass
@@ -26,11 +27,11 @@ class Progress:
     eta_s: float | None   # seconds left at the recent pace, None before it is known
 
 
-def progress(history: pd.DataFrame, train_images: float, batch_size: float, epochs: float) -> Progress:
+def progress(history: pd.DataFrame, steps_per_epoch: float, epochs: float) -> Progress:
     """Where a run is, from its train_loss_step points (step, timestamp) and the size of its job."""
-    if not (train_images > 0 and batch_size > 0 and epochs > 0):
+    if not (steps_per_epoch > 0 and epochs > 0):
         return Progress(0.0, "loading data", None)
-    per_epoch = math.ceil(train_images / batch_size)
+    per_epoch = int(steps_per_epoch)
     total = per_epoch * int(epochs)
     if history.empty:
         return Progress(0.0, f"epoch 1/{int(epochs)} · step 0/{total}", None)
@@ -73,35 +74,34 @@ def _running_card(row: pd.Series, history: pd.DataFrame, experiment: str, now: f
             st.markdown(f"**{row['run_name']}** · `{run_id[:8]}` · {experiment} · "
                         f"{row.get('params.dataset')} / {row.get('params.model')}")
         with actions:
-            if _value(row, f"tags.{jobs.TAG_CANCEL}"):
+            if _value(row, f"tags.{names.TAG_CANCEL}"):
                 st.button("Stopping…", key=f"stopping-{run_id}", disabled=True)
             elif st.button("Cancel", key=f"cancel-{run_id}", icon=":material/stop_circle:",
                            help="stop it: it ends KILLED and keeps what it logged so far"):
                 _cancel(run_id)  # a button, not a popover: the 2 s refresh must not close a half-made choice
-        steps = history[(history["run_id"] == run_id) & (history["key"] == engine.TRAIN_LOSS_STEP)]
-        p = progress(steps, float(_value(row, "tags.runboard.train_images") or 0),
-                     float(_value(row, "params.batch_size") or 0), float(_value(row, "params.epochs") or 0))
+        steps = history[(history["run_id"] == run_id) & (history["key"] == names.TRAIN_LOSS_STEP)]
+        p = progress(steps, float(_value(row, f"tags.{names.TAG_STEPS_PER_EPOCH}") or 0),
+                     float(_value(row, "params.epochs") or 0))
         eta = f" · ETA {tables.format_duration(p.eta_s)}" if p.eta_s is not None else ""
-        started = _age(_value(row, f"tags.{jobs.TAG_STARTED}"), now)
+        started = _age(_value(row, f"tags.{names.TAG_STARTED}"), now)
         st.progress(p.fraction, text=f"{p.text}{eta} · running {tables.format_duration(started)}")
         for column, key in zip(st.columns(len(LATEST)), LATEST):
             value = _value(row, f"metrics.{key}")
             column.metric(key, "—" if value is None else f"{value:.4g}")
         if not steps.empty:
-            fig = charts.metric_figure(steps, engine.TRAIN_LOSS_STEP, {run_id: charts.run_colors([run_id])[run_id]},
+            fig = charts.metric_figure(steps, names.TRAIN_LOSS_STEP, {run_id: charts.run_colors([run_id])[run_id]},
                                        {run_id: row["run_name"]})
             fig.update_layout(height=220, showlegend=False, title=None)
             st.plotly_chart(fig, key=f"live-loss-{run_id}", config={"displayModeBar": False})
-        beat = _age(_value(row, f"tags.{jobs.TAG_HEARTBEAT}"), now)
+        beat = _age(_value(row, f"tags.{names.TAG_HEARTBEAT}"), now)
         if beat is not None and beat > jobs.STALE_SECONDS:
             st.warning(f"Its worker sent no heartbeat for {beat:.0f} s; a restarted worker marks it FAILED.")
         with st.expander("Log (tail)", expanded=True):
-            st.code(_value(row, f"tags.{jobs.TAG_LOG_TAIL}") or "(nothing yet)", language=None, height=220)
-        st.caption(f"worker {_value(row, f'tags.{jobs.TAG_WORKER}') or '—'} · heartbeat "
+            st.code(_value(row, f"tags.{names.TAG_LOG_TAIL}") or "(nothing yet)", language=None, height=220)
+        st.caption(f"worker {_value(row, f'tags.{names.TAG_WORKER}') or '—'} · heartbeat "
                    f"{tables.format_duration(beat)} ago")
-        if ui.page_exists("run_detail"):
-            st.page_link("views/run_detail.py", label="Run details", icon=":material/analytics:",
-                         query_params={"run": run_id})
+        st.page_link("views/run_detail.py", label="Run details", icon=":material/analytics:",
+                     query_params={"run": run_id})
 
 
 def _queued_rows(queued: pd.DataFrame, experiments: dict[str, str], now: float) -> None:
@@ -110,7 +110,7 @@ def _queued_rows(queued: pd.DataFrame, experiments: dict[str, str], now: float) 
         cols = st.columns([1, 5, 2, 1])
         cols[0].markdown(f"**#{position}**")
         cols[1].markdown(f"{row['run_name']} · `{run_id[:8]}` · {experiments.get(row['experiment_id'], '')}")
-        waited = _age(_value(row, f"tags.{jobs.TAG_QUEUED}"), now)
+        waited = _age(_value(row, f"tags.{names.TAG_QUEUED}"), now)
         cols[2].caption(f"queued {tables.format_duration(waited)} ago")
         if cols[3].button("Cancel", key=f"cancel-{run_id}", icon=":material/close:"):
             _cancel(run_id)
@@ -119,9 +119,9 @@ def _queued_rows(queued: pd.DataFrame, experiments: dict[str, str], now: float) 
 def _worker_hint(running: pd.DataFrame, queued: pd.DataFrame, now: float) -> None:
     if queued.empty:
         return
-    beats = [_age(b, now) for b in running.get(f"tags.{jobs.TAG_HEARTBEAT}", pd.Series(dtype=str))]
+    beats = [_age(b, now) for b in running.get(f"tags.{names.TAG_HEARTBEAT}", pd.Series(dtype=str))]
     alive = any(b is not None and b < jobs.STALE_SECONDS for b in beats)
-    waited = max((_age(q, now) or 0) for q in queued[f"tags.{jobs.TAG_QUEUED}"])
+    waited = max((_age(q, now) or 0) for q in queued[f"tags.{names.TAG_QUEUED}"])
     if not alive and waited > NO_WORKER_AFTER_SECONDS:
         st.warning(f"No worker has taken a run for {tables.format_duration(waited)}. Start one in the project "
                    "folder: `python -m pipeline worker` (`make run` starts one too).", icon=":material/engineering:")
@@ -131,7 +131,7 @@ def _worker_hint(running: pd.DataFrame, queued: pd.DataFrame, now: float) -> Non
 
 def _ran_seconds(runs: pd.DataFrame) -> pd.Series:
     """From launch (not from queueing: MLflow's start time is the submit time) to the end."""
-    started = pd.to_numeric(runs.get(f"tags.{jobs.TAG_STARTED}", pd.Series(index=runs.index, dtype=float)))
+    started = pd.to_numeric(runs.get(f"tags.{names.TAG_STARTED}", pd.Series(index=runs.index, dtype=float)))
     ended = runs["end_time"].map(lambda t: t.timestamp() if pd.notna(t) else np.nan)
     return (ended - started).where(started.notna())
 
@@ -146,18 +146,18 @@ def _ended(recent: pd.DataFrame, experiments: dict[str, str]) -> None:
         "status": recent["status"].map(lambda s: tables.STATUS_LABELS.get(s, s)),
         "experiment": recent["experiment_id"].map(experiments),
         "ran": _ran_seconds(recent).map(tables.format_duration),
-        "test accuracy": recent.get(f"metrics.{engine.TEST_ACCURACY}", pd.Series(np.nan, index=recent.index)),
-        "reason": recent.get(f"tags.{jobs.tracking.TAG_ERROR}", pd.Series("", index=recent.index)).fillna(""),
+        "test accuracy": recent.get(f"metrics.{names.TEST_ACCURACY}", pd.Series(np.nan, index=recent.index)),
+        "reason": recent.get(f"tags.{names.TAG_ERROR}", pd.Series("", index=recent.index)).fillna(""),
     })
     st.dataframe(table, hide_index=True, column_config={
         "open": st.column_config.LinkColumn("open", display_text="details"),
         "test accuracy": st.column_config.NumberColumn(format="%.4f")})
 
 
-@st.fragment(run_every=REFRESH_SECONDS)
+@st.fragment(run_every=refresh.QUEUE_REFRESH)
 @ui.guarded
 def live_queue() -> None:
-    """Running and queued runs of every experiment, re-read every REFRESH_SECONDS."""
+    """Running and queued runs of every experiment, re-read every refresh.QUEUE_REFRESH seconds."""
     unfinished, recent = store.queue()
     experiments = dict(zip(store.experiments()["experiment_id"], store.experiments()["name"]))
     now = time.time()
@@ -165,13 +165,13 @@ def live_queue() -> None:
     running = unfinished[status == "RUNNING"]
     queued = unfinished[status == "SCHEDULED"]
     if not queued.empty:
-        queued = queued.assign(_at=pd.to_numeric(queued[f"tags.{jobs.TAG_QUEUED}"])).sort_values("_at")
+        queued = queued.assign(_at=pd.to_numeric(queued[f"tags.{names.TAG_QUEUED}"])).sort_values("_at")
     st.subheader(f"Queue · {len(running)} running · {len(queued)} queued")
     _worker_hint(running, queued, now)
     if unfinished.empty:
         st.info("Nothing queued or running. Runs you launch appear here; a worker "
                 "(`python -m pipeline worker`) trains them.", icon=":material/inbox:")
-    history = store.metric_histories(store.versions(running), [engine.TRAIN_LOSS_STEP]) if not running.empty \
+    history = store.metric_histories(store.versions(running), [names.TRAIN_LOSS_STEP]) if not running.empty \
         else pd.DataFrame(columns=["run_id", "key", "step", "timestamp", "value"])
     for _, row in running.iterrows():
         _running_card(row, history, experiments.get(row["experiment_id"], ""), now)

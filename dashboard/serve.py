@@ -16,6 +16,17 @@ sys.path.insert(0, str(ROOT))
 from dashboard import auth  # noqa: E402
 from pipeline import settings  # noqa: E402
 
+# A page must fail in seconds, not after MLflow's default of 7 retries with backoff (minutes);
+# values a user exported win.
+CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "15", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+
+def client_defaults() -> None:
+    """Set the dashboard's MLflow client defaults in this process (and so in the server it becomes)."""
+    for name, value in CLIENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
 
 def streamlit_args() -> list[str]:
     """The argument list for `streamlit run` (never a shell string)."""
@@ -39,6 +50,7 @@ def main() -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     os.chdir(ROOT)  # .streamlit/secrets.toml and relative store paths resolve from the project root
+    client_defaults()
     args = streamlit_args()
     os.execv(args[0], args)
     return 0  # not reached

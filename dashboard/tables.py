@@ -13,7 +13,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from pipeline import engine, tracking
+from pipeline import names
 
 STATUS_LABELS = {  # a symbol each (plain Unicode, no emoji font needed), so statuses differ without color too
     "SCHEDULED": "◌ SCHEDULED", "RUNNING": "▶ RUNNING", "FINISHED": "✓ FINISHED", "FAILED": "✗ FAILED",
@@ -22,7 +22,7 @@ STATUS_LABELS = {  # a symbol each (plain Unicode, no emoji font needed), so sta
 KEY_PARAMS = ("dataset", "model", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "augment")
 NUMERIC_PARAMS = ("epochs", "batch_size", "lr", "weight_decay")  # shown as numbers so they sort as numbers
 LEGEND_PARAMS = 3  # distinguishing params named in a legend entry
-FINAL_METRICS = (engine.TEST_ACCURACY, engine.TEST_F1, engine.VAL_ACCURACY, engine.VAL_LOSS, engine.TRAIN_LOSS)
+FINAL_METRICS = (names.TEST_ACCURACY, names.TEST_F1, names.VAL_ACCURACY, names.VAL_LOSS, names.TRAIN_LOSS)
 BASE_COLUMNS = ["run_id", "run_name", "experiment_id", "status", "start_time", "end_time", "duration_s",
                 "last_update", "lifecycle_stage", "artifact_uri", "user"]
 
@@ -46,7 +46,7 @@ def runs_frame(runs: Iterable) -> pd.DataFrame:
             "duration_s": (end - info.start_time) / 1000 if end and info.start_time else np.nan,
             "last_update": int(max([info.start_time or 0, info.end_time or 0, *stamps])),
             "lifecycle_stage": info.lifecycle_stage, "artifact_uri": info.artifact_uri, "user": info.user_id,
-            **{f"params.{k}": v for k, v in data.params.items() if not k.startswith("runboard.")},  # queue bookkeeping
+            **{f"params.{k}": v for k, v in data.params.items() if not k.startswith(names.BOOKKEEPING_PREFIX)},
             **{f"metrics.{k}": v for k, v in data.metrics.items()},
             **{f"tags.{k}": v for k, v in data.tags.items()},
         })
@@ -98,11 +98,11 @@ def best(history: pd.DataFrame, key: str, mode: str = "max") -> pd.Series:
 
 
 def steps_per_epoch(runs: pd.DataFrame) -> dict[str, float]:
-    """Optimizer steps per epoch from the train split size and batch size each run logged."""
-    if "tags.runboard.train_images" not in runs or "params.batch_size" not in runs:
+    """Optimizer steps per epoch, as each run's trainer logged them."""
+    column = f"tags.{names.TAG_STEPS_PER_EPOCH}"
+    if column not in runs:
         return {}
-    images = pd.to_numeric(runs["tags.runboard.train_images"], errors="coerce")
-    per_epoch = np.ceil(images / pd.to_numeric(runs["params.batch_size"], errors="coerce"))
+    per_epoch = pd.to_numeric(runs[column], errors="coerce")
     return {r: float(v) for r, v in zip(runs["run_id"], per_epoch) if np.isfinite(v) and v > 0}
 
 
@@ -120,8 +120,8 @@ def runs_table(runs: pd.DataFrame, best_val: pd.Series, mlflow_ui: str, extra: S
         values = runs[f"params.{p}"] if f"params.{p}" in runs else pd.Series("", index=runs.index)
         table[p] = pd.to_numeric(values, errors="coerce") if p in NUMERIC_PARAMS else values.fillna("")
     table["best val acc"] = runs["run_id"].map(best_val)
-    table["test acc"] = runs.get(f"metrics.{engine.TEST_ACCURACY}")
-    table["test F1"] = runs.get(f"metrics.{engine.TEST_F1}")
+    table["test acc"] = runs.get(f"metrics.{names.TEST_ACCURACY}")
+    table["test F1"] = runs.get(f"metrics.{names.TEST_F1}")
     for column in extra:
         table[column.split(".", 1)[-1]] = runs.get(column)
     table["mlflow"] = [mlflow_run_url(mlflow_ui, e, r) for e, r in zip(runs["experiment_id"], runs["run_id"])]
@@ -147,7 +147,7 @@ def diff_table(runs: pd.DataFrame, best_val: pd.Series | None = None,
     for p in params:
         table[p.removeprefix("params.")] = runs[p].map(compact, na_action="ignore").to_numpy()
     if best_val is not None:
-        table[f"best {engine.VAL_ACCURACY}"] = runs["run_id"].map(best_val).to_numpy()
+        table[f"best {names.VAL_ACCURACY}"] = runs["run_id"].map(best_val).to_numpy()
     for m in metrics:
         if f"metrics.{m}" in runs:
             table[m] = runs[f"metrics.{m}"].to_numpy()
@@ -181,5 +181,5 @@ def format_duration(seconds: float | None) -> str:
 
 def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """Tags worth showing: MLflow's bookkeeping and the traceback (shown on its own) left out."""
-    hidden = {tracking.TAG_TRACEBACK, "mlflow.log-model.history", "mlflow.runName"}
+    hidden = {names.TAG_TRACEBACK, names.TAG_LOG_MODEL_HISTORY, names.TAG_RUN_NAME}
     return {k: v for k, v in sorted(tags.items()) if k not in hidden}

@@ -3,20 +3,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 
 import streamlit as st
 
 from dashboard import store
-
-VIEWS = Path(__file__).parent / "views"
+from pipeline import names
 STATUS_COLORS = {"SCHEDULED": "gray", "RUNNING": "blue", "FINISHED": "green", "FAILED": "red", "KILLED": "orange"}
 STATUS_CSS = {"SCHEDULED": "#9ca3af", "RUNNING": "#60a5fa", "FINISHED": "#4ade80", "FAILED": "#f87171",
               "KILLED": "#fb923c"}  # pill colors in tables, same hues as the badges
 STATUS_ICONS = {"SCHEDULED": ":material/schedule:", "RUNNING": ":material/autorenew:",
                 "FINISHED": ":material/check_circle:", "FAILED": ":material/error:", "KILLED": ":material/cancel:"}
-LIVE_STATUSES = ("SCHEDULED", "RUNNING")
-LIVE_REFRESH_SECONDS = 10  # how often views of unfinished runs re-read the store
+LIVE_STATUSES = names.ACTIVE
 FIRST_RUN = "python -m pipeline train --dataset digits --model cnn --epochs 5"
 
 
@@ -36,19 +33,24 @@ def guarded(body: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-def page_exists(name: str) -> bool:
-    return (VIEWS / f"{name}.py").exists()
-
-
 def no_runs_yet(experiment: str | None = None) -> None:
     """The friendly empty state: how to get a first run, from the browser or the shell."""
     where = f"in experiment **{experiment}** " if experiment else ""
     st.info(f"No runs {where}yet: launch one.", icon=":material/rocket_launch:")
-    if page_exists("launch"):
-        st.page_link("views/launch.py", label="Launch a run", icon=":material/rocket_launch:")
+    st.page_link("views/launch.py", label="Launch a run", icon=":material/rocket_launch:")
     st.caption("Or from a shell in the project folder (a 5-epoch run takes under a minute on a CPU):")
     st.code(FIRST_RUN + (f" --experiment {experiment}" if experiment and experiment != "Default" else ""),
             language="bash")
+
+
+def reading_page(title: str):
+    """A reading page's start: its title, then every active run, or None after the empty state."""
+    st.title(title)
+    all_runs = store.runs()
+    if all_runs.empty:
+        no_runs_yet()
+        return None
+    return all_runs
 
 
 def status_badge(status: str) -> None:

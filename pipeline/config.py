@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import settings
+from pipeline.errors import UserError
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 IMAGEFOLDER = "imagefolder:"
@@ -19,9 +20,10 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "onecycle", "step")
 AUGMENTATIONS = ("none", "light", "strong")
 DEVICES = ("auto", "cpu", "cuda")
+IMAGEFOLDER_SIZE = 64  # image_size 0 on an image folder: a side every model trains on, whatever the files' sizes
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A value a user gave is not allowed; the message names the field and what is allowed."""
 
 

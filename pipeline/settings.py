@@ -8,7 +8,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipeline.errors import UserError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingError(UserError):
+    """An environment variable holds a value that cannot be used; the message names it."""
 
 
 def tracking_uri() -> str:
@@ -26,7 +32,7 @@ def _int(name: str, default: int) -> int:
     try:
         return int(raw) if raw else default
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+        raise SettingError(f"{name} must be an integer, got {raw!r}") from None
 
 
 def host() -> str:

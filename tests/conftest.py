@@ -37,7 +37,7 @@ def store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(store) -> str:
     """One real digits/cnn run of 2 epochs, registered as `digits-cnn`: its run id."""
-    from pipeline import train
+    from pipeline.runs import train
 
     config = RunConfig(**TINY, experiment="tests", run_name="tiny-cnn", register="digits-cnn")
     return train.run(config, progress=False)
@@ -46,7 +46,7 @@ def trained_run(store) -> str:
 @pytest.fixture(scope="session")
 def trained_runs(store, trained_run) -> list[str]:
     """Three finished runs in experiment `tests` that differ in learning rate and model."""
-    from pipeline import train
+    from pipeline.runs import train
 
     others = [RunConfig(**{**TINY, "lr": 1e-2}, experiment="tests", run_name="tiny-cnn-lr1e-2"),
               RunConfig(**{**TINY, "model": "mlp"}, experiment="tests", run_name="tiny-mlp")]

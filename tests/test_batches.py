@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import batches, data, engine
+from pipeline.training import batches, data, engine
 from pipeline.config import RunConfig
 
 CPU = torch.device("cpu")

@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import data
-from pipeline.config import RunConfig
-from pipeline.data import DataError
+from pipeline.training import data
+from pipeline.config import IMAGEFOLDER_SIZE, RunConfig
+from pipeline.training.data import DataError
 
 
 def test_digits_is_embedded_and_split_three_ways():
@@ -59,7 +59,7 @@ def test_imagefolder_grayscale_gets_one_channel(tmp_path, monkeypatch):
     gray = [Image.new("L", (12, 12), v) for v in range(0, 250, 25)]
     _folder(tmp_path / "g", {"dark": gray[:5] * 2, "light": gray[5:] * 2})
     d = data.load(RunConfig(dataset="imagefolder:g"))
-    assert d.channels == 1 and d.image_size == (data.IMAGEFOLDER_DEFAULT_SIZE,) * 2
+    assert d.channels == 1 and d.image_size == (IMAGEFOLDER_SIZE,) * 2
 
 
 @pytest.mark.parametrize("layout, message", [

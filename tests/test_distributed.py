@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 
-from pipeline import distributed, engine, tracking
+from pipeline import names
+from pipeline.runs import tracking
+from pipeline.training import distributed, engine
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -52,13 +54,14 @@ def test_torchrun_two_processes_make_one_run(store, trained_run):
     assert run.info.status == "FINISHED"
     assert out.stdout.count("finished") == 1 and run_id in out.stdout  # rank 0 speaks, once
     assert run.data.tags["runboard.processes"] == "2"
-    for key in engine.EPOCH_METRICS:
+    for key in names.EPOCH_METRICS:
         assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2], key
-    steps = sorted(m.step for m in client.get_metric_history(run_id, engine.TRAIN_LOSS_STEP))
+    steps = sorted(m.step for m in client.get_metric_history(run_id, names.TRAIN_LOSS_STEP))
     assert steps == list(range(1, 2 * engine.steps_per_epoch(1295, 64, 2) + 1))
-    for key in engine.TEST_METRICS:
+    assert run.data.tags[names.TAG_STEPS_PER_EPOCH] == str(engine.steps_per_epoch(1295, 64, 2))  # what readers use
+    for key in names.TEST_METRICS:
         assert [m.step for m in client.get_metric_history(run_id, key)] == [2], key
     assert {a.path for a in client.list_artifacts(run_id, "evaluation")} >= {"evaluation/confusion_matrix.json"}
-    one_process = client.get_run(trained_run).data.metrics[engine.TEST_ACCURACY]  # same config, 1 process
-    two = run.data.metrics[engine.TEST_ACCURACY]
+    one_process = client.get_run(trained_run).data.metrics[names.TEST_ACCURACY]  # same config, 1 process
+    two = run.data.metrics[names.TEST_ACCURACY]
     assert two > 0.9 and abs(two - one_process) < 0.05, (two, one_process)

@@ -4,9 +4,10 @@ import math
 import pytest
 import torch
 
-from pipeline import data, engine, models
+from pipeline import names
+from pipeline.training import batches, data, engine, models
 from pipeline.config import RunConfig
-from pipeline.engine import TrainingError
+from pipeline.training.engine import TrainingError
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +29,18 @@ def test_schedules():
 def test_augment_keeps_shape_and_light_only_moves_pixels():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(16, 1, 8, 8)
-    assert torch.equal(engine.augment(x, "none", False, gen), x)
-    light = engine.augment(x, "light", False, gen)
+    assert torch.equal(batches.augment(x, "none", False, gen), x)
+    light = batches.augment(x, "light", False, gen)
     assert light.shape == x.shape and not torch.equal(light, x)
     allowed = set(x.flatten().tolist()) | {0.0}
     assert set(light.flatten().tolist()) <= allowed  # whole-pixel shifts: no new values, zeros at the border
-    assert engine.augment(x, "strong", True, gen).shape == x.shape
+    assert batches.augment(x, "strong", True, gen).shape == x.shape
 
 
 def test_augment_is_reproducible_from_its_generator():
     x = torch.rand(4, 3, 16, 16)
-    a = engine.augment(x, "strong", True, torch.Generator().manual_seed(3))
-    b = engine.augment(x, "strong", True, torch.Generator().manual_seed(3))
+    a = batches.augment(x, "strong", True, torch.Generator().manual_seed(3))
+    b = batches.augment(x, "strong", True, torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
 
 
@@ -47,7 +48,7 @@ def test_cnn_reaches_97_percent_on_digits_in_5_epochs(digits):
     result = engine.fit(RunConfig(epochs=5), digits, progress=False)
     assert result.test.accuracy >= 0.97
     assert result.epochs_run == 5 and len(result.history) == 5
-    assert set(result.history[0]) == set(engine.EPOCH_METRICS)
+    assert set(result.history[0]) == set(names.EPOCH_METRICS)
 
 
 def test_same_seed_same_result(digits):
@@ -72,10 +73,10 @@ def test_every_step_and_epoch_is_reported(digits):
     rec = _Recorder()
     config = RunConfig(epochs=2, batch_size=128)
     engine.fit(config, digits, rec, progress=False)
-    steps = [s for k, s, _ in rec.rows if k == engine.TRAIN_LOSS_STEP]
+    steps = [s for k, s, _ in rec.rows if k == names.TRAIN_LOSS_STEP]
     per_epoch = math.ceil(len(digits.train) / 128)
     assert steps == list(range(1, 2 * per_epoch + 1))
-    assert sorted(s for k, s, _ in rec.rows if k == engine.VAL_LOSS) == [1, 2]
+    assert sorted(s for k, s, _ in rec.rows if k == names.VAL_LOSS) == [1, 2]
     assert rec.flushes == 2  # one batched write per epoch, not one per step
 
 

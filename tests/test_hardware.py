@@ -9,7 +9,8 @@ import os
 import pytest
 import torch
 
-from pipeline import data, engine, hardware
+from pipeline import names
+from pipeline.training import data, engine, hardware
 from pipeline.config import RunConfig
 
 
@@ -77,7 +78,7 @@ def test_compile_happens_in_the_logged_warm_up_and_trains_like_eager(digits, mon
     rec = _Recorder()
     before = counters["stats"]["unique_graphs"]
     result = engine.fit(RunConfig(epochs=2, compile=True), digits, rec, progress=False)
-    [(step, seconds)] = [(s, v) for k, s, v in rec.rows if k == engine.COMPILE_SECONDS]
+    [(step, seconds)] = [(s, v) for k, s, v in rec.rows if k == names.COMPILE_SECONDS]
     assert step == 0 and seconds > 0
     assert after_warm_up["graphs"] == before + 2  # a full batch and the last, smaller one
     assert counters["stats"]["unique_graphs"] == after_warm_up["graphs"]  # nothing compiled inside an epoch

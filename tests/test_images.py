@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import images
-from pipeline.predict import Preprocessing, decode
+from pipeline.serving import images
+from pipeline.serving.predict import Preprocessing, decode
 
 RED = (255, 0, 0)
 GRAY_OF_RED = 76  # ITU-R 601-2 luma of pure red, what PIL's convert("L") gives

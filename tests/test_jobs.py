@@ -7,9 +7,12 @@ import time
 
 import pytest
 
-from pipeline import jobs, sweep, tracking
+from pipeline.runs import lifecycle
+from pipeline import names
+from pipeline.queue import jobs, sweep
+from pipeline.runs import tracking
 from pipeline.config import ConfigError, RunConfig
-from pipeline.worker import Worker
+from pipeline.queue.worker import Worker
 
 EXPERIMENT = "queue-unit"
 CONFIG = RunConfig(dataset="digits", model="mlp", epochs=1, experiment=EXPERIMENT)
@@ -31,20 +34,24 @@ def test_submit_creates_a_scheduled_run_with_the_full_config(client):
     run = client.get_run(run_id)
     assert run.info.status == "SCHEDULED" and run.info.run_name == "queued-cnn"
     assert run.data.params == config.to_params()
-    assert jobs.TAG_QUEUED in run.data.tags and run.data.tags[jobs.TAG_REGISTER] == "queued-model"
-    assert jobs.config_of(client, run) == config  # the worker rebuilds exactly what was submitted
+    assert names.TAG_QUEUED in run.data.tags and run.data.tags[names.TAG_REGISTER] == "queued-model"
+    assert lifecycle.config_of(client, run) == config  # the worker rebuilds exactly what was submitted
     assert run_id in [r.info.run_id for r in jobs.queued(client)]
     jobs.cancel(run_id, client)
 
 
-def test_train_args_round_trip_through_the_cli_parser():
-    from pipeline.__main__ import _parser
-    from pipeline.config import from_args
+def test_a_queued_run_starts_from_its_id_alone(client):
+    from pipeline.cli import _parser
+    from pipeline.queue import launcher
 
     config = RunConfig(dataset="digits", model="mlp", lr=3e-4, weights="", run_name="a b; rm -rf /",
                        experiment="e x", register="m")
-    args = _parser().parse_args(["train", "--run-id", "x", *jobs.train_args(config)])
-    assert from_args(args) == config  # a list of arguments, no shell: odd names stay data
+    run_id = jobs.submit(config, client=client)
+    command = launcher.train_command(run_id)
+    assert command == ["train", "--run-id", run_id]  # no user text reaches the process's arguments
+    assert _parser().parse_args(command).run_id == run_id
+    assert lifecycle.config_of(client, client.get_run(run_id)) == config  # the child rebuilds it from the run
+    jobs.cancel(run_id, client)
 
 
 def test_queue_is_oldest_first(client):
@@ -61,7 +68,7 @@ def test_exactly_one_of_many_racing_claims_wins(client):
 
     def race(i: int) -> None:
         barrier.wait()
-        if jobs.claim(client, run_id, jobs.Claim(f"worker-{i}", jobs.process_key(), time.time())):
+        if lifecycle.claim(client, run_id, lifecycle.Claim(f"worker-{i}", lifecycle.process_key(), time.time())):
             wins.append(i)
     threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
     for t in threads:
@@ -69,7 +76,7 @@ def test_exactly_one_of_many_racing_claims_wins(client):
     for t in threads:
         t.join()
     assert len(wins) == 1
-    assert jobs.Claim.of(client.get_run(run_id)).owner == f"worker-{wins[0]}"
+    assert lifecycle.Claim.of(client.get_run(run_id)).owner == f"worker-{wins[0]}"
     client.set_terminated(run_id, "KILLED")
 
 
@@ -78,11 +85,11 @@ def test_cancel_a_queued_run_ends_it_killed_without_starting(client):
     assert "removed from the queue" in jobs.cancel(run_id, client)
     run = client.get_run(run_id)
     assert run.info.status == "KILLED" and run.data.metrics == {}
-    assert run.data.tags[tracking.TAG_ERROR] == "cancelled before it started"
+    assert run.data.tags[names.TAG_ERROR] == "cancelled before it started"
     assert run_id not in [r.info.run_id for r in jobs.queued(client)]
     assert "already ended KILLED" in jobs.cancel(run_id, client)
     # a worker that saw it queued a moment earlier cannot take it any more
-    assert not jobs.claim(client, run_id, jobs.Claim("late-worker", jobs.process_key(), time.time()))
+    assert not lifecycle.claim(client, run_id, lifecycle.Claim("late-worker", lifecycle.process_key(), time.time()))
 
 
 def test_cancel_refuses_unknown_and_non_queue_runs(client):
@@ -97,11 +104,11 @@ def test_cancel_refuses_unknown_and_non_queue_runs(client):
 
 def test_cancel_a_running_run_asks_its_worker(client):
     run_id = submitted(client)
-    assert jobs.claim(client, run_id, jobs.Claim("vm:1", jobs.process_key(), time.time()))  # a live owner: us
+    assert lifecycle.claim(client, run_id, lifecycle.Claim("vm:1", lifecycle.process_key(), time.time()))  # a live owner: us
     client.update_run(run_id, "RUNNING")
     assert "stop requested" in jobs.cancel(run_id, client)
     run = client.get_run(run_id)
-    assert run.info.status == "RUNNING" and jobs.TAG_CANCEL in run.data.tags
+    assert run.info.status == "RUNNING" and names.TAG_CANCEL in run.data.tags
     client.set_terminated(run_id, "KILLED")
 
 
@@ -113,8 +120,8 @@ def test_submit_refuses_a_missing_image_folder(client, store):
 def orphan(client, process: str, heartbeat_age: float) -> str:
     run_id = submitted(client)
     now = time.time()
-    assert jobs.claim(client, run_id, jobs.Claim("elsewhere:7", process, now - 3600))
-    jobs.set_tags(client, run_id, {jobs.TAG_HEARTBEAT: f"{now - heartbeat_age:.0f}"})
+    assert lifecycle.claim(client, run_id, lifecycle.Claim("elsewhere:7", process, now - 3600))
+    lifecycle.set_tags(client, run_id, {names.TAG_HEARTBEAT: f"{now - heartbeat_age:.0f}"})
     client.update_run(run_id, "RUNNING")
     return run_id
 
@@ -122,11 +129,11 @@ def orphan(client, process: str, heartbeat_age: float) -> str:
 def test_a_worker_ends_runs_whose_worker_is_gone(client):
     far_silent = orphan(client, "other-machine/123/1.00", heartbeat_age=jobs.STALE_SECONDS + 30)
     far_alive = orphan(client, "other-machine/123/1.00", heartbeat_age=1)
-    here_dead = orphan(client, jobs.process_key().rsplit("/", 2)[0] + "/999999/1.00", heartbeat_age=1)
+    here_dead = orphan(client, lifecycle.process_key().rsplit("/", 2)[0] + "/999999/1.00", heartbeat_age=1)
     Worker(concurrency=1).reap_orphans()
     for run_id, reason in ((far_silent, "sent no heartbeat"), (here_dead, "stopped")):
         run = client.get_run(run_id)
-        assert run.info.status == "FAILED" and reason in run.data.tags[tracking.TAG_ERROR]
+        assert run.info.status == "FAILED" and reason in run.data.tags[names.TAG_ERROR]
     assert client.get_run(far_alive).info.status == "RUNNING"  # its worker may still be training it
     client.set_terminated(far_alive, "KILLED")
 
@@ -152,12 +159,12 @@ def test_submit_sweep_groups_runs_under_a_parent(client):
                                         client=client)
     assert len(run_ids) == 4
     p = client.get_run(parent)
-    assert p.info.status == "FINISHED" and p.data.tags[jobs.TAG_SWEEP] == "grid"
-    assert p.data.tags[jobs.TAG_SWEEP_RUNS].split(",") == run_ids
+    assert p.info.status == "FINISHED" and p.data.tags[names.TAG_SWEEP] == "grid"
+    assert p.data.tags[names.TAG_SWEEP_RUNS].split(",") == run_ids
     for run_id, config in zip(run_ids, configs):
         run = client.get_run(run_id)
-        assert run.info.status == "SCHEDULED" and run.data.tags[jobs.TAG_PARENT] == parent
-        assert run.data.tags[jobs.TAG_SWEEP_ID] == parent and run.data.params == config.to_params()
+        assert run.info.status == "SCHEDULED" and run.data.tags[names.TAG_PARENT] == parent
+        assert run.data.tags[names.TAG_SWEEP_ID] == parent and run.data.params == config.to_params()
         jobs.cancel(run_id, client)
     with pytest.raises(ConfigError, match="at most"):
         jobs.submit_sweep([CONFIG] * (jobs.MAX_SWEEP_RUNS + 1), "grid", {}, client=client)

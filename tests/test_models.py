@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from pipeline import models
+from pipeline.training import models
 
 SHAPES = {"digits": (1, 8, 8, 10), "mnist": (1, 28, 28, 10), "cifar10": (3, 32, 32, 10),
           "imagefolder": (3, 64, 64, 5), "imagefolder-large": (3, 96, 96, 3)}

@@ -19,9 +19,12 @@ import torch
 from mlflow import MlflowClient
 from PIL import Image
 
-from pipeline import data as datasets
-from pipeline import engine, predict, registry, tracking
-from pipeline.__main__ import main
+from pipeline import names
+from pipeline.training import data as datasets
+from pipeline.runs import tracking
+from pipeline.serving import predict, registry
+from pipeline.training import engine
+from pipeline.cli import main
 from pipeline.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +114,7 @@ def test_metadata_without_preprocessing_is_refused():
     with pytest.raises(predict.ModelError, match="not logged by Runboard"):
         predict.Preprocessing.from_metadata({"other": 1}, "someone's model")
     with pytest.raises(predict.ModelError, match="unusable"):
-        predict.Preprocessing.from_metadata({tracking.PREPROCESSING_KEY: {"classes": ["a"]}})
+        predict.Preprocessing.from_metadata({names.PREPROCESSING_KEY: {"classes": ["a"]}})
 
 
 # --- predictions ------------------------------------------------------------------------------------

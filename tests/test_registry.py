@@ -10,8 +10,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import engine, registry
-from pipeline.registry import ModelVersionInfo
+from pipeline import names
+from pipeline.serving import registry
+from pipeline.training import engine
+from pipeline.serving.registry import ModelVersionInfo
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +29,8 @@ def test_the_fixture_model_is_listed_with_its_runs_scores(trained_run):
     [v1] = [v for v in registry.list_versions() if v.name == "digits-cnn"]
     run = MlflowClient().get_run(trained_run)
     assert (v1.version, v1.run_id, v1.status, v1.run_status) == (1, trained_run, "READY", "FINISHED")
-    assert v1.test_accuracy == run.data.metrics[engine.TEST_ACCURACY]
-    assert v1.test_f1 == run.data.metrics[engine.TEST_F1]
+    assert v1.test_accuracy == run.data.metrics[names.TEST_ACCURACY]
+    assert v1.test_f1 == run.data.metrics[names.TEST_F1]
     assert (v1.dataset, v1.architecture, v1.run_name) == ("digits", "cnn", "tiny-cnn")
     assert abs(v1.created - datetime.now(timezone.utc)) < timedelta(hours=1)
     assert v1.uri == "models:/digits-cnn/1"

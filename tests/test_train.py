@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import data, engine, models, tracking, train
+from pipeline import names
+from pipeline.runs import tracking, train
+from pipeline.training import data, engine, models
 from pipeline.config import RunConfig
 from tests.conftest import TINY
 
@@ -27,20 +29,20 @@ def test_run_holds_params_tags_and_status(client, trained_run):
     assert run.data.params == RunConfig(**TINY).to_params()
     assert RunConfig.from_params(run.data.params) == RunConfig(**TINY)  # clone-able
     tags = run.data.tags
-    assert tags[tracking.TAG_DEVICE] == "cpu" and tags[tracking.TAG_TORCH] == torch.__version__
-    assert tags[tracking.TAG_EPOCHS_RUN] == "2"
+    assert tags[names.TAG_DEVICE] == "cpu" and tags[names.TAG_TORCH] == torch.__version__
+    assert tags[names.TAG_EPOCHS_RUN] == "2"
 
 
 def test_metric_histories_use_the_contract_names_and_steps(client, trained_run):
-    for key in engine.EPOCH_METRICS:
+    for key in names.EPOCH_METRICS:
         assert [m.step for m in client.get_metric_history(trained_run, key)] == [1, 2], key
-    steps = sorted(m.step for m in client.get_metric_history(trained_run, engine.TRAIN_LOSS_STEP))
+    steps = sorted(m.step for m in client.get_metric_history(trained_run, names.TRAIN_LOSS_STEP))
     per_epoch = -(-1295 // TINY["batch_size"])  # 1295 training images in digits' default split
     assert steps == list(range(1, 2 * per_epoch + 1))
     final = client.get_run(trained_run).data.metrics
-    for key in engine.TEST_METRICS:
+    for key in names.TEST_METRICS:
         assert [m.step for m in client.get_metric_history(trained_run, key)] == [2], key
-    assert final[engine.TEST_ACCURACY] > 0.9
+    assert final[names.TEST_ACCURACY] > 0.9
     assert any(k.startswith("system/cpu_utilization") for k in final)  # MLflow's system metrics
 
 
@@ -53,7 +55,7 @@ def test_evaluation_artifacts(client, trained_run, tmp_path):
     assert cm["labels"] == [str(i) for i in range(10)]
     matrix = np.array(cm["matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == 359
-    accuracy = client.get_run(trained_run).data.metrics[engine.TEST_ACCURACY]
+    accuracy = client.get_run(trained_run).data.metrics[names.TEST_ACCURACY]
     assert np.trace(matrix) / matrix.sum() == pytest.approx(accuracy)
     per_class = json.load(open(f"{local}/per_class.json"))
     assert set(per_class) == set(cm["labels"]) and sum(c["support"] for c in per_class.values()) == 359
@@ -71,7 +73,7 @@ def test_registered_model_loads_without_pickle_and_predicts_like_evaluation(clie
     assert [v.run_id for v in versions] == [trained_run]
     uri = "models:/digits-cnn/1"
     info = mlflow.models.get_model_info(uri)
-    prep = info.metadata[tracking.PREPROCESSING_KEY]
+    prep = info.metadata[names.PREPROCESSING_KEY]
     assert prep["classes"] == [str(i) for i in range(10)] and prep["channels"] == 1
     assert prep["image_size"] == [8, 8] and len(prep["mean"]) == len(prep["std"]) == 1
     assert info.signature.inputs.inputs[0].shape == (-1, 1, 8, 8)
@@ -84,7 +86,7 @@ def test_registered_model_loads_without_pickle_and_predicts_like_evaluation(clie
     x = (test.images.float() / 255 - mean) / std
     with torch.no_grad():
         preds = torch.cat([model(x[i:i + 3]) for i in range(0, 30, 3)]).argmax(1)
-    accuracy = client.get_run(trained_run).data.metrics[engine.TEST_ACCURACY]
+    accuracy = client.get_run(trained_run).data.metrics[names.TEST_ACCURACY]
     assert (preds == test.labels[:30]).float().mean().item() >= accuracy - 0.15
 
 
@@ -128,8 +130,8 @@ def test_crash_ends_failed_with_reason_and_traceback(client, tmp_path):
     assert out.returncode == 1 and "loss became nan" in out.stderr
     run = client.search_runs([client.get_experiment_by_name("crashes").experiment_id])[0]
     assert run.info.status == "FAILED"
-    assert run.data.tags[tracking.TAG_ERROR].startswith("TrainingError: loss became nan")
-    assert "Traceback" in run.data.tags[tracking.TAG_TRACEBACK]
+    assert run.data.tags[names.TAG_ERROR].startswith("TrainingError: loss became nan")
+    assert "Traceback" in run.data.tags[names.TAG_TRACEBACK]
     assert "error/traceback.txt" in {a.path for a in client.list_artifacts(run.info.run_id, "error")}
 
 
@@ -141,7 +143,7 @@ def test_sigterm_ends_the_run_killed_and_keeps_what_was_logged(client):
     while time.time() < deadline:
         exp = client.get_experiment_by_name("cancelled")
         runs = client.search_runs([exp.experiment_id]) if exp else []
-        if runs and engine.VAL_LOSS in runs[0].data.metrics:
+        if runs and names.VAL_LOSS in runs[0].data.metrics:
             run = runs[0]
             break
         time.sleep(0.3)
@@ -149,8 +151,8 @@ def test_sigterm_ends_the_run_killed_and_keeps_what_was_logged(client):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 130
     run = client.get_run(run.info.run_id)
-    assert run.info.status == "KILLED" and engine.VAL_LOSS in run.data.metrics
-    assert run.data.tags[tracking.TAG_ERROR].startswith("cancelled")
+    assert run.info.status == "KILLED" and names.VAL_LOSS in run.data.metrics
+    assert run.data.tags[names.TAG_ERROR].startswith("cancelled")
 
 
 def test_cli_train_succeeds_and_prints_the_run(client):

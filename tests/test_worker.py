@@ -17,7 +17,11 @@ import psutil
 import pytest
 import torch
 
-from pipeline import engine, jobs, models, settings, tracking
+from pipeline import names
+from pipeline import settings
+from pipeline.queue import jobs
+from pipeline.runs import tracking
+from pipeline.training import engine, models
 from pipeline.config import RunConfig
 
 EXPERIMENT = "queue-worker"
@@ -63,7 +67,7 @@ def wait_for(check, timeout: float = 120, every: float = 0.5):
 def training(client, run_id: str) -> bool:
     """the run is RUNNING with a first train_loss_step point"""
     run = client.get_run(run_id)
-    return run.info.status == "RUNNING" and engine.TRAIN_LOSS_STEP in run.data.metrics
+    return run.info.status == "RUNNING" and names.TRAIN_LOSS_STEP in run.data.metrics
 
 
 def stop(process: subprocess.Popen) -> str:
@@ -74,7 +78,7 @@ def stop(process: subprocess.Popen) -> str:
 
 def process_gone(client, run_id: str) -> bool:
     """the run's training process (its pid, as the worker tagged it) has exited"""
-    pid = int(client.get_run(run_id).data.tags[jobs.TAG_PID])
+    pid = int(client.get_run(run_id).data.tags[names.TAG_PID])
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -86,9 +90,9 @@ def test_a_submitted_run_trains_to_finished_with_its_log(client, tmp_path):
     out = burst()
     assert "after starting 1 run(s)" in out
     run = client.get_run(run_id)
-    assert run.info.status == "FINISHED", run.data.tags.get(tracking.TAG_ERROR)
-    assert run.data.tags[jobs.TAG_WORKER] and jobs.TAG_STARTED in run.data.tags
-    assert engine.TEST_ACCURACY in run.data.metrics and run.info.run_name == "queued-quick"
+    assert run.info.status == "FINISHED", run.data.tags.get(names.TAG_ERROR)
+    assert run.data.tags[names.TAG_WORKER] and names.TAG_STARTED in run.data.tags
+    assert names.TEST_ACCURACY in run.data.metrics and run.info.run_name == "queued-quick"
     assert {a.path for a in client.list_artifacts(run_id, "logs")} == {"logs/train.log"}
     log = open(client.download_artifacts(run_id, "logs/train.log", str(tmp_path))).read()
     assert f"--run-id {run_id}" in log and "finished" in log
@@ -106,8 +110,8 @@ def test_cancel_a_running_run_ends_it_killed_keeping_its_metrics(client):
         out = stop(w)
     assert w.returncode == 0, out
     run = client.get_run(run_id)
-    assert run.data.tags[tracking.TAG_ERROR].startswith("cancelled")
-    assert len(client.get_metric_history(run_id, engine.TRAIN_LOSS_STEP)) > 0  # what it logged is kept
+    assert run.data.tags[names.TAG_ERROR].startswith("cancelled")
+    assert len(client.get_metric_history(run_id, names.TRAIN_LOSS_STEP)) > 0  # what it logged is kept
     assert "logs/train.log" in {a.path for a in client.list_artifacts(run_id, "logs")}
     assert process_gone(client, run_id)
 
@@ -125,8 +129,8 @@ def test_crashing_runs_end_failed_with_the_reason(client, store):
     out = burst()
     for run_id, reason in ((diverges, "loss became nan"), (vanished, "image folder not found")):
         run = client.get_run(run_id)
-        assert run.info.status == "FAILED" and reason in run.data.tags[tracking.TAG_ERROR], out
-        assert run.data.tags[tracking.TAG_TRACEBACK]
+        assert run.info.status == "FAILED" and reason in run.data.tags[names.TAG_ERROR], out
+        assert run.data.tags[names.TAG_TRACEBACK]
         assert "logs/train.log" in {a.path for a in client.list_artifacts(run_id, "logs")}
 
 
@@ -142,8 +146,8 @@ def test_a_killed_worker_leaves_no_run_running_and_the_queue_survives(client):
     assert client.get_run(waiting).info.status == "SCHEDULED"
     burst()
     run = client.get_run(orphan)
-    assert run.info.status == "FAILED" and "worker" in run.data.tags[tracking.TAG_ERROR]
-    assert len(client.get_metric_history(orphan, engine.TRAIN_LOSS_STEP)) > 0
+    assert run.info.status == "FAILED" and "worker" in run.data.tags[names.TAG_ERROR]
+    assert len(client.get_metric_history(orphan, names.TRAIN_LOSS_STEP)) > 0
     assert client.get_run(waiting).info.status == "FINISHED"
 
 
@@ -154,11 +158,11 @@ def test_two_runs_at_once_lose_no_metric_point(client):
     runs = [client.get_run(r) for r in run_ids]
     assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
     a, b = runs
-    started = [float(r.data.tags[jobs.TAG_STARTED]) * 1000 for r in runs]
+    started = [float(r.data.tags[names.TAG_STARTED]) * 1000 for r in runs]
     assert started[0] < b.info.end_time and started[1] < a.info.end_time  # they overlapped
     for run_id, config in zip(run_ids, configs):
         total = math.ceil(TRAIN_IMAGES / config.batch_size) * config.epochs
-        steps = sorted(m.step for m in client.get_metric_history(run_id, engine.TRAIN_LOSS_STEP))
+        steps = sorted(m.step for m in client.get_metric_history(run_id, names.TRAIN_LOSS_STEP))
         assert steps == list(range(1, total + 1))
 
 
@@ -172,7 +176,7 @@ def test_cold_stop_kills_running_runs_and_exits(client):
     out = stop(w)  # second signal: cold
     assert w.returncode == 0, out
     run = client.get_run(run_id)
-    assert run.info.status == "KILLED" and "worker was shut down" in run.data.tags[tracking.TAG_ERROR]
+    assert run.info.status == "KILLED" and "worker was shut down" in run.data.tags[names.TAG_ERROR]
 
 
 def test_a_run_launched_on_an_idle_worker_starts_in_its_warm_spare(client, tmp_path):
@@ -184,9 +188,9 @@ def test_a_run_launched_on_an_idle_worker_starts_in_its_warm_spare(client, tmp_p
         t0 = time.monotonic()
         run_id = jobs.submit(dataclasses.replace(QUICK, run_name="warm-start"), client=client)
         wait_for(lambda: training(client, run_id), timeout=60)
-        print(f"submit -> RUNNING with a first {engine.TRAIN_LOSS_STEP}: {time.monotonic() - t0:.1f} s (warm)")
+        print(f"submit -> RUNNING with a first {names.TRAIN_LOSS_STEP}: {time.monotonic() - t0:.1f} s (warm)")
         wait_for(lambda: client.get_run(run_id).info.status == "FINISHED", timeout=120)
-        assert int(client.get_run(run_id).data.tags[jobs.TAG_PID]) == spare
+        assert int(client.get_run(run_id).data.tags[names.TAG_PID]) == spare
         children = psutil.Process(w.pid).children()  # the next spare, warming up
     finally:
         out = stop(w)

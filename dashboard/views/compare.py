@@ -9,13 +9,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, store, tables, ui
-from pipeline import engine, settings
+from dashboard import charts, refresh, store, tables, ui
+from pipeline import names, settings
 
 MAX_RUNS = 50
 PARCOORDS_MIN_RUNS = 3  # below this a table says more than lines
 WIDE_ABOVE = 4          # more runs than this: one chart per row
-DEFAULT_METRICS = (engine.TRAIN_LOSS, engine.VAL_LOSS, engine.VAL_ACCURACY, engine.TRAIN_LOSS_STEP)
+DEFAULT_METRICS = (names.TRAIN_LOSS, names.VAL_LOSS, names.VAL_ACCURACY, names.TRAIN_LOSS_STEP)
 
 
 def pick_runs(all_runs: pd.DataFrame) -> list[str]:
@@ -78,8 +78,8 @@ def curves(chosen: list[str], metrics: list[str], axis: str, smoothing: float, l
 
 def differences(selected: pd.DataFrame, colors: dict[str, str]) -> None:
     st.subheader("What differs")
-    best_val = tables.best(store.metric_histories(store.versions(selected), [engine.VAL_ACCURACY]),
-                           engine.VAL_ACCURACY)
+    best_val = tables.best(store.metric_histories(store.versions(selected), [names.VAL_ACCURACY]),
+                           names.VAL_ACCURACY)
     table = tables.diff_table(selected, best_val)
     styled = table.style.apply(lambda _: [f"color: {colors[r]}; font-weight: 600" for r in table.index],
                                subset=["run"]).format(precision=4, subset=table.select_dtypes("number").columns)
@@ -95,11 +95,10 @@ def differences(selected: pd.DataFrame, colors: dict[str, str]) -> None:
             st.plotly_chart(charts.parallel_coordinates_figure(selected, params, metric), key="parcoords")
 
 
+@ui.guarded
 def page() -> None:
-    st.title("Compare runs")
-    all_runs = store.runs()
-    if all_runs.empty:
-        ui.no_runs_yet()
+    all_runs = ui.reading_page("Compare runs")
+    if all_runs is None:
         return
     chosen = pick_runs(all_runs)
     if len(chosen) < 2:
@@ -114,8 +113,9 @@ def page() -> None:
                f"[open in MLflow]({mlflow_compare})")
     metrics, axis, smoothing, log_y = controls(selected)
     live = selected["status"].isin(ui.LIVE_STATUSES).any()
-    st.fragment(curves, run_every=ui.LIVE_REFRESH_SECONDS if live else None)(chosen, metrics, axis, smoothing, log_y)
+    st.fragment(curves, run_every=refresh.LIVE_REFRESH if live else None)(chosen, metrics, axis, smoothing, log_y)
     differences(selected, charts.run_colors(chosen))
 
 
-ui.guarded(page)()
+if __name__ == "__main__":
+    page()

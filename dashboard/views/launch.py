@@ -1,7 +1,7 @@
 """Launch: queue a training run (or a sweep) from a form built from RunConfig, and watch the queue.
 
 URL: `?clone=RUN_ID` opens the form prefilled from that run's params. The buttons only queue runs
-(pipeline.jobs.submit); a worker process (`python -m pipeline worker`) trains them.
+(pipeline.queue.jobs.submit); a worker process (`python -m pipeline worker`) trains them.
 """
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import streamlit as st
 
 from dashboard import launch_form as form
 from dashboard import queue_view, store, ui
-from pipeline import jobs, sweep
+from pipeline import names
+from pipeline.queue import jobs, sweep
 from pipeline.config import ConfigError, RunConfig
 
 SWEEP_KEY = "sweep."
 
 
 def _link(page: str, label: str, icon: str, **query: str) -> None:
-    if ui.page_exists(page):
-        st.page_link(f"views/{page}.py", label=label, icon=icon, query_params=query)
+    st.page_link(f"views/{page}.py", label=label, icon=icon, query_params=query)
 
 
 def start_values() -> RunConfig:
@@ -33,9 +33,9 @@ def start_values() -> RunConfig:
         st.error(f"Cannot clone: {e}", icon=":material/search_off:")
         form.prefill(RunConfig(), None)
         return RunConfig()
-    names = dict(zip(store.experiments()["experiment_id"], store.experiments()["name"]))
-    config, problems = form.from_run(run["params"], experiment=names.get(run["experiment_id"], "runboard"),
-                                     register=run["tags"].get(jobs.TAG_REGISTER, ""))
+    experiments = dict(zip(store.experiments()["experiment_id"], store.experiments()["name"]))
+    config, problems = form.from_run(run["params"], experiment=experiments.get(run["experiment_id"], "runboard"),
+                                     register=run["tags"].get(names.TAG_REGISTER, ""))
     st.info(f"Cloned from **{run['run_name']}** (`{clone[:8]}`): change what you like, then launch.",
             icon=":material/content_copy:")
     for problem in problems:
@@ -129,4 +129,5 @@ def page() -> None:
     queue_view.live_queue()
 
 
-page()
+if __name__ == "__main__":
+    page()

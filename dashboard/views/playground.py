@@ -1,7 +1,7 @@
 """Playground page: try a registered model (or two, side by side) on uploaded or sample images.
 
-Images are prepared by pipeline.predict from the preprocessing logged with the model, never by
-page code. Models are cached per version (store.predictor), so only the first prediction loads.
+Images are prepared by pipeline.serving.predict from the preprocessing logged with the model, never
+by page code. Models are cached per version (store.predictor), so only the first prediction loads.
 URL: `?model=NAME&ref=VERSION_OR_ALIAS` picks the model (default: the newest @champion).
 """
 from __future__ import annotations
@@ -14,11 +14,12 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from dashboard import charts, predictions, store
-from pipeline import predict, registry, settings
+from dashboard import charts, model_choice, predictions, store, ui
+from dashboard.predictions import enlarged
+from pipeline import settings
+from pipeline.serving import predict, registry
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
-DISPLAY_PX = 160   # small images are enlarged (nearest neighbour, pixels stay sharp) to this side
 MAX_TOP = 10       # the most classes the top-k chart offers
 
 
@@ -31,7 +32,7 @@ def digits_samples(side: int, round_: int) -> list[tuple[str, bytes]]:
 
     At the side a digits model was trained on, these are the exact images its evaluation scored.
     """
-    from pipeline import data
+    from pipeline.training import data
     from pipeline.config import RunConfig
 
     test = data.load(RunConfig(dataset="digits", image_size=side)).test
@@ -43,14 +44,6 @@ def digits_samples(side: int, round_: int) -> list[tuple[str, bytes]]:
         Image.fromarray(test.images[i, 0].numpy(), "L").save(buffer, format="PNG")
         out.append((f"digits-test-{i}-true-{digit}.png", buffer.getvalue()))
     return out
-
-
-def enlarged(picture: Image.Image | np.ndarray) -> Image.Image:
-    """An image (or uint8 C,H,W array) big enough to see, without smoothing tiny inputs into blur."""
-    if isinstance(picture, np.ndarray):
-        picture = Image.fromarray(picture[0] if picture.shape[0] == 1 else picture.transpose(1, 2, 0))
-    scale = DISPLAY_PX // max(picture.size)
-    return picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST) if scale > 1 else picture
 
 
 def sample_picker(side: int, dataset: str) -> None:
@@ -80,40 +73,13 @@ def sample_picker(side: int, dataset: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # models
 
-def _ref_options(versions: list, name: str) -> list[str]:
-    mine = [v for v in versions if v.name == name and v.status == "READY"]
-    rank = {registry.CHAMPION: 0, registry.CHALLENGER: 1}
-    aliases = sorted({a for v in mine for a in v.aliases}, key=lambda a: (rank.get(a, 2), a))
-    return [f"@{a}" for a in aliases] + [f"v{v.version}" for v in mine]
-
-
-def _normal_ref(ref: str) -> str:
-    """The selector's form of a URL ref: `3` or `v3` -> `v3`; `champion` or `@champion` -> `@champion`."""
-    ref = ref.strip()
-    if ref.startswith("@") or (ref[:1] == "v" and ref[1:].isdigit()):
-        return ref
-    return f"v{ref}" if ref.isdigit() else f"@{ref}"
-
-
-def _plain(ref: str) -> str:
-    """The URL's form of a selector ref: `v3` -> `3`, `@champion` -> `champion`."""
-    return ref[1:]
-
-
-def _resolve(versions: list, name: str, ref: str):
-    mine = [v for v in versions if v.name == name]
-    if ref.startswith("@"):
-        return next(v for v in mine if ref[1:] in v.aliases)
-    return next(v for v in mine if v.version == int(ref[1:]))
-
-
 def pick_model(versions: list, slot: str, default: tuple[str, str]):
     """A model name and version-or-alias selector; returns (ModelVersionInfo, chosen ref)."""
-    names = sorted({v.name for v in versions if v.status == "READY"})
-    name = st.selectbox("Model", names, index=names.index(default[0]) if default[0] in names else 0,
-                        key=f"pg_model_{slot}")
-    options = _ref_options(versions, name)
-    wanted = _normal_ref(default[1]) if name == default[0] else None
+    model_names = sorted({v.name for v in versions if v.status == "READY"})
+    index = model_names.index(default[0]) if default[0] in model_names else 0
+    name = st.selectbox("Model", model_names, index=index, key=f"pg_model_{slot}")
+    options = model_choice.ref_options(versions, name)
+    wanted = model_choice.normal_ref(default[1]) if name == default[0] else None
     newest = max((o for o in options if o.startswith("v")), key=lambda o: int(o[1:]))
     fallback = f"@{registry.CHAMPION}" if f"@{registry.CHAMPION}" in options else newest
     if wanted and wanted not in options:
@@ -122,22 +88,13 @@ def pick_model(versions: list, slot: str, default: tuple[str, str]):
     index = options.index(wanted if wanted in options else fallback)
 
     def label(option: str) -> str:
-        v = _resolve(versions, name, option)
+        v = model_choice.resolve(versions, name, option)
         where = f" → v{v.version}" if option.startswith("@") else ""
         acc = f" · test acc {v.test_accuracy:.1%}" if v.test_accuracy is not None else ""
         return f"{option}{where} · {v.architecture or '?'}{acc}"
 
     ref = st.selectbox("Version or alias", options, index=index, format_func=label, key=f"pg_ref_{slot}_{name}")
-    return _resolve(versions, name, ref), ref
-
-
-def default_b(versions: list, a) -> tuple[str, str]:
-    """Compare against the challenger, else the next newest version, else another model."""
-    same = [v for v in versions if v.name == a.name and v.status == "READY"]
-    if any(registry.CHALLENGER in v.aliases for v in same) and registry.CHALLENGER not in a.aliases:
-        return a.name, f"@{registry.CHALLENGER}"
-    others = [v for v in same if v.version != a.version] or [v for v in versions if v.name != a.name]
-    return (others[0].name, f"v{others[0].version}") if others else (a.name, f"v{a.version}")
+    return model_choice.resolve(versions, name, ref), ref
 
 
 def load(version):
@@ -157,14 +114,6 @@ def load(version):
     if seconds > 0.2:
         st.caption(f"Loaded {model.ref.label} in {seconds:.1f} s; cached for the next predictions.")
     return model
-
-
-def describe(model, version) -> str:
-    pre = model.preprocessing
-    stats = ", ".join(f"{m:.3f}/{s:.3f}" for m, s in zip(pre.mean, pre.std))
-    return (f"{pre.model or version.architecture} on {pre.dataset or version.dataset} · input "
-            f"{'grayscale' if pre.channels == 1 else 'RGB'} {pre.image_size[1]}×{pre.image_size[0]}, "
-            f"mean/std {stats} · {len(pre.classes)} classes · [source run](run_detail?run={version.run_id})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,89 +151,100 @@ def show_batch(runs: list, compare: bool) -> None:
 # ---------------------------------------------------------------------------------------------
 # page
 
-st.title("Playground")
-try:
+def choose_models(all_versions: list, compare: bool, slots) -> list:
+    """The version(s) to try: from the URL (?model=&ref=), else the newest @champion; the URL follows."""
+    params = st.query_params
+    default = registry.default_choice(all_versions)
+    if params.get("model"):
+        if any(v.name == params["model"] for v in all_versions):
+            default = (params["model"], params.get("ref") or default[1])
+        else:
+            st.warning(f"No registered model named {params['model']!r}; showing {default[0]} instead.")
+    with slots[0]:
+        version_a, ref_a = pick_model(all_versions, "a", default)
+    if (params.get("model"), params.get("ref")) != (version_a.name, model_choice.plain_ref(ref_a)):
+        params.update(model=version_a.name, ref=model_choice.plain_ref(ref_a))
+    chosen = [version_a]
+    if compare:
+        with slots[1]:
+            version_b, _ = pick_model(all_versions, "b", model_choice.default_b(all_versions, version_a))
+        chosen.append(version_b)
+        if version_b.uri == version_a.uri:
+            st.info("Both sides are the same version: pick another version or model to compare.")
+    return chosen
+
+
+def inputs(models: list) -> list[tuple[str, bytes]]:
+    """Uploaded files and picked samples, as (name, bytes)."""
+    limit = settings.upload_limit_mb()
+    if st.get_option("server.maxUploadSize") < limit:
+        st.warning(f"The server accepts uploads up to {st.get_option('server.maxUploadSize')} MB, below "
+                   f"RUNBOARD_UPLOAD_MB={limit}: start streamlit with --server.maxUploadSize {limit}.")
+    uploads = st.file_uploader(f"Upload images (png, jpg, webp, bmp, gif; up to {limit} MB each)", type=IMAGE_TYPES,
+                               accept_multiple_files=True, max_upload_size=limit, key="pg_upload")
+    pre = models[0].preprocessing
+    side = pre.image_size[0] if pre.dataset == "digits" and pre.image_size[0] == pre.image_size[1] != 8 else 0
+    sample_picker(side, pre.dataset)
+    return [(f.name, f.getvalue()) for f in uploads or []] + list(st.session_state["pg_samples"].items())
+
+
+def show_results(models: list, items: list, compare: bool) -> None:
+    pre = models[0].preprocessing
+    top = st.slider("Top classes shown", 1, min(MAX_TOP, len(pre.classes)), min(3, len(pre.classes)), key="pg_top")
+    runs = [(m, *predicted(m, items, top)) for m in models]
+    failed = [r.error for r in runs[0][1] if r.error]
+    if failed:
+        st.error(f"{len(failed)} of {len(items)} file(s) could not be used:\n\n" + "\n".join(f"- {e}" for e in failed))
+    usable = [i for i, r in enumerate(runs[0][1]) if r.prediction]
+    if not usable:
+        return
+    pick = usable[0]
+    if len(usable) > 1:
+        pick = st.selectbox("Image shown in detail", usable, format_func=lambda i: items[i][0], key="pg_detail")
+    seen = runs[0][1][pick]
+    labels = [r[1][pick].prediction.label for r in runs]
+    if compare and labels[0] != labels[1]:
+        st.warning(f"The models disagree on {items[pick][0]}: {labels[0]} vs {labels[1]}.", icon="⚠️")
+    columns = st.columns([1, 1] + [2] * len(runs))
+    columns[0].image(enlarged(seen.image), caption=f"original · {seen.image.width}×{seen.image.height}")
+    prepared = [r[1][pick].prepared for r in runs]
+    columns[1].image(enlarged(prepared[0]), caption=f"model input · {prepared[0].shape[2]}×{prepared[0].shape[1]}")
+    if compare and prepared[1].shape != prepared[0].shape:
+        columns[1].image(enlarged(prepared[1]), caption=f"B's input · {prepared[1].shape[2]}×{prepared[1].shape[1]}")
+    for i, (column, (model, results, ms)) in enumerate(zip(columns[2:], runs)):
+        with column:
+            show_one("ab"[i], model, results[pick], ms)
+    if len(items) > 1 or compare:
+        st.subheader("All images")
+        show_batch(runs, compare)
+
+
+@ui.guarded
+def page() -> None:
+    st.title("Playground")
     all_versions = store.model_versions()
-except store.ERRORS as e:
-    st.error(f"The model registry cannot be read: {e}")
-    st.stop()
-if not any(v.status == "READY" for v in all_versions):
-    st.info("No registered model to try yet. Register a finished run's model on the [Registry](registry) page, "
-            "or train one with `python -m pipeline train --dataset digits --model cnn --register digits-cnn`; "
-            "then set its `champion` alias to make it the default here.")
-    st.stop()
+    if not any(v.status == "READY" for v in all_versions):
+        st.info("No registered model to try yet. Register a finished run's model on the [Registry](registry) page, "
+                "or train one with `python -m pipeline train --dataset digits --model cnn --register digits-cnn`; "
+                "then set its `champion` alias to make it the default here.")
+        return
+    compare = st.toggle("Compare two models", key="pg_compare")
+    slots = st.columns(2) if compare else [st.container()]
+    models = []
+    for slot, version in zip(slots, choose_models(all_versions, compare, slots)):
+        with slot:
+            model = load(version)
+            if model is not None:
+                st.caption(model_choice.describe(model.preprocessing, version))
+            models.append(model)
+    if any(m is None for m in models):
+        return
+    items = inputs(models)
+    if not items:
+        st.info("Upload images or click a sample to see predictions.")
+        return
+    show_results(models, items, compare)
 
-params = st.query_params
-default = registry.default_choice(all_versions)
-if params.get("model"):
-    if any(v.name == params["model"] for v in all_versions):
-        default = (params["model"], params.get("ref") or default[1])
-    else:
-        st.warning(f"No registered model named {params['model']!r}; showing {default[0]} instead.")
 
-compare = st.toggle("Compare two models", key="pg_compare")
-slots = st.columns(2) if compare else [st.container()]
-with slots[0]:
-    version_a, ref_a = pick_model(all_versions, "a", default)
-if (params.get("model"), params.get("ref")) != (version_a.name, _plain(ref_a)):
-    params.update(model=version_a.name, ref=_plain(ref_a))
-chosen = [version_a]
-if compare:
-    with slots[1]:
-        version_b, _ = pick_model(all_versions, "b", default_b(all_versions, version_a))
-    chosen.append(version_b)
-    if version_b.uri == version_a.uri:
-        st.info("Both sides are the same version: pick another version or model to compare.")
-
-models = []
-for slot, version in zip(slots, chosen):
-    with slot:
-        model = load(version)
-        if model is not None:
-            st.caption(describe(model, version))
-        models.append(model)
-if any(m is None for m in models):
-    st.stop()
-
-limit = settings.upload_limit_mb()
-if st.get_option("server.maxUploadSize") < limit:
-    st.warning(f"The server accepts uploads up to {st.get_option('server.maxUploadSize')} MB, below "
-               f"RUNBOARD_UPLOAD_MB={limit}: start streamlit with --server.maxUploadSize {limit}.")
-uploads = st.file_uploader(f"Upload images (png, jpg, webp, bmp, gif; up to {limit} MB each)", type=IMAGE_TYPES,
-                           accept_multiple_files=True, max_upload_size=limit, key="pg_upload")
-pre = models[0].preprocessing
-side = pre.image_size[0] if pre.dataset == "digits" and pre.image_size[0] == pre.image_size[1] != 8 else 0
-sample_picker(side, pre.dataset)
-items = [(f.name, f.getvalue()) for f in uploads or []] + list(st.session_state["pg_samples"].items())
-if not items:
-    st.info("Upload images or click a sample to see predictions.")
-    st.stop()
-
-top = st.slider("Top classes shown", 1, min(MAX_TOP, len(pre.classes)), min(3, len(pre.classes)), key="pg_top")
-runs = [(m, *predicted(m, items, top)) for m in models]
-failed = [r.error for r in runs[0][1] if r.error]
-if failed:
-    st.error(f"{len(failed)} of {len(items)} file(s) could not be used:\n\n" + "\n".join(f"- {e}" for e in failed))
-usable = [i for i, r in enumerate(runs[0][1]) if r.prediction]
-if not usable:
-    st.stop()
-
-pick = usable[0]
-if len(usable) > 1:
-    pick = st.selectbox("Image shown in detail", usable, format_func=lambda i: items[i][0], key="pg_detail")
-seen = runs[0][1][pick]
-labels = [r[1][pick].prediction.label for r in runs]
-if compare and labels[0] != labels[1]:
-    st.warning(f"The models disagree on {items[pick][0]}: {labels[0]} vs {labels[1]}.", icon="⚠️")
-columns = st.columns([1, 1] + [2] * len(runs))
-columns[0].image(enlarged(seen.image), caption=f"original · {seen.image.width}×{seen.image.height}")
-prepared = [r[1][pick].prepared for r in runs]
-columns[1].image(enlarged(prepared[0]), caption=f"model input · {prepared[0].shape[2]}×{prepared[0].shape[1]}")
-if compare and prepared[1].shape != prepared[0].shape:
-    columns[1].image(enlarged(prepared[1]), caption=f"B's input · {prepared[1].shape[2]}×{prepared[1].shape[1]}")
-for i, (column, (model, results, ms)) in enumerate(zip(columns[2:], runs)):
-    with column:
-        show_one("ab"[i], model, results[pick], ms)
-if len(items) > 1 or compare:
-    st.subheader("All images")
-    show_batch(runs, compare)
+if __name__ == "__main__":
+    page()

@@ -1,7 +1,7 @@
 """Registry page: every registered model and version with its aliases and source run's scores;
 register a finished run's model, set/move/remove aliases, describe models and versions.
 
-Reads come from store (cached); every change goes through pipeline.registry, i.e. MLflow's registry
+Reads come from store (cached); every change goes through pipeline.serving.registry, i.e. MLflow's registry
 API, so `mlflow ui` shows the same. `?register=RUN_ID` opens the form with that run chosen (the run
 detail page links here).
 """
@@ -11,8 +11,9 @@ import pandas as pd
 import streamlit as st
 from mlflow.exceptions import MlflowException
 
-from dashboard import store
-from pipeline import registry, settings
+from dashboard import store, ui
+from pipeline import names, settings
+from pipeline.serving import registry
 
 NEW_MODEL = "+ new model…"  # plain text: emoji need a font many servers lack
 OTHER_ALIAS = "other…"
@@ -97,7 +98,7 @@ def register_form(versions: list) -> None:
     for row in runs.to_dict("records"):
         label = (f"{row['run_name']} · {experiments.get(row['experiment_id'], row['experiment_id'])} · "
                  f"{row.get('params.dataset', '?')}/{row.get('params.model', '?')} · "
-                 f"acc {_pct(row.get('metrics.test_accuracy'))}")
+                 f"acc {_pct(row.get(f'metrics.{names.TEST_ACCURACY}'))}")
         done = registered.get(row["run_id"])
         labels[row["run_id"]] = label + (f" · already {', '.join(done)}" if done else "") + f" · {row['run_id'][:8]}"
     wanted = st.query_params.get("register")
@@ -106,8 +107,8 @@ def register_form(versions: list) -> None:
         st.warning(f"Run {wanted} is not a finished run of this store, so it cannot be registered.")
     run_id = st.selectbox("Finished run", ids, index=ids.index(wanted) if wanted in labels else 0,
                           format_func=labels.get, key="register_run")
-    names = sorted({v.name for v in versions})
-    picked = st.selectbox("Registered model", names + [NEW_MODEL], key="register_model",
+    model_names = sorted({v.name for v in versions})
+    picked = st.selectbox("Registered model", model_names + [NEW_MODEL], key="register_model",
                           help="a new version of an existing model, or a new model")
     if picked == NEW_MODEL:
         row = runs[runs["run_id"] == run_id].iloc[0]
@@ -135,8 +136,7 @@ def _version_label(versions: list, name: str):
 
 
 def alias_form(versions: list) -> None:
-    names = sorted({v.name for v in versions})
-    name = st.selectbox("Model", names, key="alias_model")
+    name = st.selectbox("Model", sorted({v.name for v in versions}), key="alias_model")
     mine = [v for v in versions if v.name == name]
     held = {a: v.version for v in mine for a in v.aliases}
     st.caption("Aliases now: " + (", ".join(f"@{a} → v{n}" for a, n in sorted(held.items())) or "none"))
@@ -190,28 +190,28 @@ def description_form(versions: list) -> None:
         _flash(f"Saved the description of {target[0]}" + (f" v{target[1]}." if target[1] else "."))
 
 
-st.title("Model registry")
-st.caption(f"Registered models of {settings.tracking_uri()}: the same list `mlflow ui` shows under Models.")
-if flash := st.session_state.pop("registry_flash", None):
-    st.success(flash)
-try:
+@ui.guarded
+def page() -> None:
+    st.title("Model registry")
+    st.caption(f"Registered models of {settings.tracking_uri()}: the same list `mlflow ui` shows under Models.")
+    if flash := st.session_state.pop("registry_flash", None):
+        st.success(flash)
     all_versions = store.model_versions()
-except store.ERRORS as e:
-    st.error(f"The model registry cannot be read: {e}")
-    st.stop()
+    if all_versions:
+        show_tables(all_versions)
+    else:
+        st.info("No registered models yet. Register a finished run's model below, or train with "
+                "`python -m pipeline train --dataset digits --model cnn --register digits-cnn`.")
+    register, aliases, describe = st.tabs(["Register a run", "Aliases", "Descriptions"])
+    with register:
+        register_form(all_versions)
+    for tab, form in ((aliases, alias_form), (describe, description_form)):
+        with tab:
+            if all_versions:
+                form(all_versions)
+            else:
+                st.caption("Register a model first.")
 
-if all_versions:
-    show_tables(all_versions)
-else:
-    st.info("No registered models yet. Register a finished run's model below, or train with "
-            "`python -m pipeline train --dataset digits --model cnn --register digits-cnn`.")
 
-register, aliases, describe = st.tabs(["Register a run", "Aliases", "Descriptions"])
-with register:
-    register_form(all_versions)
-for tab, form in ((aliases, alias_form), (describe, description_form)):
-    with tab:
-        if all_versions:
-            form(all_versions)
-        else:
-            st.caption("Register a model first.")
+if __name__ == "__main__":
+    page()

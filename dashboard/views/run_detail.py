@@ -11,13 +11,14 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, store, tables, ui
-from pipeline import engine, metrics, settings, tracking
+from dashboard import charts, refresh, store, tables, ui
+from pipeline import names, settings
+from pipeline.training import metrics
 
 CURVE_GROUPS = {  # one chart per group, its metrics overlaid
-    "loss": (engine.TRAIN_LOSS, engine.VAL_LOSS), "accuracy": (engine.TRAIN_ACCURACY, engine.VAL_ACCURACY),
-    engine.TRAIN_LOSS_STEP: (engine.TRAIN_LOSS_STEP,), "learning rate": (engine.LR,),
-    "throughput (img/s)": (engine.THROUGHPUT,),
+    "loss": (names.TRAIN_LOSS, names.VAL_LOSS), "accuracy": (names.TRAIN_ACCURACY, names.VAL_ACCURACY),
+    names.TRAIN_LOSS_STEP: (names.TRAIN_LOSS_STEP,), "learning rate": (names.LR,),
+    "throughput (img/s)": (names.THROUGHPUT,),
 }
 TOP_CONFUSED = 10
 
@@ -51,18 +52,18 @@ def header(run: dict) -> None:
         register.page_link("views/registry.py", label="Register model", icon=":material/inventory_2:",
                            query_params={"register": run["run_id"]})
     tags, values = run["tags"], run["metrics"]
-    cells = [("duration", tables.format_duration(run["duration_s"])), ("device", tags.get(tracking.TAG_DEVICE, "—")),
-             ("epochs", tags.get(tracking.TAG_EPOCHS_RUN, run["params"].get("epochs", "—"))),
-             ("test accuracy", f"{values[engine.TEST_ACCURACY]:.2%}" if engine.TEST_ACCURACY in values else "—"),
-             ("test F1 (macro)", f"{values[engine.TEST_F1]:.3f}" if engine.TEST_F1 in values else "—")]
+    cells = [("duration", tables.format_duration(run["duration_s"])), ("device", tags.get(names.TAG_DEVICE, "—")),
+             ("epochs", tags.get(names.TAG_EPOCHS_RUN, run["params"].get("epochs", "—"))),
+             ("test accuracy", f"{values[names.TEST_ACCURACY]:.2%}" if names.TEST_ACCURACY in values else "—"),
+             ("test F1 (macro)", f"{values[names.TEST_F1]:.3f}" if names.TEST_F1 in values else "—")]
     for column, (label, value) in zip(st.columns(len(cells)), cells):
         column.metric(label, value)
-    status, reason = run["status"], tags.get(tracking.TAG_ERROR)
+    status, reason = run["status"], tags.get(names.TAG_ERROR)
     if status == "FAILED":
         st.error(f"**This run failed.** {reason or 'No reason was recorded.'}", icon=":material/error:")
-        if tags.get(tracking.TAG_TRACEBACK):
+        if tags.get(names.TAG_TRACEBACK):
             with st.expander("Traceback", expanded=True):
-                st.code(tags[tracking.TAG_TRACEBACK], language="python")
+                st.code(tags[names.TAG_TRACEBACK], language="python")
     elif status == "KILLED":
         st.warning(f"**This run was stopped.** {reason or ''}", icon=":material/cancel:")
     elif status in ui.LIVE_STATUSES:
@@ -86,7 +87,7 @@ def overview(run: dict) -> None:
 def curves(run_id: str) -> None:
     """The run's metrics, overlaid by group; a fragment re-read on a timer while the run goes on."""
     run = store.run(run_id)
-    logged = [k for k in run["metrics"] if k not in engine.TEST_METRICS]
+    logged = [k for k in run["metrics"] if k not in names.TEST_METRICS]
     history = store.metric_histories({run_id: run["last_update"]}, logged)
     left, right = st.columns([2, 3])
     axis = left.radio("x axis", charts.X_AXES, horizontal=True, key="detail_x_axis")
@@ -101,7 +102,7 @@ def curves(run_id: str) -> None:
     columns = st.columns(2)
     for i, (title, keys) in enumerate((t, k) for t, k in groups.items() if k):
         series = drawn[drawn["key"].isin(keys)].assign(run_id=lambda d: d["key"], key=title)
-        per_step = title == engine.TRAIN_LOSS_STEP
+        per_step = title == names.TRAIN_LOSS_STEP
         x_name = x_title if per_step or axis == "relative time" else "epoch"  # epoch metrics: step = epoch
         fig = charts.metric_figure(series, title, charts.run_colors(keys), {k: k for k in keys},
                                    smoothing if per_step else 0.0, x_title=x_name)
@@ -116,7 +117,7 @@ def evaluation(run: dict) -> None:
         labels, matrix = store.confusion_matrix(run_id, version)
     except store.ArtifactNotFoundError:
         st.info("No evaluation yet: it is logged when the run finishes." if run["status"] in ui.LIVE_STATUSES
-                else f"This run has no confusion matrix ({store.CONFUSION_MATRIX} was not logged).",
+                else f"This run has no confusion matrix ({names.CONFUSION_MATRIX_JSON} was not logged).",
                 icon=":material/grid_off:")
         return
     normalize = st.toggle("Row-normalized (% of each true class)", key="normalize")
@@ -140,7 +141,7 @@ def evaluation(run: dict) -> None:
     except store.ArtifactNotFoundError as e:
         st.info(f"No per-class scores: {e}.")
     try:
-        st.image(store.artifact_bytes(run_id, store.MISCLASSIFIED, version),
+        st.image(store.artifact_bytes(run_id, names.MISCLASSIFIED_PNG, version),
                  caption="most confidently wrong test images")
     except store.ArtifactNotFoundError as e:
         st.info(f"No misclassified examples: {e}.")
@@ -168,15 +169,15 @@ def versus(run: dict) -> None:
         return
     mode = st.segmented_control("View", ["side by side", "difference"], default="side by side", key="vs_mode")
     normalize = st.toggle("Row-normalized", value=True, key="vs_normalize")
-    names = (other["run_name"], run["run_name"])
+    run_names = (other["run_name"], run["run_name"])
     if mode == "difference":
         if mine[0] != theirs[0]:
             st.info("The two runs have different classes; their matrices cannot be subtracted.")
             return
-        st.plotly_chart(charts.confusion_difference_figure(theirs[1], mine[1], mine[0], normalize, names),
+        st.plotly_chart(charts.confusion_difference_figure(theirs[1], mine[1], mine[0], normalize, run_names),
                         key="vs_diff")
     else:
-        sides = ((names[1], mine), (names[0], theirs))
+        sides = ((run_names[1], mine), (run_names[0], theirs))
         scale = max(charts.mistakes_max(matrix, normalize) for _, (_, matrix) in sides)  # one red scale for both
         for i, (column, (name, (labels, matrix))) in enumerate(zip(st.columns(2), sides)):
             column.plotly_chart(charts.confusion_matrix_figure(matrix, labels, normalize, name, scale or None),
@@ -217,6 +218,7 @@ def artifacts(run: dict) -> None:
                                  file_name=row["path"].rsplit("/", 1)[-1], key=f"model_file_{i}", on_click="ignore")
 
 
+@ui.guarded
 def page() -> None:
     run_id = pick_run()
     if not run_id:
@@ -228,7 +230,7 @@ def page() -> None:
         overview(run)
     with tabs[1]:
         live = run["status"] in ui.LIVE_STATUSES
-        st.fragment(curves, run_every=ui.LIVE_REFRESH_SECONDS if live else None)(run_id)
+        st.fragment(curves, run_every=refresh.LIVE_REFRESH if live else None)(run_id)
     with tabs[2]:
         evaluation(run)
     with tabs[3]:
@@ -237,4 +239,5 @@ def page() -> None:
         artifacts(run)
 
 
-ui.guarded(page)()
+if __name__ == "__main__":
+    page()

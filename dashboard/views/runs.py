@@ -8,8 +8,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import store, tables, ui
-from pipeline import engine, settings
+from dashboard import refresh, store, tables, ui
+from pipeline import names, settings
 
 MAX_COMPARE = 50
 
@@ -18,13 +18,14 @@ def pick_experiment(all_runs: pd.DataFrame) -> tuple[str, str]:
     """The experiment from the URL, else the one with the newest run; kept in the URL."""
     experiments = store.experiments()
     counts = all_runs["experiment_id"].value_counts()
-    names = list(experiments["name"])
+    experiment_names = list(experiments["name"])
     wanted = st.query_params.get("experiment")
-    if wanted not in names:
+    if wanted not in experiment_names:
         newest = all_runs.sort_values("start_time", ascending=False)["experiment_id"]
-        wanted = experiments.set_index("experiment_id")["name"].get(newest.iloc[0]) if len(newest) else names[0]
+        by_id = experiments.set_index("experiment_id")["name"]
+        wanted = by_id.get(newest.iloc[0]) if len(newest) else experiment_names[0]
     ids = dict(zip(experiments["name"], experiments["experiment_id"]))
-    name = st.selectbox("Experiment", names, index=names.index(wanted), key="experiment",
+    name = st.selectbox("Experiment", experiment_names, index=experiment_names.index(wanted), key="experiment",
                         format_func=lambda n: f"{n} ({counts.get(ids[n], 0)} runs)")
     st.query_params["experiment"] = name
     return name, ids[name]
@@ -86,11 +87,11 @@ def table_section(name: str, experiment_id: str, query: str) -> None:
     if runs.empty:
         st.info("No run matches these filters.", icon=":material/filter_alt_off:")
         return
-    histories = store.metric_histories(store.versions(runs), [engine.VAL_ACCURACY])
+    histories = store.metric_histories(store.versions(runs), [names.VAL_ACCURACY])
     extra_options = [c for c in runs.columns if c.startswith(("params.", "metrics."))
                      and c.removeprefix("params.") not in tables.KEY_PARAMS and not c.startswith("metrics.system/")]
     extra = st.multiselect("More columns", extra_options, key="extra_columns", placeholder="params or metrics")
-    table = tables.runs_table(runs, tables.best(histories, engine.VAL_ACCURACY), settings.mlflow_ui_url(), extra)
+    table = tables.runs_table(runs, tables.best(histories, names.VAL_ACCURACY), settings.mlflow_ui_url(), extra)
     shown = table.assign(status=table["status"].map(lambda label: [label]))  # a list shows as a colored pill
     event = st.dataframe(shown, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
                          column_order=[c for c in table.columns if c != "run_id"], column_config=column_config())
@@ -100,11 +101,10 @@ def table_section(name: str, experiment_id: str, query: str) -> None:
     actions(table, selected)
 
 
+@ui.guarded
 def page() -> None:
-    st.title("Runs")
-    all_runs = store.runs()
-    if all_runs.empty:
-        ui.no_runs_yet()
+    all_runs = ui.reading_page("Runs")
+    if all_runs is None:
         return
     name, experiment_id = pick_experiment(all_runs)
     query = st.text_input("MLflow filter", key="filter_string",
@@ -113,7 +113,8 @@ def page() -> None:
                                "strings in quotes, joined by `and`").strip()
     mine = all_runs[all_runs["experiment_id"] == experiment_id]
     live = mine["status"].isin(ui.LIVE_STATUSES).any()
-    st.fragment(table_section, run_every=ui.LIVE_REFRESH_SECONDS if live else None)(name, experiment_id, query)
+    st.fragment(table_section, run_every=refresh.LIVE_REFRESH if live else None)(name, experiment_id, query)
 
 
-ui.guarded(page)()
+if __name__ == "__main__":
+    page()

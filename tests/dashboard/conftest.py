@@ -14,7 +14,9 @@ import streamlit as st
 from mlflow.entities import Metric, Param
 from streamlit.testing.v1 import AppTest
 
-from pipeline import engine, tracking
+from pipeline import names
+from pipeline.runs import tracking
+from pipeline.training import engine
 from pipeline.config import RunConfig
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
@@ -51,15 +53,15 @@ def edge_runs(store, trained_runs) -> dict[str, str]:
 
     def make(name: str, steps: int = 0, with_params: bool = True) -> str:
         run_id = client.create_run(experiment, run_name=name).info.run_id
-        metrics = [Metric(engine.TRAIN_LOSS_STEP, 2.0 / (s + 1), now + s, s) for s in range(1, steps + 1)]
-        metrics += [Metric(engine.TRAIN_LOSS, 1.0 / e, now + e, e) for e in range(1, steps // 20 + 1)]
+        metrics = [Metric(names.TRAIN_LOSS_STEP, 2.0 / (s + 1), now + s, s) for s in range(1, steps + 1)]
+        metrics += [Metric(names.TRAIN_LOSS, 1.0 / e, now + e, e) for e in range(1, steps // 20 + 1)]
         client.log_batch(run_id, metrics=metrics, params=params if with_params else [])
         return run_id
 
     runs = {"running": make("still-running", 40), "failed": make("broken", 20, with_params=False),
             "unevaluated": make("no-evaluation", 60), "deleted": make("thrown-away", 20)}
-    client.set_tag(runs["failed"], tracking.TAG_ERROR, "TrainingError: loss became nan at step 17")
-    client.set_tag(runs["failed"], tracking.TAG_TRACEBACK, "Traceback (most recent call last):\n  ...\n"
+    client.set_tag(runs["failed"], names.TAG_ERROR, "TrainingError: loss became nan at step 17")
+    client.set_tag(runs["failed"], names.TAG_TRACEBACK, "Traceback (most recent call last):\n  ...\n"
                                                            "TrainingError: loss became nan at step 17")
     client.set_terminated(runs["failed"], "FAILED")
     for name in ("unevaluated", "deleted"):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline import names
 from dashboard import charts, tables
 
 
@@ -173,8 +174,7 @@ def test_mlflow_links():
     assert url == "http://h:5000/#/compare-runs?runs=%5B%22a%22%2C%22b%22%5D&experiments=%5B%221%22%5D"
 
 
-def test_steps_per_epoch_from_train_images_and_batch_size():
-    runs = pd.DataFrame({"run_id": ["a", "b"], "params.batch_size": ["64", None],
-                         "tags.runboard.train_images": ["1295", "100"]})
+def test_steps_per_epoch_is_read_from_what_the_trainer_logged():
+    runs = pd.DataFrame({"run_id": ["a", "b"], f"tags.{names.TAG_STEPS_PER_EPOCH}": ["21", None]})
     assert tables.steps_per_epoch(runs) == {"a": 21.0}
     assert tables.steps_per_epoch(pd.DataFrame({"run_id": ["a"]})) == {}  # a run that logged neither

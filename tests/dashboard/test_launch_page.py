@@ -15,7 +15,11 @@ import pytest
 from mlflow.entities import Metric
 from PIL import Image
 
-from pipeline import engine, jobs, tracking
+from pipeline.runs import lifecycle
+from pipeline import names
+from pipeline.queue import jobs
+from pipeline.runs import tracking
+from pipeline.training import engine
 from pipeline.config import ConfigError, RunConfig
 from tests.dashboard.conftest import figures, open_page, texts
 
@@ -120,10 +124,10 @@ def test_sweep_queues_runs_under_a_parent_and_links_to_compare(client, queued):
     assert len(preview) == 4 and set(preview["optimizer"]) == {"sgd", "adamw"}
     at.button(key="sweep.go").click().run()
     assert not at.exception and "sweep of 4 runs" in texts(at.success)
-    runs = [r for r in jobs.queued(client) if jobs.TAG_SWEEP_ID in r.data.tags
+    runs = [r for r in jobs.queued(client) if names.TAG_SWEEP_ID in r.data.tags
             and client.get_experiment(r.info.experiment_id).name == EXPERIMENT]
     queued.extend(r.info.run_id for r in runs)
-    assert len(runs) == 4 and len({r.data.tags[jobs.TAG_SWEEP_ID] for r in runs}) == 1
+    assert len(runs) == 4 and len({r.data.tags[names.TAG_SWEEP_ID] for r in runs}) == 1
     link = next(p for p in at.get("page_link") if "Compare" in p.proto.label)
     assert link.proto.page == "compare"
     assert sorted(unquote(link.proto.query_string).removeprefix("runs=").split(",")) == \
@@ -138,24 +142,24 @@ def test_live_view_shows_a_running_runs_progress_metrics_curve_and_log(client, q
                                    run_name="live-one"), client=client)
     queued.append(run_id)
     now = time.time()
-    assert jobs.claim(client, run_id, jobs.Claim("vm:1", jobs.process_key(), now))
-    jobs.set_tags(client, run_id, {jobs.TAG_WORKER: "vm:1", jobs.TAG_HEARTBEAT: f"{now:.0f}",
-                                   jobs.TAG_STARTED: f"{now - 30:.3f}", "runboard.train_images": 1295,
-                                   jobs.TAG_LOG_TAIL: "epoch 1/2:  48%|####  | 10/21"})
+    assert lifecycle.claim(client, run_id, lifecycle.Claim("vm:1", lifecycle.process_key(), now))
+    lifecycle.set_tags(client, run_id, {names.TAG_WORKER: "vm:1", names.TAG_HEARTBEAT: f"{now:.0f}",
+                                   names.TAG_STARTED: f"{now - 30:.3f}", names.TAG_STEPS_PER_EPOCH: 21,
+                                   names.TAG_LOG_TAIL: "epoch 1/2:  48%|####  | 10/21"})
     client.update_run(run_id, "RUNNING")
     ms = int(now * 1000)
-    client.log_batch(run_id, metrics=[Metric(engine.TRAIN_LOSS_STEP, 2.0 / s, ms - (10 - s) * 500, s)
+    client.log_batch(run_id, metrics=[Metric(names.TRAIN_LOSS_STEP, 2.0 / s, ms - (10 - s) * 500, s)
                                       for s in range(1, 11)])
     at = open_page("launch")
     assert not at.exception and not at.error
     assert "1 running" in at.subheader[0].value
     bar = at.get("progress")[0].proto
     assert bar.value == 100 * 10 // 42 and "epoch 1/2 · step 10/42 · ETA 16s" in bar.text  # 2 steps/s, 32 to go
-    assert {m.label: m.value for m in at.metric}[engine.TRAIN_LOSS_STEP] == "0.2"
+    assert {m.label: m.value for m in at.metric}[names.TRAIN_LOSS_STEP] == "0.2"
     assert any(f["data"] and f["data"][0].get("name") == "live-one" for f in figures(at))
     assert "10/21" in at.code[0].value
     at.button(key=f"cancel-{run_id}").click().run()
-    assert jobs.TAG_CANCEL in client.get_run(run_id).data.tags
+    assert names.TAG_CANCEL in client.get_run(run_id).data.tags
 
 
 def test_unreachable_store_is_one_clear_error(unreachable_store):

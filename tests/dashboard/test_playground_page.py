@@ -19,7 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from dashboard import store
-from pipeline import predict, registry
+from pipeline.serving import predict, registry
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "dashboard" / "views" / "playground.py")

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from streamlit.testing.v1 import AppTest
 
 from dashboard import store
-from pipeline import registry
+from pipeline.serving import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "dashboard" / "views" / "registry.py")

@@ -152,7 +152,7 @@ def choose(page: Page, label: str, option: str) -> None:
 
 
 def test_7_playground_upload(page, app, shot, tmp_path):
-    from pipeline import data
+    from pipeline.training import data
     from pipeline.config import RunConfig
 
     test = data.load(RunConfig()).test

@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pipeline.errors import UserError
+
 MAX_PIXELS = 40_000_000  # refuse decompression bombs before decoding the pixels
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An image that cannot be used; the message says which and why."""
 
 

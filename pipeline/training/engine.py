@@ -20,27 +20,20 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from pipeline import distributed, hardware, metrics, models
-from pipeline.batches import EVAL_BATCH, augment  # noqa: F401  (still importable from the engine)
-from pipeline.batches import Normalizer, epoch_order, eval_batches, to_device, train_batches
+from pipeline import names
 from pipeline.config import RunConfig
-from pipeline.data import ImageData, Split
+from pipeline.errors import ServiceError
+from pipeline.training import distributed, hardware, metrics, models
+from pipeline.training.batches import Normalizer, epoch_order, eval_batches, to_device, train_batches
+from pipeline.training.data import ImageData, Split
 
 LOG_EVERY = 50          # optimizer steps between reads of the step losses (one host sync each)
-
-# metric names (MLflow keys), defined once and imported wherever they are read
-TRAIN_LOSS, TRAIN_ACCURACY = "train_loss", "train_accuracy"
-VAL_LOSS, VAL_ACCURACY = "val_loss", "val_accuracy"
-LR, EPOCH_SECONDS, THROUGHPUT = "lr", "epoch_seconds", "throughput_img_s"
-TRAIN_LOSS_STEP = "train_loss_step"
-TEST_LOSS, TEST_ACCURACY = "test_loss", "test_accuracy"
-TEST_PRECISION, TEST_RECALL, TEST_F1 = "test_precision_macro", "test_recall_macro", "test_f1_macro"
-COMPILE_SECONDS = "compile_seconds"  # with --compile, step 0: the warm-up, kept out of throughput_img_s
-EPOCH_METRICS = (TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, LR, EPOCH_SECONDS, THROUGHPUT)
-TEST_METRICS = (TEST_LOSS, TEST_ACCURACY, TEST_PRECISION, TEST_RECALL, TEST_F1)
+SGD_MOMENTUM = 0.9      # with Nesterov: the torchvision reference recipe's, good from digits to ImageNet
+ONECYCLE_WARMUP = 0.25  # share of the steps spent warming up: short runs need a real share, not 5 %
+ONECYCLE_START = 0.1    # the warm-up starts at this fraction of the peak learning rate
 
 
-class TrainingError(RuntimeError):
+class TrainingError(ServiceError):
     """Training went wrong in a way the user can act on (diverged loss, out of memory)."""
 
 
@@ -110,9 +103,9 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
     t = step / max(total, 1)
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * t))
-    if schedule == "onecycle":  # linear warm-up over the first 25 %, then cosine down to zero
-        warm = 0.25
-        return 0.1 + 0.9 * t / warm if t < warm else 0.5 * (1 + math.cos(math.pi * (t - warm) / (1 - warm)))
+    if schedule == "onecycle":  # linear warm-up, then cosine down to zero
+        warm, start = ONECYCLE_WARMUP, ONECYCLE_START
+        return start + (1 - start) * t / warm if t < warm else 0.5 * (1 + math.cos(math.pi * (t - warm) / (1 - warm)))
     if schedule == "step":  # x0.1 at 50 % and again at 75 % of training
         return 1.0 if t < 0.5 else 0.1 if t < 0.75 else 0.01
     return 1.0
@@ -122,7 +115,7 @@ def make_optimizer(model: nn.Module, config: RunConfig, device: torch.device) ->
     fused = hardware.fused_optimizer(device)
     params, lr, wd = model.parameters(), config.lr, config.weight_decay
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd, **fused)
+        return torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM, nesterov=True, weight_decay=wd, **fused)
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fused)
     return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **fused)
@@ -184,7 +177,7 @@ class _StepLog:
             if not math.isfinite(v):
                 raise TrainingError(f"loss became {v} at step {self.first_step + i}; "
                                     "try a lower learning rate")
-            self.tracker.log_metrics({TRAIN_LOSS_STEP: v}, step=self.first_step + i)
+            self.tracker.log_metrics({names.TRAIN_LOSS_STEP: v}, step=self.first_step + i)
         self.bar.set_postfix(loss=f"{values[-1]:.4f}", refresh=False)
 
 
@@ -246,7 +239,7 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
         sizes = [min(batch, shard)] + ([shard % batch] if shard > batch and shard % batch else [])
         seconds = hardware.warm_up(model, net, criterion, sizes, tuple(data.train.images.shape[1:]),
                                    len(data.classes), device, dtype, layout)
-        tracker.log_metrics({COMPILE_SECONDS: seconds}, step=0)
+        tracker.log_metrics({names.COMPILE_SECONDS: seconds}, step=0)
 
     best_loss, best_epoch, best_state, history, step = math.inf, 0, None, [], 0
     with tqdm(total=total, desc=f"{config.model} on {config.dataset}", unit="step",
@@ -262,14 +255,15 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
                                                           batches, device, dtype, step, step_log)
             seconds = time.perf_counter() - start
             val_loss, val_acc = validate(net, val, normalize, device)
-            row = {TRAIN_LOSS: train_loss, TRAIN_ACCURACY: train_acc, VAL_LOSS: val_loss,
-                   VAL_ACCURACY: val_acc, LR: lr, EPOCH_SECONDS: seconds, THROUGHPUT: len(train) / seconds}
+            row = {names.TRAIN_LOSS: train_loss, names.TRAIN_ACCURACY: train_acc, names.VAL_LOSS: val_loss,
+                   names.VAL_ACCURACY: val_acc, names.LR: lr, names.EPOCH_SECONDS: seconds,
+                   names.THROUGHPUT: len(train) / seconds}
             tracker.log_metrics(row, step=epoch)
             tracker.flush()
             history.append(row)
             if progress and rank == 0:
                 bar.write(f"epoch {epoch}: train_loss {train_loss:.4f}  val_loss {val_loss:.4f}  "
-                          f"val_accuracy {val_acc:.4f}  {row[THROUGHPUT]:,.0f} img/s")
+                          f"val_accuracy {val_acc:.4f}  {row[names.THROUGHPUT]:,.0f} img/s")
             if val_loss < best_loss:
                 best_loss, best_epoch = val_loss, epoch
                 if config.patience:
@@ -295,6 +289,6 @@ def test_metrics(test: Evaluation, classes: list[str]) -> tuple[dict[str, float]
     matrix = metrics.confusion_matrix(test.labels, test.predictions, len(classes))
     per_class = metrics.per_class_metrics(matrix, classes)
     macro = metrics.macro_scores(per_class)
-    values = {TEST_LOSS: test.loss, TEST_ACCURACY: test.accuracy, TEST_PRECISION: macro["precision"],
-              TEST_RECALL: macro["recall"], TEST_F1: macro["f1"]}
+    values = {names.TEST_LOSS: test.loss, names.TEST_ACCURACY: test.accuracy,
+              names.TEST_PRECISION: macro["precision"], names.TEST_RECALL: macro["recall"], names.TEST_F1: macro["f1"]}
     return values, matrix, per_class

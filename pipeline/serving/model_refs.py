@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from pipeline.errors import UserError
+
 URI_FORMS = "models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model"
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """A model that cannot be used for predictions; the message says why and what exists."""
 
 

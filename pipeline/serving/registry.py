@@ -12,13 +12,15 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
-from pipeline import engine, tracking
+from pipeline import names
+from pipeline.errors import UserError
+from pipeline.runs import tracking
 
 CHAMPION, CHALLENGER = "champion", "challenger"  # the aliases people use most; any valid name works
 IN_CHUNK = 100  # run ids per `run_id IN (...)` query
 
 
-class RegistryError(ValueError):
+class RegistryError(UserError):
     """A registry change that cannot be made; the message says why."""
 
 
@@ -95,7 +97,7 @@ def list_versions(client: MlflowClient | None = None) -> list[ModelVersionInfo]:
             status=v.status, run_id=v.run_id or "", run_name=run.info.run_name if run else "",
             run_status=run_status, experiment_id=run.info.experiment_id if run else "",
             dataset=params.get("dataset", ""), architecture=params.get("model", ""),
-            test_accuracy=metrics.get(engine.TEST_ACCURACY), test_f1=metrics.get(engine.TEST_F1)))
+            test_accuracy=metrics.get(names.TEST_ACCURACY), test_f1=metrics.get(names.TEST_F1)))
     return sorted(out, key=lambda i: (i.name.lower(), -i.version))
 
 
@@ -124,9 +126,9 @@ def _model_of_run(client: MlflowClient, run_id: str) -> str:
         raise RegistryError(f"run {run_id} is {run.info.status}; only finished runs can be registered")
     outputs = run.outputs.model_outputs if run.outputs else []
     for output in sorted(outputs, key=lambda o: -o.step):
-        if client.get_logged_model(output.model_id).name == tracking.MODEL_NAME:
+        if client.get_logged_model(output.model_id).name == names.MODEL_NAME:
             return output.model_id
-    raise RegistryError(f"run {run_id} has no logged model named {tracking.MODEL_NAME!r}")
+    raise RegistryError(f"run {run_id} has no logged model named {names.MODEL_NAME!r}")
 
 
 def register_run(run_id: str, name: str, description: str = "",

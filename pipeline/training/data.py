@@ -14,18 +14,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import images, settings
-from pipeline.config import RunConfig
+from pipeline import settings
+from pipeline.serving import images
+from pipeline.config import IMAGEFOLDER_SIZE, RunConfig
+from pipeline.errors import UserError
+from pipeline.names import IMAGE_SUFFIXES
 
 TEST_SPLIT_SEED = 20_240_601  # fixed: the held-out test split is the same for every run
 TEST_FRACTION = 0.2           # for datasets without an official test split
 STATS_SAMPLE = 512            # images decoded to estimate mean/std of a folder that stays on disk
 CHANNELS_SAMPLE = 256         # images looked at to decide grayscale or RGB for such a folder
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-IMAGEFOLDER_DEFAULT_SIZE = 64
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A dataset that cannot be loaded; the message says what to do."""
 
 
@@ -109,7 +110,7 @@ class ImageData:
 def load(config: RunConfig) -> ImageData:
     """Load the config's dataset, resized to config.image_size when that is set."""
     if config.is_imagefolder:
-        x, y, classes = _imagefolder(config.imagefolder_path(), config.image_size or IMAGEFOLDER_DEFAULT_SIZE)
+        x, y, classes = _imagefolder(config.imagefolder_path(), config.image_size or IMAGEFOLDER_SIZE)
         (x, y), test = _split(x, y, TEST_FRACTION, TEST_SPLIT_SEED)
         flip = True
     elif config.dataset == "digits":

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from pipeline import hardware
-from pipeline.data import DataError, Split
+from pipeline.training import hardware
+from pipeline.training.data import DataError, Split
 
 SHIFT = 0.125           # random shift, as a fraction of the image side ("pad by 1/8, crop")
 ROTATE_DEG, SCALE = 10.0, 0.1  # strong augmentation: rotation in degrees, relative scale change

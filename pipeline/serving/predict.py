@@ -1,7 +1,7 @@
 """Predictions from logged models: load by registry alias, version or run, prepare images as logged.
 
 A model is pinned to one registered version (an alias is resolved once, at load) and prepares every
-image from the preprocessing logged with it (`tracking.PREPROCESSING_KEY`): no training code and
+image from the preprocessing logged with it (`names.PREPROCESSING_KEY`): no training code and
 no guessing. The dashboard's playground, the CLI and scripts all go through `load` and `predict`.
 
     from pipeline import predict
@@ -15,21 +15,24 @@ import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
-import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from pipeline import images, tracking
-from pipeline.model_refs import URI_FORMS, ModelError, ModelNotFoundError, ModelRef, missing, resolve
+from pipeline import names
+from pipeline.runs import tracking
+from pipeline.serving import images
+from pipeline.serving.model_refs import URI_FORMS, ModelError, ModelNotFoundError, ModelRef, missing, resolve
 
 __all__ = ["URI_FORMS", "ModelError", "ModelNotFoundError", "ModelRef", "resolve", "Preprocessing", "Prediction",
            "Predictor", "ImageResult", "decode", "predict_many", "load"]
 BATCH = 256  # images per forward pass; the exported graph takes any batch size
 ImageSource = Union[Image.Image, bytes, str, Path]
+if TYPE_CHECKING:  # torch loads with the first model, not with this module (the dashboard lists models first)
+    import torch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,9 +51,9 @@ class Preprocessing:
 
     @classmethod
     def from_metadata(cls, metadata: dict | None, where: str = "the model") -> "Preprocessing":
-        pre = (metadata or {}).get(tracking.PREPROCESSING_KEY)
+        pre = (metadata or {}).get(names.PREPROCESSING_KEY)
         if not isinstance(pre, dict):
-            raise ModelError(f"{where} has no '{tracking.PREPROCESSING_KEY}' metadata: it was not logged "
+            raise ModelError(f"{where} has no '{names.PREPROCESSING_KEY}' metadata: it was not logged "
                              "by Runboard's pipeline, so its inputs cannot be prepared")
         try:
             made = cls(tuple(str(c) for c in pre["classes"]), int(pre["channels"]),
@@ -70,6 +73,8 @@ class Preprocessing:
 
     def normalize(self, batch: np.ndarray) -> torch.Tensor:
         """uint8 (N, C, H, W) -> float32 /255, minus mean, over std: the same ops as the trainer's."""
+        import torch
+
         x = torch.from_numpy(np.ascontiguousarray(batch)).float().div_(255)
         mean = torch.tensor(self.mean).view(1, -1, 1, 1)
         std = torch.tensor(self.std).view(1, -1, 1, 1)
@@ -129,11 +134,13 @@ class Predictor:
         names = list(names) or [""] * len(sources)
         return np.stack([self.preprocessing.to_array(decode(s, n)) for s, n in zip(sources, names)])
 
-    @torch.no_grad()
     def logits(self, batch: np.ndarray) -> torch.Tensor:
         """Raw model outputs for prepared uint8 (N, C, H, W) inputs."""
-        out = [self.module(self.preprocessing.normalize(batch[i:i + BATCH])) for i in range(0, len(batch), BATCH)]
-        return torch.cat(out).float() if out else torch.empty(0, len(self.classes))
+        import torch
+
+        with torch.no_grad():
+            out = [self.module(self.preprocessing.normalize(batch[i:i + BATCH])) for i in range(0, len(batch), BATCH)]
+            return torch.cat(out).float() if out else torch.empty(0, len(self.classes))
 
     def predict_prepared(self, batch: np.ndarray, top: int = 5) -> list[Prediction]:
         probabilities = self.logits(batch).softmax(1)

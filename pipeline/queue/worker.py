@@ -15,8 +15,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from pipeline import jobs, launcher as launchers, settings, tracking
+from pipeline import names, settings
 from pipeline.config import ConfigError
+from pipeline.queue import jobs
+from pipeline.queue import launcher as launchers
+from pipeline.runs import lifecycle, tracking
 
 POLL_SECONDS = 0.5          # between looks at the children and (when the store changed) the queue
 FULL_POLL_SECONDS = 10.0    # query a local store's queue at least this often, even when it looks unchanged
@@ -63,7 +66,6 @@ class Worker:
         self.launcher = launcher or launchers.from_settings(self.concurrency)
         self.poll_seconds = poll_seconds
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self.process = jobs.process_key()
         self.active: dict[str, Active] = {}
         self.stopping: str | None = None  # None, "warm" or "cold"
         self.started = 0
@@ -136,17 +138,17 @@ class Worker:
             free = self.concurrency - len(self.active)
             if free <= 0 or (max_jobs is not None and self.started >= max_jobs):
                 break
-            if jobs.Claim.of(run) is not None:
+            if lifecycle.Claim.of(run) is not None:
                 continue  # someone else's (a worker's, or a cancel's)
             run_id = run.info.run_id
-            if jobs.claim(self.client, run_id, jobs.Claim(self.name, self.process, time.time())):
+            if lifecycle.claim(self.client, run_id, self.name):
                 self.started += 1
                 took += 1
                 try:
                     self._launch(run_id)
                 except Exception as e:  # claimed, so no other worker will: end it rather than strand it
                     log.exception("run %s could not be started", run_id)
-                    jobs.end(self.client, run_id, "FAILED", f"the worker could not start it: {e}")
+                    lifecycle.finish(self.client, run_id, names.FAILED, f"the worker could not start it: {e}")
         return took
 
     def _free_slots(self) -> list[int]:
@@ -166,31 +168,30 @@ class Worker:
 
     def _launch(self, run_id: str) -> None:
         client = self.client
-        jobs.set_tags(client, run_id, {jobs.TAG_WORKER: self.name, jobs.TAG_HEARTBEAT: f"{time.time():.0f}"})
+        lifecycle.heartbeat(client, run_id, {names.TAG_WORKER: self.name})
         run = client.get_run(run_id)
-        if run.info.status != "SCHEDULED":
+        if run.info.status != names.SCHEDULED:
             log.warning("run %s is %s, no longer queued; not starting it", run_id, run.info.status)
             return
-        if jobs.TAG_CANCEL in run.data.tags:
-            jobs.end(client, run_id, "KILLED", "cancelled before it started")
+        if names.TAG_CANCEL in run.data.tags:
+            lifecycle.finish(client, run_id, names.KILLED, "cancelled before it started")
             return
         try:
-            config = jobs.config_of(client, run)
+            lifecycle.config_of(client, run)  # refused now rather than in the child
         except ConfigError as e:  # e.g. its weights file was deleted after it was queued
-            jobs.end(client, run_id, "FAILED", f"invalid config: {e}")
+            lifecycle.finish(client, run_id, names.FAILED, f"invalid config: {e}")
             log.warning("run %s FAILED before starting: %s", run_id, e)
             return
         slot = self._free_slots()[0]
-        jobs.set_tags(client, run_id, {jobs.TAG_STARTED: f"{time.time():.3f}"})
-        client.update_run(run_id, status="RUNNING")  # before the child starts: it may end the run first
+        lifecycle.mark_running(client, run_id, {})  # before the child starts: it may end the run first
         try:
-            job = self.launcher.start(run_id, ["train", "--run-id", run_id, *jobs.train_args(config)], slot)
+            job = self.launcher.start(run_id, slot)
         except OSError as e:
-            jobs.end(client, run_id, "FAILED", f"the training process could not start: {e}")
+            lifecycle.finish(client, run_id, names.FAILED, f"the training process could not start: {e}")
             return
         self.active[run_id] = Active(run_id, run.info.experiment_id, job, slot, time.monotonic())
         if job.pid:
-            jobs.set_tags(client, run_id, {jobs.TAG_PID: job.pid})
+            lifecycle.set_tags(client, run_id, {names.TAG_PID: job.pid})
         log.info("run %s (%s) started in slot %d", run_id, run.info.run_name, slot)
 
     def _check_children(self) -> None:
@@ -205,19 +206,19 @@ class Worker:
         """The child ended: make the run's status honest, keep its log as an artifact."""
         client, run_id = self.client, active.run_id
         status = client.get_run(run_id).info.status
-        tail = launchers.log_tail(active.job.log_path, tracking.TRACEBACK_TAG_CHARS)
-        if status in jobs.ACTIVE:  # it died without ending its run (kill -9, OOM, crash before start)
+        tail = launchers.log_tail(active.job.log_path, lifecycle.TRACEBACK_TAG_CHARS)
+        if status in names.ACTIVE:  # it died without ending its run (kill -9, OOM, crash before start)
             if active.stop_reason:
-                status = "KILLED"
-                jobs.end(client, run_id, status, active.stop_reason)
+                status = names.KILLED
+                lifecycle.finish(client, run_id, status, active.stop_reason)
             else:
-                status = "FAILED"
-                jobs.end(client, run_id, status, describe_exit(code), tail)
-        elif status == "KILLED" and active.stop_reason:
-            jobs.set_tags(client, run_id, {tracking.TAG_ERROR: active.stop_reason})  # why, not just "signal"
-        jobs.set_tags(client, run_id, {jobs.TAG_LOG_TAIL: tail[-LOG_TAIL_CHARS:]})
+                status = names.FAILED
+                lifecycle.finish(client, run_id, status, describe_exit(code), tail)
+        elif status == names.KILLED and active.stop_reason:
+            lifecycle.set_tags(client, run_id, {names.TAG_ERROR: active.stop_reason})  # why, not just "signal"
+        lifecycle.set_tags(client, run_id, {names.TAG_LOG_TAIL: tail[-LOG_TAIL_CHARS:]})
         try:
-            client.log_artifact(run_id, str(active.job.log_path), "logs")
+            lifecycle.attach_log(client, run_id, active.job.log_path)
             active.job.close()
         except Exception:  # the log stays on disk; the run's status is already right
             log.exception("could not upload the log of run %s (kept at %s)", run_id, active.job.log_path)
@@ -231,10 +232,10 @@ class Worker:
             if active.stop_reason is None:
                 reason = "stopped: the worker was shut down" if self.stopping == "cold" else None
                 tags = requests.get(active.run_id, {})
-                if jobs.TAG_CANCEL in tags:
+                if names.TAG_CANCEL in tags:
                     reason = "cancelled"
-                elif jobs.TAG_ORPHANED in tags:  # another worker gave up on us (we were cut off): stop
-                    reason = f"stopped: declared orphaned by {tags[jobs.TAG_ORPHANED]}"
+                elif names.TAG_ORPHANED in tags:  # another worker gave up on us (we were cut off): stop
+                    reason = f"stopped: declared orphaned by {tags[names.TAG_ORPHANED]}"
                 if reason:
                     log.info("run %s: %s; sending SIGTERM", active.run_id, reason)
                     active.stop_reason, active.stop_sent = reason, now
@@ -256,11 +257,11 @@ class Worker:
 
     def _heartbeat(self) -> None:
         for active in self.active.values():
-            tags = {jobs.TAG_HEARTBEAT: f"{time.time():.0f}"}
+            tags = {}
             tail = launchers.log_tail(active.job.log_path, LOG_TAIL_CHARS)
             if tail != active.tail_sent:
-                tags[jobs.TAG_LOG_TAIL] = active.tail_sent = tail
-            jobs.set_tags(self.client, active.run_id, tags)
+                tags[names.TAG_LOG_TAIL] = active.tail_sent = tail
+            lifecycle.heartbeat(self.client, active.run_id, tags)
 
     def reap_orphans(self) -> int:
         """End unfinished queue runs whose worker is gone: FAILED (KILLED if a cancel had claimed them)."""
@@ -271,16 +272,16 @@ class Worker:
             reason = None if run_id in self.active else jobs.orphan_reason(run, now)
             if reason is None:
                 continue
-            owner = jobs.Claim.of(run)
-            local_log = settings.log_dir() / run_id / launchers.LOG_NAME  # there when it ran on this machine
-            jobs.set_tags(self.client, run_id, {jobs.TAG_ORPHANED: self.name})
+            owner = lifecycle.Claim.of(run)
+            local_log = settings.log_dir() / run_id / names.LOG_NAME  # there when it ran on this machine
+            lifecycle.set_tags(self.client, run_id, {names.TAG_ORPHANED: self.name})
             if owner and owner.owner == jobs.CANCEL_OWNER:
-                jobs.end(self.client, run_id, "KILLED", reason)
+                lifecycle.finish(self.client, run_id, names.KILLED, reason)
             else:
-                jobs.end(self.client, run_id, "FAILED", f"orphaned: {reason}",
-                         launchers.log_tail(local_log, tracking.TRACEBACK_TAG_CHARS))
+                lifecycle.finish(self.client, run_id, names.FAILED, f"orphaned: {reason}",
+                                 launchers.log_tail(local_log, lifecycle.TRACEBACK_TAG_CHARS))
             if local_log.exists():
-                self.client.log_artifact(run_id, str(local_log), "logs")
+                lifecycle.attach_log(self.client, run_id, local_log)
                 local_log.unlink()
             log.warning("run %s ended: %s", run_id, reason)
             ended += 1

@@ -1,8 +1,9 @@
-"""The one place that talks to MLflow: store, experiments, run lifecycle, batched metrics, models.
+"""The pipeline's MLflow seam: the store, experiments, batched metrics, evaluation files, models.
 
-Everything else hands plain data to these functions. Only the defaults here know that the local
-store is SQLite with artifacts beside it; any other MLFLOW_TRACKING_URI (an `mlflow server`) works
-the same way, with the server choosing where artifacts go.
+Everything else hands plain data to these functions (a run's status is lifecycle.py's). Only the
+defaults here know that the local store is SQLite with artifacts beside it; any other
+MLFLOW_TRACKING_URI (an `mlflow server`) works the same way, with the server choosing where
+artifacts go.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import os
 import platform
 import re
 import time
-import traceback
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -25,27 +25,15 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from pipeline import settings
-from pipeline.config import RunConfig
+from pipeline import names, settings
+from pipeline.errors import ServiceError
 
 MAX_BATCH = 1000             # MLflow's limit of metrics per log_batch call
-SYSTEM_METRICS_INTERVAL = 2  # seconds between CPU/GPU/memory samples
-SERVER_CHECK_SECONDS = 5   # how long a tracking server may take to answer /health
-TRACEBACK_TAG_CHARS = 4000   # the tail of a traceback kept as a tag; the whole is an artifact
+SERVER_CHECK_SECONDS = 5     # how long a tracking server may take to answer /health
 FLUSH_SECONDS = 2.0          # metrics reach the store at least this often, so live views see a run move
 
-# tags (one place for their names)
-TAG_ERROR = "runboard.error"
-TAG_TRACEBACK = "runboard.traceback"
-TAG_DEVICE = "runboard.device"
-TAG_TORCH = "runboard.torch_version"
-TAG_EPOCHS_RUN = "runboard.epochs_run"
-TAG_BEST_EPOCH = "runboard.best_epoch"
-MODEL_NAME = "model"         # the logged model's name in every run
-PREPROCESSING_KEY = "runboard_preprocessing"  # key in the logged model's metadata
 
-
-class TrackingError(RuntimeError):
+class TrackingError(ServiceError):
     """The tracking store cannot be used; the message names the URI."""
 
 
@@ -141,10 +129,10 @@ def experiment_id(client: MlflowClient, name: str) -> str:
 def environment_tags(device_name: str) -> dict[str, str]:
     import torch
 
-    return {TAG_DEVICE: device_name, TAG_TORCH: torch.__version__,
-            "runboard.torchvision_version": importlib.metadata.version("torchvision"),
-            "runboard.cuda_version": str(torch.version.cuda or "none"),
-            "runboard.python_version": platform.python_version(), "runboard.host": platform.node()}
+    return {names.TAG_DEVICE: device_name, names.TAG_TORCH: torch.__version__,
+            names.TAG_TORCHVISION: importlib.metadata.version("torchvision"),
+            names.TAG_CUDA: str(torch.version.cuda or "none"),
+            names.TAG_PYTHON: platform.python_version(), names.TAG_HOST: platform.node()}
 
 
 class MlflowTracker:
@@ -165,49 +153,6 @@ class MlflowTracker:
         self.flushed = time.monotonic()
         for i in range(0, len(pending), MAX_BATCH):
             self.client.log_batch(self.run_id, metrics=pending[i:i + MAX_BATCH], synchronous=True)
-
-
-@contextmanager
-def tracked_run(client: MlflowClient, config: RunConfig, run_id: str | None = None):
-    """An active run (a new one, or the queued `run_id`) that always ends with an honest status.
-
-    FINISHED when the body returns; KILLED on Ctrl-C or SIGTERM; FAILED on any other exception,
-    with the reason as a tag and the traceback as a tag and an artifact. The exception propagates.
-    """
-    mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL)
-    mlflow.set_system_metrics_samples_before_logging(1)
-    if run_id is None:
-        run = mlflow.start_run(experiment_id=experiment_id(client, config.experiment),
-                               run_name=config.run_name or None, log_system_metrics=True)
-        client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, v) for k, v in
-                                                  config.to_params().items()])
-    else:
-        run = mlflow.start_run(run_id=run_id, log_system_metrics=True)
-    run_id = run.info.run_id
-    try:
-        yield run_id
-    except KeyboardInterrupt:
-        client.set_tag(run_id, TAG_ERROR, "cancelled: interrupted or stopped by a signal")
-        mlflow.end_run("KILLED")
-        raise
-    except BaseException as e:
-        record_failure(client, run_id, e)
-        mlflow.end_run("FAILED")
-        raise
-    else:
-        mlflow.end_run("FINISHED")
-
-
-def record_failure(client: MlflowClient, run_id: str, error: BaseException) -> None:
-    text = "".join(traceback.format_exception(error))
-    reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-    client.set_tag(run_id, TAG_ERROR, reason)
-    client.set_tag(run_id, TAG_TRACEBACK, text[-TRACEBACK_TAG_CHARS:])
-    client.log_text(run_id, text, "error/traceback.txt")
-
-
-def log_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
-    client.log_batch(run_id, tags=[mlflow.entities.RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def log_json(client: MlflowClient, run_id: str, obj, path: str) -> None:
@@ -235,6 +180,6 @@ def log_model(model, preprocessing: dict, register: str = ""):
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
                     f"numpy=={np.__version__}"]
     return mlflow.pytorch.log_model(
-        model.cpu().eval(), name=MODEL_NAME, signature=signature, input_example=example,
+        model.cpu().eval(), name=names.MODEL_NAME, signature=signature, input_example=example,
         serialization_format="pt2", pip_requirements=requirements,
-        metadata={PREPROCESSING_KEY: preprocessing}, registered_model_name=register or None)
+        metadata={names.PREPROCESSING_KEY: preprocessing}, registered_model_name=register or None)

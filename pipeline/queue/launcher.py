@@ -1,10 +1,11 @@
 """How the worker starts a training process: one seam, chosen by the setting RUNBOARD_LAUNCHER.
 
-`local` (the default) runs `python -m pipeline <args>` as a child process of the worker, from an
-argument list (never a shell), with stdout and stderr in a log file. A cluster launcher fits the
-same few verbs: Ray Jobs would map `start` to `submit_job(submission_id=f"runboard-{run_id}")`,
-`poll` to `get_job_status`, `terminate`/`kill` to `stop_job`, and copy `get_job_logs` into the log
-file. Nothing else in the worker assumes that runs are local processes.
+`local` (the default) runs `python -m pipeline train --run-id ID` as a child process of the worker,
+from an argument list (never a shell: the run id is the only argument, the config is in the run),
+with stdout and stderr in a log file. A cluster launcher fits the same few verbs: Ray Jobs would
+map `start` to `submit_job(submission_id=f"runboard-{run_id}")`, `poll` to `get_job_status`,
+`terminate`/`kill` to `stop_job`, and copy `get_job_logs` into the log file. Nothing else in the
+worker assumes that runs are local processes.
 """
 from __future__ import annotations
 
@@ -18,9 +19,8 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
-from pipeline import settings
+from pipeline import names, settings
 
-LOG_NAME = "train.log"   # the file name locally and as the run's artifact logs/train.log
 _PR_SET_PDEATHSIG = 1
 
 
@@ -36,9 +36,14 @@ class Job(Protocol):
 
 
 class Launcher(Protocol):
-    def start(self, run_id: str, args: list[str], slot: int) -> Job: ...
+    def start(self, run_id: str, slot: int) -> Job: ...
     def warm(self, slot: int) -> None: ...   # get ready to start the next run in `slot` quickly
     def close(self) -> None: ...             # the worker stops: release what warm() holds
+
+
+def train_command(run_id: str) -> list[str]:
+    """What a launcher runs for a queued run, as `python -m pipeline` arguments: only its id."""
+    return ["train", "--run-id", run_id]
 
 
 def log_tail(path: Path, max_chars: int = 3000) -> str:
@@ -150,7 +155,8 @@ class LocalLauncher:
         self.close()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"spare-{slot}.log", "wb") as out:  # its import-time warnings, if any
-            self._spare = (slot, self._popen([sys.executable, "-m", "pipeline.spare"], slot, subprocess.PIPE, out))
+            self._spare = (slot, self._popen([sys.executable, "-m", "pipeline.queue.spare"], slot, subprocess.PIPE,
+                                             out))
 
     def close(self) -> None:
         """Let the spare go: end of input makes it exit once warm."""
@@ -158,21 +164,22 @@ class LocalLauncher:
             self._spare[1].stdin.close()
             self._spare = None
 
-    def _hand_to_spare(self, slot: int, args: list[str], log_path: Path) -> subprocess.Popen | None:
+    def _hand_to_spare(self, slot: int, run_id: str, log_path: Path) -> subprocess.Popen | None:
         spare, self._spare = self._spare, None
         if not spare or spare[0] != slot or spare[1].poll() is not None:
             if spare:
                 spare[1].stdin.close()
             return None
         try:
-            spare[1].stdin.write(json.dumps({"args": args, "log": str(log_path)}).encode() + b"\n")
+            spare[1].stdin.write(json.dumps({"run_id": run_id, "log": str(log_path)}).encode() + b"\n")
             spare[1].stdin.close()
         except OSError:  # it died since the poll: start cold
             return None
         return spare[1]
 
-    def start(self, run_id: str, args: list[str], slot: int = 0) -> LocalJob:
-        log_path = self.log_dir / run_id / LOG_NAME
+    def start(self, run_id: str, slot: int = 0) -> LocalJob:
+        args = train_command(run_id)
+        log_path = self.log_dir / run_id / names.LOG_NAME
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = self.environment(slot)
         log_file = open(log_path, "wb")
@@ -180,7 +187,7 @@ class LocalLauncher:
         log_file.write(f"$ {shlex.join(['python', '-m', 'pipeline', *args])}\n# slot {slot}{gpu}\n".encode())
         log_file.flush()
         try:
-            process = self._hand_to_spare(slot, args, log_path) or self._popen(
+            process = self._hand_to_spare(slot, run_id, log_path) or self._popen(
                 [sys.executable, "-m", "pipeline", *args], slot, subprocess.DEVNULL, log_file)
         except OSError:
             log_file.close()
@@ -193,4 +200,4 @@ def from_settings(concurrency: int) -> Launcher:
     name = settings.launcher()
     if name == "local":
         return LocalLauncher(concurrency)
-    raise ValueError(f"RUNBOARD_LAUNCHER must be one of: local; got {name!r}")
+    raise settings.SettingError(f"RUNBOARD_LAUNCHER must be one of: local; got {name!r}")

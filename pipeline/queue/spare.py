@@ -1,9 +1,10 @@
-"""A pre-warmed training process: `python -m pipeline.spare`, started by the local launcher ahead of need.
+"""A pre-warmed training process: `python -m pipeline.queue.spare`, started by the local launcher ahead of need.
 
 Importing torch, MLflow and the pipeline and opening the store take most of the ten seconds before
 a new run logs anything on a small CPU. A spare pays that while the queue is empty, then waits on
-stdin for one JSON line `{"args": [...], "log": PATH}`: it sends its output to the run's log and
-runs `python -m pipeline <args>` in-process. End of input (the worker stopped) makes it exit.
+stdin for one JSON line `{"run_id": ID, "log": PATH}`: it sends its output to the run's log and
+trains the run in-process, exactly as `python -m pipeline train --run-id ID` would (both end
+through errors.run_command). End of input (the worker stopped) makes it exit.
 Its environment (store, GPU, threads) was fixed when it was started, for the slot it serves.
 """
 from __future__ import annotations
@@ -15,10 +16,10 @@ import sys
 
 def warm_up() -> None:
     """What every training run imports and opens first, done before it is needed."""
-    import pipeline.__main__  # noqa: F401  (first: it sets the environment torch must start with)
     import torch._dynamo  # noqa: F401  (torch's optimizers import it on first use: ~2 s)
 
-    from pipeline import data, engine, tracking, train  # noqa: F401
+    from pipeline.runs import tracking, train  # noqa: F401
+    from pipeline.training import data, engine  # noqa: F401
 
     try:
         tracking.connect()  # MLflow keeps the store object: the run's own connect() then costs nothing
@@ -27,6 +28,8 @@ def warm_up() -> None:
 
 
 def main() -> int:
+    from pipeline import errors
+
     warm_up()
     print(f"spare {os.getpid()} ready", flush=True)
     line = sys.stdin.readline()
@@ -37,10 +40,10 @@ def main() -> int:
     log = os.open(job["log"], os.O_WRONLY | os.O_APPEND)
     os.dup2(log, 1), os.dup2(log, 2)
     os.close(log)
-    from pipeline.__main__ import main as pipeline_main
+    from pipeline.runs import train
 
-    sys.argv = ["python -m pipeline", *job["args"]]
-    return pipeline_main(job["args"])
+    errors.interrupt_on_sigterm()
+    return errors.run_command(train.queued_process, job["run_id"])
 
 
 if __name__ == "__main__":

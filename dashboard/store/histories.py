@@ -1,0 +1,129 @@
+"""Metric histories of many runs, cached per (run, metric) and keyed by the run's last update.
+
+A finished run's history is read once per server process; a running run's again only when it has
+logged more. On a SQL store the histories of many runs come from one query (mlflow_internals);
+against a tracking server they are fetched in parallel through the public API.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from mlflow.exceptions import MlflowException
+
+from dashboard import refresh
+from dashboard.store import mlflow_internals
+from dashboard.store.connection import RunNotFoundError, client, not_found, store_failed, uri
+
+FETCH_THREADS = 8  # parallel history requests to a tracking server
+EMPTY = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+log = logging.getLogger("runboard.dashboard")
+
+
+class _HistoryCache:
+    """(run id, metric) -> (version, steps, timestamps, values), least recently used evicted first."""
+
+    def __init__(self):
+        self.lock, self.entries, self.points = threading.Lock(), OrderedDict(), 0
+
+    def get(self, key: tuple[str, str], version: int):
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is None or entry[0] != version:
+                return None
+            self.entries.move_to_end(key)
+            return entry
+
+    def put(self, key: tuple[str, str], entry: tuple) -> None:
+        with self.lock:
+            old = self.entries.pop(key, None)
+            self.points += len(entry[1]) - (len(old[1]) if old else 0)
+            self.entries[key] = entry
+            while self.points > refresh.HISTORY_POINTS_KEPT and len(self.entries) > 1:
+                self.points -= len(self.entries.popitem(last=False)[1][1])
+
+
+@st.cache_resource(show_spinner=False)
+def _history_cache(uri: str) -> _HistoryCache:
+    return _HistoryCache()
+
+
+def _arrays(metrics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (np.fromiter((m.step for m in metrics), np.int64), np.fromiter((m.timestamp for m in metrics), np.int64),
+            np.fromiter((m.value for m in metrics), np.float64))
+
+
+def _grouped(rows: list[tuple], pairs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+    """(run, key, step, timestamp, value, is_nan) rows, ordered by step, as arrays per (run, key)."""
+    out = dict.fromkeys(pairs, EMPTY)
+    if not rows:
+        return out
+    run_col, key_col, steps, stamps, values, nans = (np.array(c) for c in zip(*rows))
+    values = np.where(nans.astype(bool), np.nan, values.astype(np.float64))
+    run_codes, run_names = pd.factorize(run_col)
+    key_codes, key_names = pd.factorize(key_col)
+    codes = run_codes * max(1, len(key_names)) + key_codes
+    order = np.argsort(codes, kind="stable")  # grouped by (run, key), still by step inside
+    for group in np.split(order, np.flatnonzero(np.diff(codes[order])) + 1):
+        pair = (run_names[run_codes[group[0]]], key_names[key_codes[group[0]]])
+        if pair in out:
+            out[pair] = (steps[group].astype(np.int64), stamps[group].astype(np.int64), values[group])
+    return out
+
+
+def _fetch(missing: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+    """Full histories of (run, metric) pairs: in bulk from a SQL store, else by parallel public calls."""
+    mlflow_client = client()
+    try:
+        rows = mlflow_internals.sql_metric_rows(mlflow_client, [r for r, _ in missing], [k for _, k in missing])
+    except mlflow_internals.InternalsChanged as e:
+        log.warning("fast history reads are off: %s", e)
+        rows = None
+    except Exception as e:  # the database itself failed (sqlalchemy errors)
+        raise store_failed(e, "metric histories") from None
+    if rows is not None:
+        return _grouped(rows, missing)
+    with ThreadPoolExecutor(FETCH_THREADS) as pool:
+        fetched = pool.map(lambda pair: _arrays(mlflow_client.get_metric_history(*pair)), missing)
+        return dict(zip(missing, fetched))
+
+
+def metric_histories(run_versions: Mapping[str, int], keys: Sequence[str]) -> pd.DataFrame:
+    """Every logged point of `keys` for the runs: columns run_id, key, step, timestamp, value."""
+    cache = _history_cache(uri())
+    entries, missing = {}, []
+    for run_id, version in run_versions.items():
+        for key in keys:
+            entry = cache.get((run_id, key), int(version))
+            if entry is None:
+                missing.append((run_id, key))
+            else:
+                entries[run_id, key] = entry
+    if missing:
+        try:
+            fetched = _fetch(missing)
+        except MlflowException as e:
+            if not_found(e):
+                raise RunNotFoundError(f"a run was deleted while reading its metrics: {e.message}") from None
+            raise store_failed(e, "metric histories") from None
+        for pair, arrays in fetched.items():
+            entry = (int(run_versions[pair[0]]), *arrays)
+            cache.put(pair, entry)
+            entries[pair] = entry
+    pairs = [(r, k) for r in run_versions for k in keys if len(entries[r, k][1])]
+    if not pairs:
+        return pd.DataFrame({"run_id": pd.Series(dtype=str), "key": pd.Series(dtype=str),
+                             "step": pd.Series(dtype="int64"), "timestamp": pd.Series(dtype="int64"),
+                             "value": pd.Series(dtype=float)})
+    sizes = [len(entries[p][1]) for p in pairs]
+    return pd.DataFrame({
+        "run_id": np.repeat([r for r, _ in pairs], sizes), "key": np.repeat([k for _, k in pairs], sizes),
+        "step": np.concatenate([entries[p][1] for p in pairs]),
+        "timestamp": np.concatenate([entries[p][2] for p in pairs]),
+        "value": np.concatenate([entries[p][3] for p in pairs])})

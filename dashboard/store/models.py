@@ -1,0 +1,48 @@
+"""The model registry's listing (cached briefly) and loaded models (cached per version)."""
+from __future__ import annotations
+
+import streamlit as st
+from mlflow.exceptions import MlflowException
+
+from dashboard import refresh
+from dashboard.store.connection import client, store_failed, uri
+from pipeline import settings
+
+
+@st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
+def _model_versions(uri: str) -> list:
+    from pipeline.serving import registry
+
+    try:
+        return registry.list_versions(client())
+    except MlflowException as e:
+        raise store_failed(e, "the model registry") from None
+
+
+def model_versions() -> list:
+    """Every registered model version (pipeline.serving.registry.ModelVersionInfo), by name, newest first."""
+    return _model_versions(uri())
+
+
+def forget_model_versions() -> None:
+    """Drop the cached listing after a registry change (or a vanished version) so the next read sees it."""
+    _model_versions.clear()
+
+
+@st.cache_resource(max_entries=refresh.MODELS_KEPT, show_spinner=False)
+def _predictor(uri: str, name: str, version: int, created: str):
+    import torch
+
+    from pipeline.serving import predict
+
+    torch.set_num_threads(settings.predict_threads())  # this process only predicts; see settings
+    return predict.load(f"models:/{name}/{version}", client())
+
+
+def predictor(version):
+    """The loaded model (pipeline.serving.predict.Predictor) of a registered version, cached per version.
+
+    Keyed by name, version and creation time, so a model deleted and registered anew is reloaded.
+    Raises pipeline.serving.predict.ModelError when the version is gone or cannot be loaded.
+    """
+    return _predictor(uri(), version.name, int(version.version), version.created.isoformat())

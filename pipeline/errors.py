@@ -1,0 +1,59 @@
+"""The two kinds of errors people meet, and the one table of exit codes the command line uses.
+
+Every error a user can cause or meet derives from one of two bases, so a caller catches them once:
+`UserError` (a bad value, dataset, run id or model: exit 2, nothing written) and `ServiceError`
+(the tracking store cannot be used, or training failed: exit 1). Messages are written for people.
+"""
+from __future__ import annotations
+
+OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130  # exit codes; 130 = 128 + SIGINT, as shells report Ctrl-C
+
+
+class UserError(ValueError):
+    """Something the user gave cannot be used; the message names it and what is allowed."""
+
+
+class ServiceError(RuntimeError):
+    """A service (the tracking store) or the training itself failed; the message says which."""
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code for an error that ends a command."""
+    if isinstance(error, KeyboardInterrupt):
+        return INTERRUPTED
+    if isinstance(error, UserError):
+        return USAGE
+    return FAILED
+
+
+def message(error: BaseException) -> str:
+    """The one line a command prints for an error that ends it."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted: the run ends KILLED"
+    text = str(error) or type(error).__name__
+    return f"error: {text}"
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (a cancel from the worker, a stop from a cluster) raises KeyboardInterrupt: the run ends KILLED."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def run_command(command, *args) -> int:
+    """Call `command(*args)`, which returns an exit code; an error ends it with one line and its exit code.
+
+    The one place where errors become exit codes: the command line and the worker's spare processes
+    both end through it.
+    """
+    import sys
+
+    try:
+        return command(*args)
+    except (UserError, ServiceError, KeyboardInterrupt) as e:
+        print(message(e), file=sys.stderr)
+        return exit_code(e)

@@ -1,0 +1,94 @@
+"""The vocabulary every part shares: metric, tag, param and artifact names, run statuses, image suffixes.
+
+It imports neither torch nor MLflow, so the dashboard reads a name without loading either. Whoever
+writes or reads one of these names imports it from here; DESIGN.md's contracts list the same.
+"""
+from __future__ import annotations
+
+# --- metrics (MLflow keys) -------------------------------------------------------------------
+# per epoch, step = epoch number (1-based)
+TRAIN_LOSS, TRAIN_ACCURACY = "train_loss", "train_accuracy"
+VAL_LOSS, VAL_ACCURACY = "val_loss", "val_accuracy"
+LR, EPOCH_SECONDS, THROUGHPUT = "lr", "epoch_seconds", "throughput_img_s"
+EPOCH_METRICS = (TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, LR, EPOCH_SECONDS, THROUGHPUT)
+# per optimizer step, step = global step
+TRAIN_LOSS_STEP = "train_loss_step"
+STEP_METRICS = (TRAIN_LOSS_STEP,)
+# at the end, step = last epoch
+TEST_LOSS, TEST_ACCURACY = "test_loss", "test_accuracy"
+TEST_PRECISION, TEST_RECALL, TEST_F1 = "test_precision_macro", "test_recall_macro", "test_f1_macro"
+TEST_METRICS = (TEST_LOSS, TEST_ACCURACY, TEST_PRECISION, TEST_RECALL, TEST_F1)
+# with --compile, step 0: the warm-up, kept out of throughput_img_s
+COMPILE_SECONDS = "compile_seconds"
+SYSTEM_PREFIX = "system/"  # MLflow's own CPU/GPU/memory samples
+
+
+def is_per_step(metric: str) -> bool:
+    """Logged at every optimizer step (x = global step), not once per epoch."""
+    return metric in STEP_METRICS
+
+
+# --- run statuses (MLflow's) -----------------------------------------------------------------
+SCHEDULED, RUNNING, FINISHED, FAILED, KILLED = "SCHEDULED", "RUNNING", "FINISHED", "FAILED", "KILLED"
+ACTIVE = (SCHEDULED, RUNNING)
+ENDED = (FINISHED, FAILED, KILLED)
+
+# --- tags ------------------------------------------------------------------------------------
+# how a run ended
+TAG_ERROR = "runboard.error"              # one line: why it FAILED or was KILLED
+TAG_TRACEBACK = "runboard.traceback"      # the tail of the traceback (the whole is an artifact)
+# what it ran on and what it saw
+TAG_DEVICE = "runboard.device"
+TAG_TORCH = "runboard.torch_version"
+TAG_TORCHVISION = "runboard.torchvision_version"
+TAG_CUDA = "runboard.cuda_version"
+TAG_PYTHON = "runboard.python_version"
+TAG_HOST = "runboard.host"
+TAG_CLASSES = "runboard.classes"
+TAG_TRAIN_IMAGES = "runboard.train_images"
+TAG_VAL_IMAGES = "runboard.val_images"
+TAG_TEST_IMAGES = "runboard.test_images"
+TAG_PROCESSES = "runboard.processes"      # torchrun processes that trained it
+TAG_STEPS_PER_EPOCH = "runboard.steps_per_epoch"  # optimizer steps per epoch, as the engine counts them
+TAG_EPOCHS_RUN = "runboard.epochs_run"
+TAG_BEST_EPOCH = "runboard.best_epoch"
+# the queue
+TAG_QUEUED = "runboard.queued"            # submit time, unix seconds: marks a queue run, orders the queue
+TAG_REGISTER = "runboard.register"        # the run option `register` (not a hyperparameter, so not a param)
+TAG_WORKER = "runboard.worker"            # host:pid of the worker that owns the run
+TAG_HEARTBEAT = "runboard.heartbeat"      # unix seconds, refreshed by the owning worker
+TAG_STARTED = "runboard.started"          # unix seconds the training process was launched
+TAG_PID = "runboard.pid"                  # the training process's pid on the worker's machine
+TAG_CANCEL = "runboard.cancel_requested"  # unix seconds; the owning worker stops the run
+TAG_LOG_TAIL = "runboard.log_tail"        # the end of the training log, refreshed while it runs
+TAG_ORPHANED = "runboard.orphaned"        # the worker that declared the run's process gone
+# sweeps
+TAG_SWEEP = "runboard.sweep"              # on a sweep's parent run: grid or random
+TAG_SWEEP_SPACE = "runboard.sweep_space"  # on the parent: the values swept, as JSON
+TAG_SWEEP_ID = "runboard.sweep_id"        # on each run of a sweep: the parent's run id
+TAG_SWEEP_RUNS = "runboard.sweep_runs"    # on the parent: its runs' ids, comma-separated
+# MLflow's own
+TAG_PARENT = "mlflow.parentRunId"         # MLflow's nesting: its UI folds a sweep under the parent
+TAG_USER = "mlflow.user"
+TAG_SOURCE_NAME, TAG_SOURCE_TYPE = "mlflow.source.name", "mlflow.source.type"
+TAG_NOTE = "mlflow.note.content"
+TAG_RUN_NAME = "mlflow.runName"
+TAG_LOG_MODEL_HISTORY = "mlflow.log-model.history"
+
+# --- params that are not hyperparameters -----------------------------------------------------
+PARAM_CLAIM = "runboard.claim"            # "<owner> <process key> <claimed at>"; see queue/jobs.py
+BOOKKEEPING_PREFIX = "runboard."          # params under it are the queue's, not the run's config
+
+# --- artifacts -------------------------------------------------------------------------------
+CONFUSION_MATRIX_JSON = "evaluation/confusion_matrix.json"  # {"labels": [...], "matrix": [[...]]}, rows = true
+CONFUSION_MATRIX_PNG = "evaluation/confusion_matrix.png"
+PER_CLASS_JSON = "evaluation/per_class.json"                # precision/recall/f1/support per class
+MISCLASSIFIED_PNG = "evaluation/misclassified.png"          # a grid of the most confident mistakes
+TRACEBACK_TXT = "error/traceback.txt"
+LOG_DIR = "logs"                                            # the training log: logs/train.log
+LOG_NAME = "train.log"
+MODEL_NAME = "model"                                        # the logged model's name in every run
+PREPROCESSING_KEY = "runboard_preprocessing"                # key in the logged model's metadata
+
+# --- inputs ----------------------------------------------------------------------------------
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})

@@ -1,0 +1,129 @@
+"""The run queue, kept in MLflow itself: a queued run is an MLflow run with status SCHEDULED.
+
+`submit` creates the run at once (params = the config, tags = the queue mark and run options), so
+`mlflow ui`, the dashboard and every worker read one truth and nothing is lost when a process
+restarts. `cancel` ends a queued run KILLED, or asks the worker that owns a running one to stop it.
+Status changes and claims go through runs/lifecycle.py; this module decides what the queue holds.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import time
+
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+
+from pipeline import names, settings
+from pipeline.config import ConfigError, RunConfig
+from pipeline.errors import UserError
+from pipeline.runs import lifecycle, tracking
+
+STALE_SECONDS = 60.0   # a claimed run whose worker sent no heartbeat for this long is an orphan
+MAX_SWEEP_RUNS = 64    # a bigger grid is almost always a typo
+CANCEL_OWNER = "cancel"
+
+
+class JobError(UserError):
+    """A queue request that cannot be done (unknown run, not a queue run); the message says why."""
+
+
+def orphan_reason(run: Run, now: float | None = None) -> str | None:
+    """Why an unfinished queue run has no live process behind it any more, or None when it may."""
+    now, tags = now or time.time(), run.data.tags
+    owner = lifecycle.Claim.of(run)
+    if owner is None:  # waiting in the queue, or a submission cut off between create and SCHEDULED
+        age = now - run.info.start_time / 1000
+        stuck = run.info.status == names.RUNNING and age > STALE_SECONDS
+        return "its submission was interrupted before it was queued" if stuck else None
+    if owner.owner == CANCEL_OWNER:
+        return "cancelled before it started" if now - owner.at > STALE_SECONDS else None
+    if lifecycle.process_gone(owner.process):
+        return f"its worker {owner.owner} stopped (killed or crashed) while the run was in progress"
+    beat = max(owner.at, float(tags.get(names.TAG_HEARTBEAT) or 0))
+    if now - beat > STALE_SECONDS:
+        return f"its worker {owner.owner} sent no heartbeat for {now - beat:.0f} s"
+    return None
+
+
+# --- reading the queue -----------------------------------------------------------------------
+def search(client: MlflowClient, where: str = "", order_by: list[str] | None = None,
+           max_results: int = 1000) -> list[Run]:
+    """Queue runs of every experiment matching `where` (an MLflow filter), `order_by` as given."""
+    ids = [e.experiment_id for e in client.search_experiments()]
+    if not ids:
+        return []
+    query = f'tags."{names.TAG_QUEUED}" IS NOT NULL' + (f" AND {where}" if where else "")
+    return list(client.search_runs(ids, filter_string=query, order_by=order_by, max_results=max_results))
+
+
+def unfinished(client: MlflowClient) -> list[Run]:
+    """SCHEDULED and RUNNING queue runs (MLflow's filter has no IN for status: two queries)."""
+    return [r for status in names.ACTIVE for r in search(client, f"attributes.status = '{status}'")]
+
+
+def queued(client: MlflowClient) -> list[Run]:
+    """SCHEDULED queue runs, oldest first: the order workers start them in."""
+    runs = search(client, f"attributes.status = '{names.SCHEDULED}'", ["attributes.start_time ASC"])
+    return sorted(runs, key=lambda r: float(r.data.tags.get(names.TAG_QUEUED) or 0))
+
+
+# --- writing ---------------------------------------------------------------------------------
+def submit(config: RunConfig, parent: str | None = None, client: MlflowClient | None = None) -> str:
+    """Queue one run: it exists in MLflow at once, SCHEDULED, with the full config; returns its id."""
+    if config.is_imagefolder and not config.imagefolder_path().is_dir():  # found out now, not in the worker
+        raise ConfigError(f"dataset image folder not found: {config.imagefolder_path()}")
+    client = client or tracking.connect()
+    tags = {names.TAG_QUEUED: f"{time.time():.6f}", names.TAG_USER: getpass.getuser(),
+            names.TAG_SOURCE_NAME: "runboard queue", names.TAG_SOURCE_TYPE: "JOB"}
+    if config.register:
+        tags[names.TAG_REGISTER] = config.register
+    if parent:
+        tags[names.TAG_PARENT] = tags[names.TAG_SWEEP_ID] = parent
+    return lifecycle.schedule(client, tracking.experiment_id(client, config.experiment), config.run_name,
+                              config.to_params(), tags)
+
+
+def submit_sweep(configs: list[RunConfig], kind: str, space: dict[str, list],
+                 client: MlflowClient | None = None) -> tuple[str, list[str]]:
+    """Queue a sweep's runs under one parent run; returns (parent id, run ids in queue order)."""
+    if not configs:
+        raise ConfigError("a sweep needs at least one run")
+    if len(configs) > MAX_SWEEP_RUNS:
+        raise ConfigError(f"a sweep may queue at most {MAX_SWEEP_RUNS} runs, this one has {len(configs)}")
+    client = client or tracking.connect()
+    base = configs[0]
+    summary = ", ".join(f"{k} in {v}" for k, v in space.items())
+    parent = lifecycle.record(
+        client, tracking.experiment_id(client, base.experiment), f"{base.run_name or 'sweep'} ({kind}, "
+        f"{len(configs)} runs)", {names.TAG_SWEEP: kind, names.TAG_SWEEP_SPACE: json.dumps(space),
+                                  names.TAG_USER: getpass.getuser(),
+                                  names.TAG_NOTE: f"{kind.capitalize()} sweep of {len(configs)} runs over {summary}."})
+    ids = [submit(c, parent=parent, client=client) for c in configs]
+    lifecycle.set_tags(client, parent, {names.TAG_SWEEP_RUNS: ",".join(ids)})
+    return parent, ids
+
+
+def cancel(run_id: str, client: MlflowClient | None = None) -> str:
+    """Cancel a queue run; returns what happened, in words for the person who asked."""
+    client = client or tracking.connect()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise JobError(f"no run {run_id} in {settings.tracking_uri()}") from None
+    status = run.info.status
+    if status not in names.ACTIVE:
+        return f"run {run_id} already ended {status}; nothing to cancel"
+    if names.TAG_QUEUED not in run.data.tags:
+        raise JobError(f"run {run_id} was not started by the queue; stop it where it runs (Ctrl-C)")
+    if status == names.SCHEDULED and lifecycle.claim(client, run_id, CANCEL_OWNER):
+        lifecycle.finish(client, run_id, names.KILLED, "cancelled before it started")
+        return f"run {run_id} removed from the queue: it ends KILLED without starting"
+    reason = orphan_reason(run)
+    if reason:  # nobody would act on the request: end it here
+        lifecycle.finish(client, run_id, names.KILLED, f"cancelled; {reason}")
+        return f"run {run_id} ended KILLED ({reason})"
+    lifecycle.set_tags(client, run_id, {names.TAG_CANCEL: f"{time.time():.3f}"})
+    return (f"run {run_id}: stop requested; its worker stops it within seconds and it ends KILLED, "
+            "keeping what it logged")

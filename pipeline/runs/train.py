@@ -1,0 +1,110 @@
+"""One training run, start to finish: data, training, evaluation artifacts, model — all in MLflow."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from mlflow import MlflowClient
+
+from pipeline import names
+from pipeline.config import RunConfig
+from pipeline.runs import lifecycle, tracking
+from pipeline.training import data as datasets
+from pipeline.training import distributed, engine, figures
+
+
+def preprocessing(data: datasets.ImageData, config: RunConfig) -> dict:
+    """What a consumer needs to turn a raw image into this model's input, without our code."""
+    return {
+        "classes": data.classes, "channels": data.channels, "image_size": list(data.image_size),
+        "mean": data.mean, "std": data.std, "layout": "NCHW float32",
+        "recipe": "convert to L (1 channel) or RGB (3), resize to image_size (height, width), "
+                  "divide by 255, subtract mean and divide by std per channel",
+        "output": "logits; softmax gives class probabilities in the order of classes",
+        "dataset": config.dataset, "model": config.model,
+    }
+
+
+def run(config: RunConfig, progress: bool = True) -> str:
+    """Train `config` into a new MLflow run and return its id.
+
+    Bad input (config, dataset) raises before the run is created, so nothing half-written is left.
+    Under torchrun every process trains its shard; only rank 0 talks to MLflow, so one run results.
+    """
+    return _train(config, None, progress)
+
+
+def run_queued(run_id: str, progress: bool = True) -> str:
+    """Train the queued run `run_id` with the config it was queued with: the run id is all it needs."""
+    client = tracking.connect()
+    return _train(lifecycle.config_of(client, client.get_run(run_id)), run_id, progress)
+
+
+def queued_process(run_id: str, progress: bool = True) -> int:
+    """The body of a training process the queue started (`train --run-id ID`, or a pre-warmed spare)."""
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow's import configured it
+    run_queued(run_id, progress)
+    print(f"run {run_id} finished")
+    return 0
+
+
+def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
+    device = engine.pick_device(config.device)
+    with distributed.process_group(device):
+        if not distributed.is_main():
+            return _follow(config)
+        client = tracking.connect()
+        data = _load(config) if run_id is None else None  # a new run: fail before it exists
+        experiment = tracking.experiment_id(client, config.experiment) if run_id is None else ""
+        with lifecycle.tracked(client, run_id, experiment, config.run_name, config.to_params()) as run_id:
+            data = data or _load(config)  # a queued run: a failure here ends it FAILED
+            distributed.share(run_id)
+            lifecycle.set_tags(client, run_id, {
+                **tracking.environment_tags(engine.device_name(device)),
+                names.TAG_CLASSES: len(data.classes), names.TAG_TRAIN_IMAGES: len(data.train),
+                names.TAG_VAL_IMAGES: len(data.val), names.TAG_TEST_IMAGES: len(data.test),
+                names.TAG_PROCESSES: distributed.world_size(),
+                names.TAG_STEPS_PER_EPOCH: engine.steps_per_epoch(len(data.train), config.batch_size,
+                                                                  distributed.world_size()),
+            })
+            result = engine.fit(config, data, tracking.MlflowTracker(client, run_id), progress=progress)
+            log_evaluation(client, run_id, result, data)
+            lifecycle.set_tags(client, run_id, {names.TAG_EPOCHS_RUN: result.epochs_run,
+                                                names.TAG_BEST_EPOCH: result.best_epoch})
+            tracking.log_model(result.model, preprocessing(data, config), config.register)
+    return run_id
+
+
+def _load(config: RunConfig) -> datasets.ImageData:
+    with distributed.main_first():  # rank 0 downloads, the others then read its copy
+        return datasets.load(config)
+
+
+def _follow(config: RunConfig) -> str:
+    """A rank other than 0: the same data and training steps, reporting nowhere; rank 0's run id."""
+    data = _load(config)
+    run_id = distributed.share(None)
+    engine.fit(config, data, engine.NullTracker(), progress=False)
+    return run_id
+
+
+def log_evaluation(client: MlflowClient, run_id: str, result: engine.TrainResult, data: datasets.ImageData) -> None:
+    """Final test metrics (at the last epoch's step) and the evaluation/ artifacts."""
+    values, matrix, per_class = engine.test_metrics(result.test, data.classes)
+    tracker = tracking.MlflowTracker(client, run_id)
+    tracker.log_metrics(values, step=result.epochs_run)
+    tracker.flush()
+    tracking.log_json(client, run_id, {"labels": data.classes, "matrix": matrix.tolist()}, names.CONFUSION_MATRIX_JSON)
+    tracking.log_json(client, run_id, per_class, names.PER_CLASS_JSON)
+    test = result.test
+    confidence = test.probabilities.max(axis=1)
+    for figure, path in ((figures.confusion_matrix_figure(matrix, data.classes), names.CONFUSION_MATRIX_PNG),
+                         (figures.misclassified_figure(_pixels(data.test), test.labels, test.predictions,
+                                                       confidence, data.classes), names.MISCLASSIFIED_PNG)):
+        tracking.log_figure(client, run_id, figure, path)
+        plt.close(figure)
+
+
+def _pixels(split: datasets.Split):
+    """What the misclassified grid indexes: the uint8 array, or the files, decoded only for the shown ones."""
+    return split.images.numpy() if split.in_memory else split.images

@@ -1,0 +1,28 @@
+"""The one use of MLflow's private API (dashboard/store/mlflow_internals.py) still works with this MLflow.
+
+If an MLflow upgrade moves its SQL models, this fails loudly; the dashboard would still work, slower.
+Run: .venv/bin/python -m pytest tests/dashboard/test_mlflow_internals.py
+"""
+from __future__ import annotations
+
+from dashboard.store import mlflow_internals
+from pipeline import names
+from pipeline.runs import tracking
+
+
+def test_sql_rows_match_the_public_api(trained_runs):
+    client = tracking.connect()
+    keys = [names.VAL_LOSS, names.TRAIN_LOSS_STEP]
+    rows = mlflow_internals.sql_metric_rows(client, trained_runs, keys)
+    assert rows is not None, "the SQLite store is no longer read through MLflow's SQL internals"
+    for run_id in trained_runs:
+        for key in keys:
+            public = [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+            mine = [(r[2], r[4]) for r in rows if r[0] == run_id and r[1] == key]
+            assert sorted(mine) == sorted(public) and public, (run_id, key)
+
+
+def test_a_tracking_server_client_is_not_read_through_internals():
+    from mlflow import MlflowClient
+
+    assert mlflow_internals.sql_metric_rows(MlflowClient("http://127.0.0.1:1"), ["a"], ["b"]) is None
