@@ -129,13 +129,6 @@ def _worker_hint(running: pd.DataFrame, queued: pd.DataFrame, now: float) -> Non
         st.caption(f"{len(queued)} run(s) wait for a free worker slot.")
 
 
-def _ran_seconds(runs: pd.DataFrame) -> pd.Series:
-    """From launch (not from queueing: MLflow's start time is the submit time) to the end."""
-    started = pd.to_numeric(runs.get(f"tags.{names.TAG_STARTED}", pd.Series(index=runs.index, dtype=float)))
-    ended = runs["end_time"].map(lambda t: t.timestamp() if pd.notna(t) else np.nan)
-    return (ended - started).where(started.notna())
-
-
 def _ended(recent: pd.DataFrame, experiments: dict[str, str]) -> None:
     if recent.empty:
         return
@@ -145,7 +138,7 @@ def _ended(recent: pd.DataFrame, experiments: dict[str, str]) -> None:
         "name": recent["run_name"],
         "status": recent["status"].map(lambda s: tables.STATUS_LABELS.get(s, s)),
         "experiment": recent["experiment_id"].map(experiments),
-        "ran": _ran_seconds(recent).map(tables.format_duration),
+        "ran": recent["duration_s"].map(tables.format_duration),  # training only, as on every page
         "test accuracy": recent.get(f"metrics.{names.TEST_ACCURACY}", pd.Series(np.nan, index=recent.index)),
         "reason": recent.get(f"tags.{names.TAG_ERROR}", pd.Series("", index=recent.index)).fillna(""),
     })

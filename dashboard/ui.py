@@ -11,6 +11,7 @@ from pipeline import names
 STATUS_COLORS = {"SCHEDULED": "gray", "RUNNING": "blue", "FINISHED": "green", "FAILED": "red", "KILLED": "orange"}
 STATUS_CSS = {"SCHEDULED": "#9ca3af", "RUNNING": "#60a5fa", "FINISHED": "#4ade80", "FAILED": "#f87171",
               "KILLED": "#fb923c"}  # pill colors in tables, same hues as the badges
+SWEEP_CSS = "#c4b5fd"  # a sweep's group row
 STATUS_ICONS = {"SCHEDULED": ":material/schedule:", "RUNNING": ":material/autorenew:",
                 "FINISHED": ":material/check_circle:", "FAILED": ":material/error:", "KILLED": ":material/cancel:"}
 LIVE_STATUSES = names.ACTIVE
