@@ -165,3 +165,15 @@ def test_live_view_shows_a_running_runs_progress_metrics_curve_and_log(client, q
 def test_unreachable_store_is_one_clear_error(unreachable_store):
     at = open_page("launch")
     assert not at.exception and "cannot be read" in texts(at.error)
+
+
+def test_a_new_image_folder_appears_after_refresh(store, client):
+    at = open_page("launch")
+    for label in ("circles", "squares"):
+        folder = store / "data" / "shapes-new" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(folder / "0.png")
+    at.run()
+    assert "imagefolder:shapes-new" not in at.selectbox(key="launch.dataset").options  # the listing is cached
+    at.button(key="refresh_folders").click().run()
+    assert "imagefolder:shapes-new" in at.selectbox(key="launch.dataset").options
