@@ -96,7 +96,10 @@ def _running_card(row: pd.Series, history: pd.DataFrame, experiment: str, now: f
         beat = _age(_value(row, f"tags.{names.TAG_HEARTBEAT}"), now)
         if beat is not None and beat > jobs.STALE_SECONDS:
             st.warning(f"Its worker sent no heartbeat for {beat:.0f} s; a restarted worker marks it FAILED.")
-        with st.expander("Log (tail)", expanded=True):
+        # the tail comes with the worker's heartbeat (every few seconds), the progress with the metrics (every
+        # flush): on sub-second epochs the tail is a few epochs behind, so it says how old it is
+        as_of = f"as of {tables.format_duration(beat)} ago" if beat is not None else "not sent yet"
+        with st.expander(f"Log (tail, {as_of})", expanded=True):
             st.code(_value(row, f"tags.{names.TAG_LOG_TAIL}") or "(nothing yet)", language=None, height=220)
         st.caption(f"worker {_value(row, f'tags.{names.TAG_WORKER}') or '—'} · heartbeat "
                    f"{tables.format_duration(beat)} ago")

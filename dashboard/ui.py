@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from urllib.parse import urlparse
 
 import streamlit as st
 
@@ -68,3 +69,14 @@ def run_options(runs) -> dict[str, str]:
     """How runs are named in pickers (run id -> "name · status · short id"), built once per listing."""
     rows = zip(runs["run_id"], runs["run_name"], runs["status"])
     return {run_id: f"{name} · {status.lower()} · {run_id[:8]}" for run_id, name, status in rows}
+
+
+def unknown_page(url: str | None, base_path: str, known: Iterable[str]) -> str | None:
+    """The page path a browser asked for when no page has it (Streamlit then shows the default page), else None."""
+    if not url:
+        return None
+    path = urlparse(url).path.strip("/")
+    base = base_path.strip("/")
+    if base and (path == base or path.startswith(base + "/")):
+        path = path[len(base):].strip("/")
+    return path if path and path not in set(known) else None

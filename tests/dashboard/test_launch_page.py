@@ -158,6 +158,7 @@ def test_live_view_shows_a_running_runs_progress_metrics_curve_and_log(client, q
     assert {m.label: m.value for m in at.metric}[names.TRAIN_LOSS_STEP] == "0.2"
     assert any(f["data"] and f["data"][0].get("name") == "live-one" for f in figures(at))
     assert "10/21" in at.code[0].value
+    assert any(e.label.startswith("Log (tail, as of ") and e.label.endswith("s ago)") for e in at.expander)  # the tail says how old it is
     at.button(key=f"cancel-{run_id}").click().run()
     assert names.TAG_CANCEL in client.get_run(run_id).data.tags
 

@@ -130,3 +130,14 @@ def test_filters_come_back_from_the_url(trained_runs):
 def test_an_unknown_experiment_in_the_link_is_named(trained_runs):
     at = open_page(experiment="nope")
     assert not at.exception and "No experiment named **nope**" in texts(at.warning)
+
+
+def test_an_unknown_page_path_is_named():
+    from dashboard import ui
+
+    known = ["compare", "run_detail"]
+    assert ui.unknown_page("http://127.0.0.1:8501/nope", "", known) == "nope"
+    assert ui.unknown_page("http://host/base/nope", "/base", known) == "nope"
+    # streamlit trims a known page's path off st.context.url, so a known page or the root leaves nothing
+    assert ui.unknown_page("http://host/base", "/base", known) is None
+    assert ui.unknown_page("http://127.0.0.1:8501", "", known) is None and ui.unknown_page(None, "", known) is None
