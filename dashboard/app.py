@@ -32,7 +32,7 @@ PAGES = {
 
 def run() -> None:
     serve.client_defaults()  # `streamlit run dashboard/app.py` skips serve.main
-    st.set_page_config(page_title="Runboard", page_icon=":material/monitoring:", layout="wide")
+    st.set_page_config(page_title="Runboard", page_icon=ui.favicon(), layout="wide")
     auth.gate()
     pages = {section: [st.Page(path, title=title, icon=icon, default=(path == "views/runs.py"))
                        for path, title, icon in entries]

@@ -80,3 +80,16 @@ def unknown_page(url: str | None, base_path: str, known: Iterable[str]) -> str |
     if base and (path == base or path.startswith(base + "/")):
         path = path[len(base):].strip("/")
     return path if path and path not in set(known) else None
+
+
+@functools.cache
+def favicon():
+    """The tab icon, drawn here: a `:material/...:` page icon makes the browser fetch it from fonts.gstatic.com,
+    which an offline deployment cannot reach (the in-page material icons come from Streamlit's own font file)."""
+    from PIL import Image, ImageDraw
+
+    icon = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(icon)
+    draw.rounded_rectangle((2, 2, 62, 62), radius=12, fill="#2563eb")
+    draw.line([(12, 48), (26, 30), (37, 38), (52, 16)], fill="white", width=6, joint="curve")
+    return icon
