@@ -1,6 +1,6 @@
 """Runs: every run of an experiment in one sortable, filterable table; pick runs to compare or open.
 
-URL: `?experiment=NAME`, plus the filters (`status`, `dataset`, `model`, `filter`): a link shows the same table.
+URL: `?experiment=NAME`, plus the filters (`filter_status`, `filter_dataset`, `filter_model`, `filter`): a link shows the same table.
 The table comes from one cached search_runs query; best val accuracy
 from one bulk read of the val_accuracy histories, cached per run until the run changes.
 """
@@ -13,7 +13,7 @@ from dashboard import refresh, store, tables, ui
 from pipeline import names, settings
 
 MAX_COMPARE = 50
-FILTERS = (("Status", "status"), ("Dataset", "params.dataset"), ("Model", "params.model"))  # key = label, lowercase
+FILTERS = (("Status", "status"), ("Dataset", "params.dataset"), ("Model", "params.model"))  # key: filter_<label>
 
 
 def pick_experiment(all_runs: pd.DataFrame) -> tuple[str, str]:
@@ -41,7 +41,8 @@ def filtered(runs: pd.DataFrame) -> pd.DataFrame:
     columns = st.columns([2, 2, 2])
     for column, (label, field) in zip(columns, FILTERS):
         options = sorted(runs[field].dropna().unique()) if field in runs else []
-        chosen = column.multiselect(label, options, key=label.lower(), placeholder="all", bind="query-params")
+        chosen = column.multiselect(label, options, key=f"filter_{label.lower()}", placeholder="all",
+                                    bind="query-params")  # filter_model: the playground's ?model= is another
         if chosen:
             runs = runs[runs[field].isin(chosen)]
     return runs

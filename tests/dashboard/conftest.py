@@ -139,8 +139,10 @@ def sweep_runs(store) -> dict[str, str]:
                      names.TAG_TRAIN_ENDED: f"{t0 + 34:.3f}"}
         run_id = client.create_run(experiment, start_time=int(t0 * 1000) + i, run_name=f"lr-sweep-{i:02d} lr={lr:g}",
                                    tags=tags).info.run_id
+        metrics = [Metric(names.TEST_ACCURACY, accuracy, int(t0 * 1000) + 35_000, 2),
+                   *(Metric(names.VAL_LOSS, 1.0 / epoch, int((t0 + 22 + 4 * epoch) * 1000), epoch) for epoch in (1, 2))]
         client.log_batch(run_id, params=[Param(k, v) for k, v in config.to_params().items()],
-                         metrics=[Metric(names.TEST_ACCURACY, accuracy, int(t0 * 1000) + 35_000, 2)] if accuracy else [])
+                         metrics=metrics if accuracy else [])
         if accuracy:
             client.set_terminated(run_id, "FINISHED", end_time=int((t0 + 36) * 1000))
         else:

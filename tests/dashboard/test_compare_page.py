@@ -111,3 +111,13 @@ def test_a_sweep_in_the_link_stands_for_its_runs_and_bad_ids_are_shown_whole(swe
     assert not at.exception and bogus in texts(at.warning)
     assert at.multiselect(key="runs").value == [sweep_runs[f"run{i}"] for i in (1, 2, 3)]
     assert all(sweep_runs["parent"][:8] not in o for o in at.multiselect(key="runs").options)
+
+
+def test_relative_time_counts_from_the_training_start_not_the_queueing(sweep_runs):
+    at = open_page("compare", runs=f"{sweep_runs['run1']},{sweep_runs['run2']}", x_axis="relative time",
+                   metrics="val_loss")
+    traces = {t["name"]: plotted(t["x"]) for t in curves(at)["val_loss"]["data"]}
+    first = next(x for name, x in traces.items() if name.startswith("lr-sweep-01"))
+    second = next(x for name, x in traces.items() if name.startswith("lr-sweep-02"))
+    assert first == pytest.approx([4, 8], abs=0.01)    # 20 s queued and 2 s of loading left out
+    assert second == pytest.approx([26, 30], abs=0.01)  # an old run without the tags: from MLflow's start

@@ -51,13 +51,13 @@ def test_experiment_selector_switches_table_and_url(trained_runs):
 
 def test_status_model_and_mlflow_filters(trained_runs):
     at = open_page(experiment="dashboard-edge")
-    at.multiselect(key="status").set_value(["FAILED"]).run()
+    at.multiselect(key="filter_status").set_value(["FAILED"]).run()
     assert list(at.dataframe[0].value["name"]) == ["broken"]
 
     at = open_page(experiment="tests")
-    at.multiselect(key="model").set_value(["cnn"]).run()
+    at.multiselect(key="filter_model").set_value(["cnn"]).run()
     assert set(at.dataframe[0].value["name"]) == {"tiny-cnn", "tiny-cnn-lr1e-2"}
-    at.multiselect(key="model").set_value([]).run()
+    at.multiselect(key="filter_model").set_value([]).run()
     at.text_input(key="filter").input("params.lr = '0.01' and metrics.test_accuracy > 0.5").run()
     assert list(at.dataframe[0].value["name"]) == ["tiny-cnn-lr1e-2"]
 
@@ -122,7 +122,7 @@ def test_a_sweep_is_one_group_row_and_durations_leave_out_the_queue(sweep_runs):
 
 def test_filters_come_back_from_the_url(trained_runs):
     # the browser writes a bound widget's value into the URL (tests/e2e checks it); the page reads it back
-    again = open_page(experiment="tests", model="mlp", filter="metrics.test_accuracy > 0.1")
+    again = open_page(experiment="tests", filter_model="mlp", filter="metrics.test_accuracy > 0.1")
     assert list(again.dataframe[0].value["name"]) == ["tiny-mlp"]
     assert again.text_input(key="filter").value == "metrics.test_accuracy > 0.1"
 
