@@ -61,7 +61,13 @@ def header(run: dict) -> None:
              ("test F1 (macro)", f"{values[names.TEST_F1]:.3f}" if names.TEST_F1 in values else "—")]
     for column, (label, value) in zip(st.columns(len(cells)), cells):
         column.metric(label, value)
-    status, reason = run["status"], tags.get(names.TAG_ERROR)
+    with st.container():  # always one block, even empty: the tabs below keep their place (and open tab) at the end
+        status_note(run)
+
+
+def status_note(run: dict) -> None:
+    status, tags = run["status"], run["tags"]
+    reason = tags.get(names.TAG_ERROR)
     if status == "FAILED":
         st.error(f"**This run failed.** {reason or 'No reason was recorded.'}", icon=":material/error:")
         if tags.get(names.TAG_TRACEBACK):
@@ -70,8 +76,8 @@ def header(run: dict) -> None:
     elif status == "KILLED":
         st.warning(f"**This run was stopped.** {reason or ''}", icon=":material/cancel:")
     elif status in ui.LIVE_STATUSES:
-        st.info(f"This run is {status.lower()}: curves refresh on their own; the evaluation appears "
-                "when it finishes.", icon=":material/autorenew:")
+        st.info(f"This run is {status.lower()}: this page follows it (every {refresh.LIVE_REFRESH} s); the "
+                "evaluation appears when it finishes.", icon=":material/autorenew:")
 
 
 def overview(run: dict) -> None:

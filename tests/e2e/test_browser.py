@@ -106,7 +106,9 @@ def test_2_launch_and_watch_it_finish(page, app, shot):
     tags = mlflow(app).get_run(state["first"]).data.tags
     trained = float(tags["runboard.train_ended"]) - float(tags["runboard.train_started"])
     expect(page.get_by_test_id("stMetric").filter(has_text="training time")).to_contain_text(format_duration(trained))
-    page.get_by_role("tab", name="Evaluation", exact=True).click()
+    evaluation = page.get_by_role("tab", name="Evaluation", exact=True)
+    expect(evaluation).to_have_count(1)  # the page's last rerun is over: no element of the live one is left
+    evaluation.click()
     heatmap = page.locator(".js-plotly-plot").filter(has=page.locator(".heatmaplayer")).first
     expect(heatmap).to_be_visible(timeout=60_000)
     shot("2c-detail-finished")
