@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # streamlit puts only dashboard/ on the path
     sys.path.insert(0, str(ROOT))
 
-from dashboard import auth, serve  # noqa: E402
+from dashboard import auth, serve, ui  # noqa: E402
 
 PAGES = {
     "Experiments": [
@@ -32,12 +32,18 @@ PAGES = {
 
 def run() -> None:
     serve.client_defaults()  # `streamlit run dashboard/app.py` skips serve.main
-    st.set_page_config(page_title="Runboard", page_icon=":material/monitoring:", layout="wide")
+    st.set_page_config(page_title="Runboard", page_icon=ui.favicon(), layout="wide")
     auth.gate()
     pages = {section: [st.Page(path, title=title, icon=icon, default=(path == "views/runs.py"))
                        for path, title, icon in entries]
              for section, entries in PAGES.items()}
-    st.navigation(pages).run()
+    current = st.navigation(pages)
+    known = [page.url_path for entries in pages.values() for page in entries]
+    missing = ui.unknown_page(st.context.url, st.get_option("server.baseUrlPath"), known)
+    if missing:
+        st.warning(f"There is no page **/{missing}**: this is {current.title}. The pages are in the sidebar.",
+                   icon=":material/search_off:")
+    current.run()
 
 
 if __name__ == "__main__":  # streamlit runs this file as __main__; importing it runs nothing

@@ -19,7 +19,8 @@ from pipeline import names
 MAX_POINTS = 2000        # points per drawn trace: enough for any screen, light for 50 runs
 TEXT_MAX_CLASSES = 30    # above this, cell numbers are unreadable: hover only
 WEBGL_ABOVE = 20_000     # total drawn points above which traces switch to WebGL
-LEGEND_ON_TOP = 4        # up to this many runs the legend is a row above the plot, else a column beside
+LEGEND_CHARS_PER_ROW = 110  # legend text that fits one row above a chart (a half-width chart is ~700 px)
+SMOOTH_MIN_POINTS = 30   # shorter per-epoch series are drawn raw: an EMA of a few points lags far behind them
 PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
 CORRECT_SCALE = [[0.0, "#e5f5e0"], [1.0, "#00441b"]]   # the diagonal, in greens
 MISTAKE_SCALE = [[0.0, "#fcbba1"], [1.0, "#99000d"]]   # mistakes: even a single one is clearly red
@@ -101,20 +102,22 @@ def metric_figure(history: pd.DataFrame, metric: str, colors: Mapping[str, str],
         color, name = colors.get(run_id, "#888888"), labels.get(run_id, run_id[:8])
         where = "step %{x}" if x_title == "step" else f"{x_title} %{{x:.4~g}} · step %{{customdata}}"
         hover = f"<b>{name}</b><br>{where}<br>{metric} %{{y:.5~g}}<extra></extra>"
-        series = [(y, 1.0, True)] if smoothing <= 0 else [(y, 0.25, False), (ema(y, smoothing), 1.0, True)]
+        smooth = smoothing > 0 and (names.is_per_step(metric) or len(y) >= SMOOTH_MIN_POINTS)
+        series = [(y, 1.0, True)] if not smooth else [(y, 0.25, False), (ema(y, smoothing), 1.0, True)]
         for values, opacity, main in series:
             keep = downsample(values, max_points)
             traces.append(dict(
                 type="scattergl" if webgl else "scatter", x=x[keep], y=values[keep], customdata=step[keep],
                 mode="lines", name=name, legendgroup=run_id, showlegend=main, opacity=opacity,
                 hovertemplate=hover, line=dict(color=color, width=2 if main else 1)))
-    legend = dict(font=dict(size=11), itemclick="toggleothers", itemdoubleclick="toggle")
-    if len(groups) <= LEGEND_ON_TOP:  # a few runs: a legend row above the plot leaves it the full width
-        legend |= dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0)
-    legend_rows = (len(groups) + 1) // 2 if len(groups) <= LEGEND_ON_TOP else 0
+    # the legend is rows above the plot, never a column beside it: the curves keep the chart's full width
+    legend = dict(font=dict(size=11), itemclick="toggleothers", itemdoubleclick="toggle", orientation="h",
+                  yanchor="bottom", y=1.0, xanchor="left", x=0)
+    chars = sum(len(labels.get(run_id, run_id[:8])) + 6 for run_id, _ in groups)
+    legend_rows = -(-chars // LEGEND_CHARS_PER_ROW) if groups else 0
     layout = dict(title=dict(text=metric, yref="container", y=1.0, yanchor="top", pad=dict(t=10)),
                   xaxis=dict(title=dict(text=x_title)), yaxis=dict(title=dict(text=metric)), hovermode="closest",
-                  height=400, legend=legend, margin=dict(l=10, r=10, t=44 + 24 * legend_rows, b=10))
+                  height=400 + 20 * legend_rows, legend=legend, margin=dict(l=10, r=10, t=44 + 20 * legend_rows, b=10))
     # 50 runs make 100 traces: validating each costs ~5 ms, building from dicts unvalidated ~0.3 ms
     fig = go.Figure(data=traces, layout=layout, _validate=False)
     xs = rows["x"].to_numpy()
@@ -132,7 +135,8 @@ def _row_share(matrix: np.ndarray) -> np.ndarray:
 
 def _square_axes(fig: go.Figure, n: int, title: str) -> go.Figure:
     side = min(900, max(380, 36 * n + 140))
-    fig.update_layout(title=title, height=side, margin=dict(l=10, r=10, t=50, b=10),
+    lines = title.count("<br>") + 1
+    fig.update_layout(title=title, height=side + 20 * (lines - 1), margin=dict(l=10, r=10, t=30 + 22 * lines, b=10),
                       plot_bgcolor="rgba(0,0,0,0)")
     fig.update_xaxes(title="predicted", type="category", side="bottom", tickangle=-90 if n > 10 else 0, showgrid=False)
     fig.update_yaxes(title="true", type="category", autorange="reversed", scaleanchor="x", showgrid=False)
@@ -210,7 +214,8 @@ def confusion_difference_figure(before: Sequence[Sequence[int]], after: Sequence
                       "<extra></extra>",
         colorbar=dict(tickvals=[-limit, 0, limit], ticktext=["worse", "same", "better"])))
     what = "row-normalized, percentage points" if normalize else "counts"
-    return _square_axes(fig, n, f"{names[1]} − {names[0]} ({what})")
+    pair = f"{names[1]} − {names[0]}" if len(names[0]) + len(names[1]) <= 36 else f"{names[1]}<br>− {names[0]}"
+    return _square_axes(fig, n, f"{pair}<br><sup>{what}</sup>")  # lines short enough for a narrow chart
 
 
 def per_class_figure(per_class: pd.DataFrame, metric: str = "f1") -> go.Figure:
@@ -236,7 +241,7 @@ def _dimension(values: pd.Series, label: str) -> dict:
             logs = np.log10(numeric)
             ticks = np.arange(np.floor(logs.min()), np.ceil(logs.max()) + 1)
             return dict(label=f"{label} (log)", values=logs, tickvals=ticks, ticktext=[f"1e{t:.0f}" for t in ticks])
-        return dict(label=label, values=numeric)
+        return dict(label=label, values=numeric, **({"tickformat": ".2e"} if label == "lr" else {}))  # as tables.format_lr
     text = values.fillna("—").astype(str)
     categories = sorted(text.unique())
     codes = text.map({c: i for i, c in enumerate(categories)})

@@ -105,6 +105,9 @@ def _widget(name: str, experiments: list[str]) -> None:
     if name == "dataset":
         st.selectbox(label, dataset_options(st.session_state[key]), key=key, help=help_text +
                      f". Image folders are listed from the data root {settings.data_root()}")
+        st.button("Look for new image folders", key="refresh_folders", icon=":material/refresh:", type="tertiary",
+                  on_click=image_folders.clear, help=f"the list is kept {refresh.IMAGE_FOLDERS_TTL} s; "
+                                                     "images copied in just now appear after this")
     elif name == "experiment":
         options = experiments if st.session_state[key] in experiments else experiments + [st.session_state[key]]
         st.selectbox(label, options, key=key, accept_new_options=True,

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # the page has torch loaded anyway; this module does not need
     from pipeline.serving.predict import ImageResult
 
 DISAGREE_STYLE = "background-color: rgba(231, 76, 60, 0.18)"  # a light red row
+ERROR_STYLE = "background-color: rgba(245, 158, 11, 0.20); font-style: italic"  # amber: not an answer at all
 DISPLAY_PX = 160  # small images are enlarged (nearest neighbour, pixels stay sharp) to this side
 
 
@@ -52,10 +53,12 @@ def results_frame(results: Sequence[ImageResult], other: Sequence[ImageResult] |
 
 
 def disagreement_styles(row: pd.Series) -> list[str]:
-    """Styler.apply(axis=1): rows where the models disagree, or the image failed, stand out."""
+    """Styler.apply(axis=1): rows where the models disagree stand out in red, images that failed in amber."""
+    if row.get("error"):
+        return [ERROR_STYLE] * len(row)
     agree = row.get("agree")
-    bad = (agree is not None and not pd.isna(agree) and not agree) or bool(row.get("error"))
-    return [DISAGREE_STYLE if bad else ""] * len(row)
+    differ = agree is not None and not pd.isna(agree) and not agree
+    return [DISAGREE_STYLE if differ else ""] * len(row)
 
 
 def to_csv(frame: pd.DataFrame, model_uri: str, other_uri: str | None = None) -> bytes:

@@ -96,7 +96,10 @@ def _running_card(row: pd.Series, history: pd.DataFrame, experiment: str, now: f
         beat = _age(_value(row, f"tags.{names.TAG_HEARTBEAT}"), now)
         if beat is not None and beat > jobs.STALE_SECONDS:
             st.warning(f"Its worker sent no heartbeat for {beat:.0f} s; a restarted worker marks it FAILED.")
-        with st.expander("Log (tail)", expanded=True):
+        # the tail comes with the worker's heartbeat (every few seconds), the progress with the metrics (every
+        # flush): on sub-second epochs the tail is a few epochs behind, so it says how old it is
+        as_of = f"as of {tables.format_duration(beat)} ago" if beat is not None else "not sent yet"
+        with st.expander(f"Log (tail, {as_of})", expanded=True):
             st.code(_value(row, f"tags.{names.TAG_LOG_TAIL}") or "(nothing yet)", language=None, height=220)
         st.caption(f"worker {_value(row, f'tags.{names.TAG_WORKER}') or '—'} · heartbeat "
                    f"{tables.format_duration(beat)} ago")
@@ -129,13 +132,6 @@ def _worker_hint(running: pd.DataFrame, queued: pd.DataFrame, now: float) -> Non
         st.caption(f"{len(queued)} run(s) wait for a free worker slot.")
 
 
-def _ran_seconds(runs: pd.DataFrame) -> pd.Series:
-    """From launch (not from queueing: MLflow's start time is the submit time) to the end."""
-    started = pd.to_numeric(runs.get(f"tags.{names.TAG_STARTED}", pd.Series(index=runs.index, dtype=float)))
-    ended = runs["end_time"].map(lambda t: t.timestamp() if pd.notna(t) else np.nan)
-    return (ended - started).where(started.notna())
-
-
 def _ended(recent: pd.DataFrame, experiments: dict[str, str]) -> None:
     if recent.empty:
         return
@@ -145,7 +141,7 @@ def _ended(recent: pd.DataFrame, experiments: dict[str, str]) -> None:
         "name": recent["run_name"],
         "status": recent["status"].map(lambda s: tables.STATUS_LABELS.get(s, s)),
         "experiment": recent["experiment_id"].map(experiments),
-        "ran": _ran_seconds(recent).map(tables.format_duration),
+        "ran": recent["duration_s"].map(tables.format_duration),  # training only, as on every page
         "test accuracy": recent.get(f"metrics.{names.TEST_ACCURACY}", pd.Series(np.nan, index=recent.index)),
         "reason": recent.get(f"tags.{names.TAG_ERROR}", pd.Series("", index=recent.index)).fillna(""),
     })

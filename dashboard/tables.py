@@ -19,12 +19,44 @@ STATUS_LABELS = {  # a symbol each (plain Unicode, no emoji font needed), so sta
     "SCHEDULED": "◌ SCHEDULED", "RUNNING": "▶ RUNNING", "FINISHED": "✓ FINISHED", "FAILED": "✗ FAILED",
     "KILLED": "■ KILLED",
 }
+SWEEP_LABEL = "◇ SWEEP"  # a sweep's parent row in the runs table
 KEY_PARAMS = ("dataset", "model", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "augment")
 NUMERIC_PARAMS = ("epochs", "batch_size", "lr", "weight_decay")  # shown as numbers so they sort as numbers
-LEGEND_PARAMS = 3  # distinguishing params named in a legend entry
+LEGEND_PARAMS = 2  # distinguishing params named in a legend entry (beyond those the run name already says)
+LR_PARAMS = ("lr",)  # params shown with format_lr
 FINAL_METRICS = (names.TEST_ACCURACY, names.TEST_F1, names.VAL_ACCURACY, names.VAL_LOSS, names.TRAIN_LOSS)
-BASE_COLUMNS = ["run_id", "run_name", "experiment_id", "status", "start_time", "end_time", "duration_s",
-                "last_update", "lifecycle_stage", "artifact_uri", "user"]
+BASE_COLUMNS = ["run_id", "run_name", "experiment_id", "status", "start_time", "end_time", "train_start",
+                "duration_s", "queued_s", "last_update", "lifecycle_stage", "artifact_uri", "user"]
+
+
+def _seconds(tag: str | None) -> float | None:
+    try:
+        value = float(tag)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def timing(info, tags: Mapping[str, str], now_s: float) -> tuple[float | None, float | None, float | None]:
+    """(training start in unix seconds, training seconds, seconds queued) of one run.
+
+    MLflow's start time is when a queue run was submitted, so the training's own tags are used
+    (runboard.train_started/train_ended, written by pipeline.runs.train); a run from before them
+    falls back to the process launch, then to MLflow's start and end.
+    """
+    start = info.start_time / 1000 if info.start_time else None
+    end = info.end_time / 1000 if info.end_time else None
+    launched = _seconds(tags.get(names.TAG_STARTED))
+    train_start = _seconds(tags.get(names.TAG_TRAIN_STARTED)) or launched or start
+    train_end = _seconds(tags.get(names.TAG_TRAIN_ENDED)) or end or (now_s if info.status == names.RUNNING else None)
+    if info.status == names.SCHEDULED:
+        train_start = train_end = None
+    duration = train_end - train_start if train_start is not None and train_end is not None else None
+    queued = None
+    if names.TAG_QUEUED in tags and start is not None:
+        waited_until = launched or train_start or (now_s if info.status == names.SCHEDULED else end)
+        queued = max(0.0, waited_until - start) if waited_until is not None else None
+    return train_start, duration, queued
 
 
 def runs_frame(runs: Iterable) -> pd.DataFrame:
@@ -33,17 +65,18 @@ def runs_frame(runs: Iterable) -> pd.DataFrame:
     `last_update` (ms) is the newest of start, end and latest metric times: it changes whenever a
     run logs something, so it keys caches of that run's data.
     """
-    now = time.time() * 1000
+    now = time.time()
     rows = []
     for run in runs:
         info, data = run.info, run.data
         stamps = [m.timestamp for m in data._metric_objs] if hasattr(data, "_metric_objs") else []
-        end = info.end_time or (now if info.status == "RUNNING" else None)
+        train_start, duration, queued = timing(info, data.tags, now)
         rows.append({
             "run_id": info.run_id, "run_name": info.run_name or info.run_id[:8],
             "experiment_id": info.experiment_id, "status": info.status,
             "start_time": info.start_time, "end_time": info.end_time,
-            "duration_s": (end - info.start_time) / 1000 if end and info.start_time else np.nan,
+            "train_start": train_start * 1000 if train_start is not None else np.nan,
+            "duration_s": np.nan if duration is None else duration, "queued_s": np.nan if queued is None else queued,
             "last_update": int(max([info.start_time or 0, info.end_time or 0, *stamps])),
             "lifecycle_stage": info.lifecycle_stage, "artifact_uri": info.artifact_uri, "user": info.user_id,
             **{f"params.{k}": v for k, v in data.params.items() if not k.startswith(names.BOOKKEEPING_PREFIX)},
@@ -51,9 +84,66 @@ def runs_frame(runs: Iterable) -> pd.DataFrame:
             **{f"tags.{k}": v for k, v in data.tags.items()},
         })
     frame = pd.DataFrame(rows, columns=None if rows else BASE_COLUMNS)
-    for column in ("start_time", "end_time"):
+    for column in ("start_time", "end_time", "train_start"):
         frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True)
     return frame
+
+
+def is_sweep(runs: pd.DataFrame) -> pd.Series:
+    """True for a sweep's parent: a run that only groups others, never a trained model."""
+    column = f"tags.{names.TAG_SWEEP}"
+    return runs[column].notna() if column in runs else pd.Series(False, index=runs.index)
+
+
+def trained(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that train a model: every run but sweep parents."""
+    return runs[~is_sweep(runs)]
+
+
+def sweep_children(runs: pd.DataFrame, parent_id: str) -> pd.DataFrame:
+    """The runs of the sweep `parent_id` among `runs`, in queue order."""
+    column = f"tags.{names.TAG_SWEEP_ID}"
+    if column not in runs:
+        return runs.iloc[0:0]
+    children = runs[runs[column] == parent_id]
+    return children.sort_values("start_time", kind="stable")
+
+
+def sweep_summary(children: pd.DataFrame) -> dict:
+    """A sweep's group facts: how many runs, how many ended, the best test accuracy and which run got it."""
+    ended = int(children["status"].isin(names.ENDED).sum())
+    column = f"metrics.{names.TEST_ACCURACY}"
+    scores = pd.to_numeric(children[column], errors="coerce") if column in children else pd.Series(dtype=float)
+    best_id = scores.idxmax() if scores.notna().any() else None
+    return {"runs": len(children), "ended": ended,
+            "live": bool(children["status"].isin(names.ACTIVE).any()),
+            "best_test_accuracy": float(scores[best_id]) if best_id is not None else np.nan,
+            "best_run": children.loc[best_id, "run_id"] if best_id is not None else None,
+            "progress": f"{ended}/{len(children)} ended"}
+
+
+def expand_sweeps(run_ids: Sequence[str], runs: pd.DataFrame) -> list[str]:
+    """`run_ids` with every sweep parent replaced by its runs (a parent has no curves of its own)."""
+    parents = set(runs.loc[is_sweep(runs), "run_id"])
+    out = []
+    for run_id in run_ids:
+        out += list(sweep_children(runs, run_id)["run_id"]) if run_id in parents else [run_id]
+    return list(dict.fromkeys(out))
+
+
+def format_lr(value) -> str:
+    """A learning rate, one way on every page: 0.03 -> 3.00e-2, as the runs table's number column ("%.2e") draws it."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "" if value is None else str(value)
+    if not math.isfinite(number):
+        return str(value)
+    mantissa, exponent = f"{number:.2e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+LR_FORMAT = "%.2e"  # the same, for st.column_config.NumberColumn (sprintf-js writes the exponent unpadded)
 
 
 def prefixed(frame: pd.DataFrame, prefix: str) -> list[str]:
@@ -71,7 +161,10 @@ def run_labels(runs: pd.DataFrame, max_params: int = LEGEND_PARAMS) -> dict[str,
     params = list(dict.fromkeys(params))[:max_params]
     labels = {}
     for _, row in runs.iterrows():
-        extra = ", ".join(f"{p.removeprefix('params.')}={compact(row[p])}" for p in params if pd.notna(row[p]))
+        said = [(p.removeprefix("params."), compact(row[p], p.removeprefix("params."))) for p in params
+                if pd.notna(row[p])]
+        extra = ", ".join(f"{param}={text}" for param, text in said  # left out: what the run's name already says
+                          if text not in str(row["run_name"]) and f"{param}=" not in str(row["run_name"]))
         labels[row["run_id"]] = f"{row['run_name']} ({extra})" if extra else row["run_name"]
     seen: dict[str, int] = {}
     for run_id, label in labels.items():
@@ -79,8 +172,10 @@ def run_labels(runs: pd.DataFrame, max_params: int = LEGEND_PARAMS) -> dict[str,
     return {run_id: f"{label} [{run_id[:6]}]" if seen[label] > 1 else label for run_id, label in labels.items()}
 
 
-def compact(value) -> str:
-    """A param as short text: 0.000532215 -> 0.000532, 64 -> 64, cnn -> cnn."""
+def compact(value, param: str = "") -> str:
+    """A param as short text: 0.000532215 -> 0.000532, 64 -> 64, cnn -> cnn; a learning rate as format_lr."""
+    if param in LR_PARAMS:
+        return format_lr(value)
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -107,24 +202,42 @@ def steps_per_epoch(runs: pd.DataFrame) -> dict[str, float]:
 
 
 def runs_table(runs: pd.DataFrame, best_val: pd.Series, mlflow_ui: str, extra: Sequence[str] = ()) -> pd.DataFrame:
-    """The runs page's table: one row per run, newest first, with links to the detail page and MLflow."""
+    """The runs page's table: one row per run, newest first, with links to the detail page and MLflow.
+
+    The scores people compare on come right after the name; a sweep's parent is a group row: its
+    runs' progress in `runs`, its best run's scores in the score columns.
+    """
+    sweeps = is_sweep(runs)
     table = pd.DataFrame({
         "run_id": runs["run_id"],
         "open": "run_detail?run=" + runs["run_id"],
         "name": runs["run_name"],
-        "status": runs["status"].map(lambda s: STATUS_LABELS.get(s, s)),
+        "status": runs["status"].map(lambda s: STATUS_LABELS.get(s, s)).where(~sweeps, SWEEP_LABEL),
+        "test acc": runs.get(f"metrics.{names.TEST_ACCURACY}", pd.Series(np.nan, index=runs.index)),
+        "test F1": runs.get(f"metrics.{names.TEST_F1}", pd.Series(np.nan, index=runs.index)),
+        "best val acc": runs["run_id"].map(best_val),
+        "runs": "",
         "start": runs["start_time"].dt.tz_convert(None),  # naive UTC: Arrow warns on tz-aware columns
-        "duration_s": runs["duration_s"],
+        "duration_s": runs["duration_s"], "queued_s": runs.get("queued_s", pd.Series(np.nan, index=runs.index)),
     })
     for p in KEY_PARAMS:
         values = runs[f"params.{p}"] if f"params.{p}" in runs else pd.Series("", index=runs.index)
         table[p] = pd.to_numeric(values, errors="coerce") if p in NUMERIC_PARAMS else values.fillna("")
-    table["best val acc"] = runs["run_id"].map(best_val)
-    table["test acc"] = runs.get(f"metrics.{names.TEST_ACCURACY}")
-    table["test F1"] = runs.get(f"metrics.{names.TEST_F1}")
     for column in extra:
         table[column.split(".", 1)[-1]] = runs.get(column)
+    for i in np.flatnonzero(sweeps.to_numpy()):
+        children = sweep_children(runs, runs["run_id"].iloc[i])
+        summary = sweep_summary(children)
+        table.iloc[i, table.columns.get_loc("runs")] = f"{summary['runs']} runs · {summary['progress']}"
+        table.iloc[i, table.columns.get_loc("duration_s")] = np.nan  # a group, not a training
+        if summary["best_run"] is not None:
+            best = children[children["run_id"] == summary["best_run"]].index[0]
+            for column in ("test acc", "test F1"):
+                table.iloc[i, table.columns.get_loc(column)] = table.loc[best, column]
+        table.iloc[i, table.columns.get_loc("best val acc")] = children["run_id"].map(best_val).max()
     table["mlflow"] = [mlflow_run_url(mlflow_ui, e, r) for e, r in zip(runs["experiment_id"], runs["run_id"])]
+    empty = (["runs"] if not sweeps.any() else []) + (["queued_s"] if table["queued_s"].isna().all() else [])
+    table = table.drop(columns=empty)  # no sweep, or no queue run, here: no empty column
     return table.sort_values("start", ascending=False, na_position="first").reset_index(drop=True)
 
 
@@ -145,7 +258,8 @@ def diff_table(runs: pd.DataFrame, best_val: pd.Series | None = None,
     table = pd.DataFrame({"run": runs["run_name"].to_numpy(), "status": runs["status"].to_numpy()},
                          index=runs["run_id"].to_numpy())
     for p in params:
-        table[p.removeprefix("params.")] = runs[p].map(compact, na_action="ignore").to_numpy()
+        param = p.removeprefix("params.")
+        table[param] = runs[p].map(lambda v: compact(v, param), na_action="ignore").to_numpy()
     if best_val is not None:
         table[f"best {names.VAL_ACCURACY}"] = runs["run_id"].map(best_val).to_numpy()
     for m in metrics:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from urllib.parse import urlparse
 
 import streamlit as st
 
@@ -11,6 +12,7 @@ from pipeline import names
 STATUS_COLORS = {"SCHEDULED": "gray", "RUNNING": "blue", "FINISHED": "green", "FAILED": "red", "KILLED": "orange"}
 STATUS_CSS = {"SCHEDULED": "#9ca3af", "RUNNING": "#60a5fa", "FINISHED": "#4ade80", "FAILED": "#f87171",
               "KILLED": "#fb923c"}  # pill colors in tables, same hues as the badges
+SWEEP_CSS = "#c4b5fd"  # a sweep's group row
 STATUS_ICONS = {"SCHEDULED": ":material/schedule:", "RUNNING": ":material/autorenew:",
                 "FINISHED": ":material/check_circle:", "FAILED": ":material/error:", "KILLED": ":material/cancel:"}
 LIVE_STATUSES = names.ACTIVE
@@ -67,3 +69,27 @@ def run_options(runs) -> dict[str, str]:
     """How runs are named in pickers (run id -> "name · status · short id"), built once per listing."""
     rows = zip(runs["run_id"], runs["run_name"], runs["status"])
     return {run_id: f"{name} · {status.lower()} · {run_id[:8]}" for run_id, name, status in rows}
+
+
+def unknown_page(url: str | None, base_path: str, known: Iterable[str]) -> str | None:
+    """The page path a browser asked for when no page has it (Streamlit then shows the default page), else None."""
+    if not url:
+        return None
+    path = urlparse(url).path.strip("/")
+    base = base_path.strip("/")
+    if base and (path == base or path.startswith(base + "/")):
+        path = path[len(base):].strip("/")
+    return path if path and path not in set(known) else None
+
+
+@functools.cache
+def favicon():
+    """The tab icon, drawn here: a `:material/...:` page icon makes the browser fetch it from fonts.gstatic.com,
+    which an offline deployment cannot reach (the in-page material icons come from Streamlit's own font file)."""
+    from PIL import Image, ImageDraw
+
+    icon = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(icon)
+    draw.rounded_rectangle((2, 2, 62, 62), radius=12, fill="#2563eb")
+    draw.line([(12, 48), (26, 30), (37, 38), (52, 16)], fill="white", width=6, joint="curve")
+    return icon

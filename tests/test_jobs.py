@@ -160,6 +160,7 @@ def test_submit_sweep_groups_runs_under_a_parent(client):
     assert len(run_ids) == 4
     p = client.get_run(parent)
     assert p.info.status == "FINISHED" and p.data.tags[names.TAG_SWEEP] == "grid"
+    assert p.info.run_name == "sweep (grid, 4 runs)" and configs[0].run_name.startswith("sweep-01 ")  # not the 1st run's
     assert p.data.tags[names.TAG_SWEEP_RUNS].split(",") == run_ids
     for run_id, config in zip(run_ids, configs):
         run = client.get_run(run_id)

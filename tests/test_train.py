@@ -31,6 +31,9 @@ def test_run_holds_params_tags_and_status(client, trained_run):
     tags = run.data.tags
     assert tags[names.TAG_DEVICE] == "cpu" and tags[names.TAG_TORCH] == torch.__version__
     assert tags[names.TAG_EPOCHS_RUN] == "2"
+    # training is timed apart from the run's creation: started after the run began, ended before it ended
+    started, ended = float(tags[names.TAG_TRAIN_STARTED]), float(tags[names.TAG_TRAIN_ENDED])
+    assert run.info.start_time / 1000 <= started < ended <= run.info.end_time / 1000
 
 
 def test_metric_histories_use_the_contract_names_and_steps(client, trained_run):

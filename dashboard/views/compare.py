@@ -1,6 +1,7 @@
 """Compare: overlaid curves of 2 to 50 runs, what differs between them, and params vs a metric.
 
-URL: `?runs=ID1,ID2,...` holds the selection, so a comparison is shared by copying the link.
+URL: `?runs=ID1,ID2,...` holds the selection, and `metrics`, `x_axis`, `smoothing`, `log_y` the view, so a
+comparison is shared, exactly as seen, by copying the link. A sweep's parent stands for its runs.
 Curves read full histories through the store's cache (one bulk read per metric, then none until
 a run logs more) and draw them downsampled; the CSV download has every point.
 """
@@ -25,8 +26,9 @@ def pick_runs(all_runs: pd.DataFrame) -> list[str]:
     gone = [r for r in wanted if r not in known]
     if gone:
         st.warning(f"Left out {len(gone)} run(s) from the link that are deleted or not in this store: "
-                   + ", ".join(r[:8] for r in gone), icon=":material/search_off:")
-    wanted = [r for r in wanted if r in known]
+                   + ", ".join(f"`{r}`" for r in gone), icon=":material/search_off:")
+    wanted = tables.expand_sweeps([r for r in wanted if r in known], all_runs)
+    all_runs = tables.trained(all_runs)
     if len(wanted) > MAX_RUNS:
         st.warning(f"Showing the first {MAX_RUNS} of the {len(wanted)} runs in the link.")
         wanted = wanted[:MAX_RUNS]
@@ -44,12 +46,15 @@ def controls(selected: pd.DataFrame) -> tuple[list[str], str, float, bool]:
     logged = [c.removeprefix("metrics.") for c in tables.prefixed(selected, "metrics.") if selected[c].notna().any()]
     ordered = [m for m in DEFAULT_METRICS if m in logged] + sorted(
         (m for m in logged if m not in DEFAULT_METRICS), key=lambda m: (m.startswith("system/"), m))
-    metrics = st.multiselect("Metrics", ordered, default=[m for m in DEFAULT_METRICS if m in logged], key="metrics")
+    metrics = st.multiselect("Metrics", ordered, default=[m for m in DEFAULT_METRICS if m in logged], key="metrics",
+                             bind="query-params")
     left, middle, right = st.columns([2, 3, 1])
-    axis = left.radio("x axis", charts.X_AXES, horizontal=True, key="x_axis")
-    smoothing = middle.slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="smoothing",
-                              help="exponential moving average, as in TensorBoard; the raw curve stays faint behind")
-    log_y = right.toggle("log y", key="log_y")
+    axis = left.radio("x axis", charts.X_AXES, horizontal=True, key="x_axis", bind="query-params")
+    smoothing = middle.slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="smoothing", bind="query-params",
+                              help="exponential moving average, as in TensorBoard, of per-step series and of "
+                                   f"series with at least {charts.SMOOTH_MIN_POINTS} points; the raw curve stays "
+                                   "faint behind")
+    log_y = right.toggle("log y", key="log_y", bind="query-params")
     return metrics, axis, smoothing, log_y
 
 
@@ -59,7 +64,7 @@ def curves(chosen: list[str], metrics: list[str], axis: str, smoothing: float, l
     selected = store.runs().set_index("run_id").reindex(chosen).dropna(subset=["run_name"]).reset_index()
     colors, labels = charts.run_colors(chosen), tables.run_labels(selected)
     history = store.metric_histories(store.versions(selected), metrics)
-    start_ms = (selected["start_time"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(milliseconds=1)
+    start_ms = (selected["train_start"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(milliseconds=1)  # not queue time
     drawn, x_title = charts.with_x(history, axis, tables.steps_per_epoch(selected),
                                    dict(zip(selected["run_id"], start_ms)))
     per_row = 2 if len(chosen) <= WIDE_ABOVE else 1  # many runs: full-width charts leave room for the legend
@@ -106,10 +111,10 @@ def page() -> None:
                 icon=":material/stacked_line_chart:")
         st.page_link("views/runs.py", label="Runs", icon=":material/table_rows:")
         return
-    selected = all_runs.set_index("run_id").loc[chosen].reset_index()
+    selected = all_runs.set_index("run_id").loc[chosen].reset_index()  # chosen among trained runs only
     experiments = sorted(set(selected["experiment_id"]))
     mlflow_compare = tables.mlflow_compare_url(settings.mlflow_ui_url(), chosen, experiments)
-    st.caption(f"{len(chosen)} runs · share this comparison by copying the page URL (`?runs=...`) · "
+    st.caption(f"{len(chosen)} runs · share this comparison, as you see it, by copying the page URL · "
                f"[open in MLflow]({mlflow_compare})")
     metrics, axis, smoothing, log_y = controls(selected)
     live = selected["status"].isin(ui.LIVE_STATUSES).any()

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from dashboard import charts, model_choice, predictions, store, ui
+from dashboard import charts, input_check, model_choice, predictions, store, ui
 from dashboard.predictions import enlarged
 from pipeline import settings
 from pipeline.serving import predict, registry
@@ -46,7 +46,7 @@ def digits_samples(side: int, round_: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def sample_picker(side: int, dataset: str) -> None:
+def sample_picker(side: int, dataset: str, uploaded: bool = False) -> None:
     st.session_state.setdefault("pg_samples", {})
     chosen = st.session_state["pg_samples"]
     head, more, clear = st.columns([5, 1.5, 1], vertical_alignment="bottom")
@@ -56,8 +56,11 @@ def sample_picker(side: int, dataset: str) -> None:
     round_ = st.session_state.setdefault("pg_round", 0)
     if more.button("Other samples", key="pg_more", help="the next test image of each digit"):
         round_ = st.session_state["pg_round"] = round_ + 1
-    if clear.button("Clear", key="pg_clear", disabled=not chosen, help="unselect every sample"):
+    if clear.button("Clear", key="pg_clear", disabled=not (chosen or uploaded),
+                    help="unselect every sample and remove the uploads"):
         chosen.clear()
+        st.session_state["pg_upload_round"] = st.session_state.get("pg_upload_round", 0) + 1  # a new, empty uploader
+        st.rerun()
     samples = digits_samples(side, round_)
     for col, (name, png) in zip(st.columns(len(samples)), samples):
         col.image(enlarged(Image.open(io.BytesIO(png))), width=56)
@@ -139,7 +142,7 @@ def show_batch(runs: list, compare: bool) -> None:
     table = predictions.results_frame(runs[0][1], runs[1][1] if compare else None)
     if compare:
         st.markdown(f"**The models agree on {int(table['agree'].eq(True).sum())} of {int(table['agree'].notna().sum())} "
-                    "images**; disagreements are highlighted.")
+                    "images**; disagreements are highlighted in red, images that could not be used in amber.")
     bar = st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent")
     st.dataframe(table.style.apply(predictions.disagreement_styles, axis=1), hide_index=True,
                  column_config={c: bar for c in ("confidence", "B confidence") if c in table})
@@ -174,6 +177,11 @@ def choose_models(all_versions: list, compare: bool, slots) -> list:
     return chosen
 
 
+def upload_key() -> str:
+    """The uploader's key: Clear moves it on, which is how a file_uploader is emptied."""
+    return f"pg_upload_{st.session_state.get('pg_upload_round', 0)}"
+
+
 def inputs(models: list) -> list[tuple[str, bytes]]:
     """Uploaded files and picked samples, as (name, bytes)."""
     limit = settings.upload_limit_mb()
@@ -181,10 +189,10 @@ def inputs(models: list) -> list[tuple[str, bytes]]:
         st.warning(f"The server accepts uploads up to {st.get_option('server.maxUploadSize')} MB, below "
                    f"RUNBOARD_UPLOAD_MB={limit}: start streamlit with --server.maxUploadSize {limit}.")
     uploads = st.file_uploader(f"Upload images (png, jpg, webp, bmp, gif; up to {limit} MB each)", type=IMAGE_TYPES,
-                               accept_multiple_files=True, max_upload_size=limit, key="pg_upload")
+                               accept_multiple_files=True, key=upload_key())  # the server's cap: see serve.py
     pre = models[0].preprocessing
     side = pre.image_size[0] if pre.dataset == "digits" and pre.image_size[0] == pre.image_size[1] != 8 else 0
-    sample_picker(side, pre.dataset)
+    sample_picker(side, pre.dataset, bool(uploads))
     return [(f.name, f.getvalue()) for f in uploads or []] + list(st.session_state["pg_samples"].items())
 
 
@@ -214,6 +222,12 @@ def show_results(models: list, items: list, compare: bool) -> None:
     for i, (column, (model, results, ms)) in enumerate(zip(columns[2:], runs)):
         with column:
             show_one("ab"[i], model, results[pick], ms)
+            p = model.preprocessing
+            reasons = input_check.unlike_training(seen.image, results[pick].prepared, p.channels, p.image_size,
+                                                  p.mean, p.std)
+            if reasons:
+                st.warning("**Unlike what this model was trained on**, so trust this answer less: "
+                           + "; ".join(reasons) + ".", icon=":material/warning:")
     if len(items) > 1 or compare:
         st.subheader("All images")
         show_batch(runs, compare)

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 from mlflow.exceptions import MlflowException
 
-from dashboard import store, ui
+from dashboard import store, tables, ui
 from pipeline import names, settings
 from pipeline.serving import registry
 
@@ -20,11 +20,30 @@ OTHER_ALIAS = "other…"
 FAILURES = (registry.RegistryError, store.TrackingError, MlflowException)
 
 
-def _flash(message: str) -> None:
-    """Show `message` after the rerun that refreshes the tables."""
+def _flash(message: str, undo: tuple[str, str, str | None] | None = None) -> None:
+    """Show `message` after the rerun that refreshes the tables; `undo` (model, alias, previous version) offers Undo."""
     st.session_state["registry_flash"] = message
+    st.session_state["registry_undo"] = undo
     store.forget_model_versions()
     st.rerun()
+
+
+def _undo_button(slot) -> None:
+    """Put an alias back where it was before the last move (or remove it if it was new)."""
+    undo = st.session_state.get("registry_undo")
+    if not undo:
+        return
+    name, alias, previous = undo
+    where = f"back to v{previous}" if previous else "off again"
+    if slot.button(f"Undo: move @{alias} {where}", key="alias_undo", icon=":material/undo:"):
+        try:
+            if previous:
+                registry.set_alias(name, alias, previous)
+            else:
+                registry.delete_alias(name, alias)
+        except FAILURES as e:
+            return _failed(e)
+        _flash(f"Undone: @{alias} of {name} is " + (f"on v{previous} again." if previous else "removed again."))
 
 
 def _failed(e: Exception) -> None:
@@ -87,6 +106,7 @@ def register_form(versions: list) -> None:
         experiments = dict(zip(listed["experiment_id"], listed["name"]))
     except store.ERRORS as e:
         return _failed(e)
+    runs = tables.trained(runs)  # a sweep's parent has no model
     if runs.empty:
         st.info("No finished runs yet. Train one on the Launch page or with "
                 "`python -m pipeline train --dataset digits --model cnn`.")
@@ -114,7 +134,7 @@ def register_form(versions: list) -> None:
         row = runs[runs["run_id"] == run_id].iloc[0]
         suggestion = f"{row.get('params.dataset', 'model')}-{row.get('params.model', '')}".strip("-")
         picked = st.text_input("New model name", value=suggestion.replace(":", "-").replace("/", "-"),
-                               key="register_new_name")
+                               key=f"register_new_name_{run_id}")  # the suggestion follows the chosen run
     description = st.text_area("Version description (optional)", key="register_description")
     alias = st.selectbox("Then set alias", ["none", registry.CHAMPION, registry.CHALLENGER], key="register_alias")
     if st.button("Register", type="primary", key="register_button"):
@@ -135,9 +155,15 @@ def _version_label(versions: list, name: str):
                       + (f" · @{', @'.join(by_version[n].aliases)}" if by_version[n].aliases else ""))
 
 
+def _scores(v) -> str:
+    return f"v{v.version}: test accuracy {_pct(v.test_accuracy)} · test F1 " + (
+        "—" if v.test_f1 is None or pd.isna(v.test_f1) else f"{v.test_f1:.3f}")
+
+
 def alias_form(versions: list) -> None:
     name = st.selectbox("Model", sorted({v.name for v in versions}), key="alias_model")
     mine = [v for v in versions if v.name == name]
+    by_version = {v.version: v for v in mine}
     held = {a: v.version for v in mine for a in v.aliases}
     st.caption("Aliases now: " + (", ".join(f"@{a} → v{n}" for a, n in sorted(held.items())) or "none"))
     left, right = st.columns(2)
@@ -146,18 +172,39 @@ def alias_form(versions: list) -> None:
         if alias == OTHER_ALIAS:
             alias = st.text_input("Alias name", key="alias_other",
                                   help="letters, digits, _ and -; not 'latest' nor v<number>")
-        version = st.selectbox("Version", [v.version for v in mine], format_func=_version_label(versions, name),
-                               key=f"alias_version_{name}")
-        moving = held.get(alias)
-        verb = "Move" if moving is not None and moving != version else "Set"
-        if st.button(f"{verb} @{alias or '…'} to v{version}", type="primary", key="alias_set"):
+        moving = held.get((alias or "").strip())
+        numbers = [v.version for v in mine]
+        version = st.selectbox("Version", numbers, format_func=_version_label(versions, name),
+                               index=numbers.index(moving) if moving in numbers else 0,  # where it is, not the newest
+                               key=f"alias_version_{name}_{alias}")
+        if moving is not None and moving == version:
+            st.caption(f"@{alias} is on v{version} already: pick another version to move it.")
+            return _remove_alias(right, name, held)
+        target, current = by_version[version], by_version.get(moving)
+        confirmed = True
+        if current is not None:
+            st.markdown(f"**Now** {_scores(current)}  \n**After** {_scores(target)}")
+            worse = (target.test_accuracy is not None and current.test_accuracy is not None
+                     and target.test_accuracy < current.test_accuracy)
+            if worse:
+                st.warning(f"v{version} scored lower on its test set than v{moving}, which @{alias} points to now; "
+                           f"everything that loads @{alias} (the playground too) will use v{version}.",
+                           icon=":material/trending_down:")
+                confirmed = st.checkbox(f"Yes, move @{alias} to the lower-scoring v{version}", key="alias_confirm")
+        verb = "Move" if current is not None else "Set"
+        if st.button(f"{verb} @{alias or '…'} to v{version}", type="primary", key="alias_set",
+                     disabled=not confirmed):
             try:
                 moved = registry.set_alias(name, alias, version)
             except FAILURES as e:
                 return _failed(e)
             _flash(f"@{alias.strip()} of {name} moved from v{moved} to v{version}." if moved
-                   else f"@{alias.strip()} of {name} now points to v{version}.")
-    with right:
+                   else f"@{alias.strip()} of {name} now points to v{version}.", undo=(name, alias.strip(), moved))
+    _remove_alias(right, name, held)
+
+
+def _remove_alias(column, name: str, held: dict) -> None:
+    with column:
         if held:
             gone = st.selectbox("Remove alias", sorted(held), format_func=lambda a: f"@{a} (v{held[a]})",
                                 key=f"alias_remove_{name}")
@@ -194,15 +241,17 @@ def description_form(versions: list) -> None:
 def page() -> None:
     st.title("Model registry")
     st.caption(f"Registered models of {settings.tracking_uri()}: the same list `mlflow ui` shows under Models.")
+    slot = st.container()  # always here, so the tabs below keep their place (and the open tab) after a change
     if flash := st.session_state.pop("registry_flash", None):
-        st.success(flash)
+        slot.success(flash)
+    _undo_button(slot)  # the last alias move of this session, until another change replaces it
     all_versions = store.model_versions()
     if all_versions:
         show_tables(all_versions)
     else:
         st.info("No registered models yet. Register a finished run's model below, or train with "
                 "`python -m pipeline train --dataset digits --model cnn --register digits-cnn`.")
-    register, aliases, describe = st.tabs(["Register a run", "Aliases", "Descriptions"])
+    register, aliases, describe = st.tabs(["Register a run", "Aliases", "Descriptions"], key="registry_tab")
     with register:
         register_form(all_versions)
     for tab, form in ((aliases, alias_form), (describe, description_form)):

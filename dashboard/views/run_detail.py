@@ -52,13 +52,22 @@ def header(run: dict) -> None:
         register.page_link("views/registry.py", label="Register model", icon=":material/inventory_2:",
                            query_params={"register": run["run_id"]})
     tags, values = run["tags"], run["metrics"]
-    cells = [("duration", tables.format_duration(run["duration_s"])), ("device", tags.get(names.TAG_DEVICE, "—")),
+    queued = run.get("queued_s")
+    cells = [("training time", tables.format_duration(run["duration_s"])),
+             *([("queued", tables.format_duration(queued))] if pd.notna(queued) else []),
+             ("device", tags.get(names.TAG_DEVICE, "—")),
              ("epochs", tags.get(names.TAG_EPOCHS_RUN, run["params"].get("epochs", "—"))),
              ("test accuracy", f"{values[names.TEST_ACCURACY]:.2%}" if names.TEST_ACCURACY in values else "—"),
              ("test F1 (macro)", f"{values[names.TEST_F1]:.3f}" if names.TEST_F1 in values else "—")]
     for column, (label, value) in zip(st.columns(len(cells)), cells):
         column.metric(label, value)
-    status, reason = run["status"], tags.get(names.TAG_ERROR)
+    with st.container():  # always one block, even empty: the tabs below keep their place (and open tab) at the end
+        status_note(run)
+
+
+def status_note(run: dict) -> None:
+    status, tags = run["status"], run["tags"]
+    reason = tags.get(names.TAG_ERROR)
     if status == "FAILED":
         st.error(f"**This run failed.** {reason or 'No reason was recorded.'}", icon=":material/error:")
         if tags.get(names.TAG_TRACEBACK):
@@ -67,8 +76,8 @@ def header(run: dict) -> None:
     elif status == "KILLED":
         st.warning(f"**This run was stopped.** {reason or ''}", icon=":material/cancel:")
     elif status in ui.LIVE_STATUSES:
-        st.info(f"This run is {status.lower()}: curves refresh on their own; the evaluation appears "
-                "when it finishes.", icon=":material/autorenew:")
+        st.info(f"This run is {status.lower()}: this page follows it (every {refresh.LIVE_REFRESH} s); the "
+                "evaluation appears when it finishes.", icon=":material/autorenew:")
 
 
 def overview(run: dict) -> None:
@@ -83,10 +92,9 @@ def overview(run: dict) -> None:
     right.dataframe(pd.DataFrame(tables.user_tags(run["tags"]).items(), columns=["tag", "value"]), hide_index=True)
 
 
-@ui.guarded
-def curves(run_id: str) -> None:
-    """The run's metrics, overlaid by group; a fragment re-read on a timer while the run goes on."""
-    run = store.run(run_id)
+def curves(run: dict) -> None:
+    """The run's metrics, overlaid by group."""
+    run_id = run["run_id"]
     logged = [k for k in run["metrics"] if k not in names.TEST_METRICS]
     history = store.metric_histories({run_id: run["last_update"]}, logged)
     left, right = st.columns([2, 3])
@@ -95,7 +103,7 @@ def curves(run_id: str) -> None:
     frame = pd.DataFrame([{**run, **{f"params.{k}": v for k, v in run["params"].items()},
                            **{f"tags.{k}": v for k, v in run["tags"].items()}}])
     drawn, x_title = charts.with_x(history, axis, tables.steps_per_epoch(frame),
-                                   {run_id: run["start_time"].timestamp() * 1000})
+                                   {run_id: run["train_start"].timestamp() * 1000} if pd.notna(run["train_start"]) else {})
     groups = {title: [k for k in keys if k in logged] for title, keys in CURVE_GROUPS.items()}
     others = sorted(k for k in logged if all(k not in keys for keys in CURVE_GROUPS.values()))
     groups |= {k: [k] for k in st.multiselect("More metrics", others, key="detail_more", placeholder="system/...")}
@@ -149,9 +157,12 @@ def evaluation(run: dict) -> None:
 
 def versus(run: dict) -> None:
     """This run's evaluation against another's: side by side, or what changed cell by cell."""
-    runs = store.runs([run["experiment_id"]])
+    runs = tables.trained(store.runs([run["experiment_id"]]))
     options = [r for r in runs["run_id"] if r != run["run_id"]]
     wanted = st.query_params.get("vs")
+    if wanted and wanted not in options:
+        st.warning(f"The link asks to compare with run `{wanted}`, which is not another trained run of this "
+                   "experiment (deleted, a sweep, or not in this store): pick one below.", icon=":material/search_off:")
     if not options:
         st.info("No other run in this experiment to compare with.")
         return
@@ -168,7 +179,7 @@ def versus(run: dict) -> None:
         st.info(f"Both runs need a confusion matrix to be compared: {e}.", icon=":material/grid_off:")
         return
     mode = st.segmented_control("View", ["side by side", "difference"], default="side by side", key="vs_mode")
-    normalize = st.toggle("Row-normalized", value=True, key="vs_normalize")
+    normalize = st.toggle("Row-normalized (% of each true class)", key="vs_normalize")  # counts, as on Evaluation
     run_names = (other["run_name"], run["run_name"])
     if mode == "difference":
         if mine[0] != theirs[0]:
@@ -218,25 +229,70 @@ def artifacts(run: dict) -> None:
                                  file_name=row["path"].rsplit("/", 1)[-1], key=f"model_file_{i}", on_click="ignore")
 
 
+def sweep(run: dict) -> None:
+    """A sweep's parent: a group of runs, not a trained model, so its runs instead of training cells."""
+    st.title(run["run_name"])
+    runs = store.runs([run["experiment_id"]])
+    children = tables.sweep_children(runs, run["run_id"])
+    summary = tables.sweep_summary(children)
+    st.badge(f"{run['tags'].get(names.TAG_SWEEP, '')} sweep · {summary['progress']}", icon=":material/account_tree:",
+             color="blue" if summary["live"] else "violet")
+    mlflow_url = tables.mlflow_run_url(settings.mlflow_ui_url(), run["experiment_id"], run["run_id"])
+    st.caption(f"sweep `{run['run_id']}` · {run['tags'].get(names.TAG_NOTE, '')} · [open in MLflow]({mlflow_url})")
+    best = summary["best_test_accuracy"]
+    for column, (label, value) in zip(st.columns(3), (
+            ("runs", str(summary["runs"])), ("ended", summary["progress"]),
+            ("best test accuracy", f"{best:.2%}" if pd.notna(best) else "—"))):
+        column.metric(label, value)
+    if children.empty:
+        st.info("This sweep's runs are not in this store any more.")
+        return
+    table = tables.runs_table(children, pd.Series(dtype=float), settings.mlflow_ui_url())
+    st.dataframe(table.sort_values("start").drop(columns=["run_id", "mlflow"]), hide_index=True, key="sweep_runs",
+                 column_config={"open": st.column_config.LinkColumn("", display_text="open", width="small"),
+                                "test acc": st.column_config.NumberColumn(format="percent"),
+                                "lr": st.column_config.NumberColumn(format=tables.LR_FORMAT)})
+    st.page_link("views/compare.py", label=f"Compare its {summary['runs']} runs", icon=":material/stacked_line_chart:",
+                 query_params={"runs": ",".join(children["run_id"])})
+
+
+@ui.guarded
+def details(run_id: str, was_live: bool) -> None:
+    """Everything that changes while a run goes on; a fragment re-read on a timer until the run ends."""
+    run = store.run(run_id)
+    live = is_live(run)
+    if names.TAG_SWEEP in run["tags"]:
+        sweep(run)
+    else:
+        header(run)
+        tabs = st.tabs(["Overview", "Curves", "Evaluation", "Compare evaluation", "Artifacts & model"])
+        with tabs[0]:
+            overview(run)
+        with tabs[1]:
+            curves(run)
+        with tabs[2]:
+            evaluation(run)
+        with tabs[3]:
+            versus(run)
+        with tabs[4]:
+            artifacts(run)
+    if was_live and not live:
+        st.rerun()  # the whole page again, now without the timer
+
+
+def is_live(run: dict) -> bool:
+    if names.TAG_SWEEP in run["tags"]:
+        return tables.sweep_summary(tables.sweep_children(store.runs([run["experiment_id"]]), run["run_id"]))["live"]
+    return run["status"] in ui.LIVE_STATUSES
+
+
 @ui.guarded
 def page() -> None:
     run_id = pick_run()
     if not run_id:
         return
-    run = store.run(run_id)
-    header(run)
-    tabs = st.tabs(["Overview", "Curves", "Evaluation", "Compare evaluation", "Artifacts & model"])
-    with tabs[0]:
-        overview(run)
-    with tabs[1]:
-        live = run["status"] in ui.LIVE_STATUSES
-        st.fragment(curves, run_every=refresh.LIVE_REFRESH if live else None)(run_id)
-    with tabs[2]:
-        evaluation(run)
-    with tabs[3]:
-        versus(run)
-    with tabs[4]:
-        artifacts(run)
+    live = is_live(store.run(run_id))
+    st.fragment(details, run_every=refresh.LIVE_REFRESH if live else None)(run_id, live)
 
 
 if __name__ == "__main__":

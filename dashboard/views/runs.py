@@ -1,6 +1,7 @@
 """Runs: every run of an experiment in one sortable, filterable table; pick runs to compare or open.
 
-URL: `?experiment=NAME`. The table comes from one cached search_runs query; best val accuracy
+URL: `?experiment=NAME`, plus the filters (`filter_status`, `filter_dataset`, `filter_model`, `filter`): a link shows the same table.
+The table comes from one cached search_runs query; best val accuracy
 from one bulk read of the val_accuracy histories, cached per run until the run changes.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dashboard import refresh, store, tables, ui
 from pipeline import names, settings
 
 MAX_COMPARE = 50
+FILTERS = (("Status", "status"), ("Dataset", "params.dataset"), ("Model", "params.model"))  # key: filter_<label>
 
 
 def pick_experiment(all_runs: pd.DataFrame) -> tuple[str, str]:
@@ -20,6 +22,9 @@ def pick_experiment(all_runs: pd.DataFrame) -> tuple[str, str]:
     counts = all_runs["experiment_id"].value_counts()
     experiment_names = list(experiments["name"])
     wanted = st.query_params.get("experiment")
+    if wanted and wanted not in experiment_names:
+        st.warning(f"No experiment named **{wanted}** in this store: showing the newest one instead.",
+                   icon=":material/search_off:")
     if wanted not in experiment_names:
         newest = all_runs.sort_values("start_time", ascending=False)["experiment_id"]
         by_id = experiments.set_index("experiment_id")["name"]
@@ -34,10 +39,10 @@ def pick_experiment(all_runs: pd.DataFrame) -> tuple[str, str]:
 def filtered(runs: pd.DataFrame) -> pd.DataFrame:
     """Status, dataset and model filters, applied to the cached listing."""
     columns = st.columns([2, 2, 2])
-    for column, (label, field) in zip(columns, (("Status", "status"), ("Dataset", "params.dataset"),
-                                                 ("Model", "params.model"))):
+    for column, (label, field) in zip(columns, FILTERS):
         options = sorted(runs[field].dropna().unique()) if field in runs else []
-        chosen = column.multiselect(label, options, key=f"filter_{field}", placeholder="all")
+        chosen = column.multiselect(label, options, key=f"filter_{label.lower()}", placeholder="all",
+                                    bind="query-params")  # filter_model: the playground's ?model= is another
         if chosen:
             runs = runs[runs[field].isin(chosen)]
     return runs
@@ -64,11 +69,14 @@ def column_config() -> dict:
     return {
         "open": cc.LinkColumn("", display_text="open", help="the run's detail page", width="small"),
         "name": cc.TextColumn("name"),
-        "status": cc.MultiselectColumn("status", options=list(tables.STATUS_LABELS.values()),
-                                       color=[ui.STATUS_CSS[s] for s in tables.STATUS_LABELS]),
+        "status": cc.MultiselectColumn("status", options=[*tables.STATUS_LABELS.values(), tables.SWEEP_LABEL],
+                                       color=[*(ui.STATUS_CSS[s] for s in tables.STATUS_LABELS), ui.SWEEP_CSS]),
+        "runs": cc.TextColumn("sweep", help="a sweep's runs and how many have ended"),
         "start": cc.DatetimeColumn("start (UTC)", format="YYYY-MM-DD HH:mm"),
-        "duration_s": cc.NumberColumn("duration (s)", format="%.1f"),
-        "batch_size": cc.NumberColumn("batch size"), "lr": cc.NumberColumn("lr", format="%.2e"),
+        "duration_s": cc.NumberColumn("training (s)", format="%.1f", help="from the first epoch to the end of "
+                                      "the test evaluation; time in the queue is not counted"),
+        "queued_s": cc.NumberColumn("queued (s)", format="%.1f", help="waiting for a worker before it started"),
+        "batch_size": cc.NumberColumn("batch size"), "lr": cc.NumberColumn("lr", format=tables.LR_FORMAT),
         "weight_decay": cc.NumberColumn("weight decay", format="%.1e"),
         "best val acc": cc.NumberColumn(format="percent"), "test acc": cc.NumberColumn(format="percent"),
         "test F1": cc.NumberColumn(format="%.3f"),
@@ -107,7 +115,7 @@ def page() -> None:
     if all_runs is None:
         return
     name, experiment_id = pick_experiment(all_runs)
-    query = st.text_input("MLflow filter", key="filter_string",
+    query = st.text_input("MLflow filter", key="filter", bind="query-params",
                           placeholder="params.lr = '0.01' and metrics.test_accuracy > 0.9",
                           help="MLflow search syntax: params.X, metrics.X, tags.X, attributes.status; "
                                "strings in quotes, joined by `and`").strip()

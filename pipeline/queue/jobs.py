@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from pipeline import names, settings
 from pipeline.config import ConfigError, RunConfig
 from pipeline.errors import UserError
+from pipeline.queue import sweep
 from pipeline.runs import lifecycle, tracking
 
 STALE_SECONDS = 60.0   # a claimed run whose worker sent no heartbeat for this long is an orphan
@@ -96,7 +97,7 @@ def submit_sweep(configs: list[RunConfig], kind: str, space: dict[str, list],
     base = configs[0]
     summary = ", ".join(f"{k} in {v}" for k, v in space.items())
     parent = lifecycle.record(
-        client, tracking.experiment_id(client, base.experiment), f"{base.run_name or 'sweep'} ({kind}, "
+        client, tracking.experiment_id(client, base.experiment), f"{sweep.group_name(base.run_name)} ({kind}, "
         f"{len(configs)} runs)", {names.TAG_SWEEP: kind, names.TAG_SWEEP_SPACE: json.dumps(space),
                                   names.TAG_USER: getpass.getuser(),
                                   names.TAG_NOTE: f"{kind.capitalize()} sweep of {len(configs)} runs over {summary}."})

@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 import math
 import random
+import re
 
 from pipeline.config import ConfigError, RunConfig
 
@@ -41,6 +42,12 @@ def parse_values(name: str, text: str) -> list:
 def _name(prefix: str, i: int, values: dict) -> str:
     shown = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
     return f"{prefix}-{i:02d} {shown}"
+
+
+def group_name(run_name: str) -> str:
+    """The sweep's own name from one of its run names (`lr-03 lr=0.01` -> `lr`): what _name put before the number."""
+    found = re.match(r"(.*)-\d{2,} ", run_name)
+    return found.group(1) if found else run_name or "sweep"
 
 
 def grid(base: RunConfig, space: dict[str, list]) -> list[RunConfig]:

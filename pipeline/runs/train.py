@@ -1,6 +1,8 @@
 """One training run, start to finish: data, training, evaluation artifacts, model — all in MLflow."""
 from __future__ import annotations
 
+import time
+
 import matplotlib.pyplot as plt
 from mlflow import MlflowClient
 
@@ -67,10 +69,13 @@ def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
                 names.TAG_STEPS_PER_EPOCH: engine.steps_per_epoch(len(data.train), config.batch_size,
                                                                   distributed.world_size()),
             })
+            # duration and relative time count from here: queueing, process start and data loading are not training
+            lifecycle.set_tags(client, run_id, {names.TAG_TRAIN_STARTED: f"{time.time():.3f}"})
             result = engine.fit(config, data, tracking.MlflowTracker(client, run_id), progress=progress)
             log_evaluation(client, run_id, result, data)
             lifecycle.set_tags(client, run_id, {names.TAG_EPOCHS_RUN: result.epochs_run,
-                                                names.TAG_BEST_EPOCH: result.best_epoch})
+                                                names.TAG_BEST_EPOCH: result.best_epoch,
+                                                names.TAG_TRAIN_ENDED: f"{time.time():.3f}"})
             tracking.log_model(result.model, preprocessing(data, config), config.register)
     return run_id
 

@@ -111,3 +111,42 @@ def plotted(values) -> list:
     if isinstance(values, dict) and "bdata" in values:
         return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).tolist()
     return list(values)
+
+
+SWEEP_EXPERIMENT = "dashboard-sweep"
+
+
+@pytest.fixture(scope="session")
+def sweep_runs(store) -> dict[str, str]:
+    """A sweep as the queue makes it: a parent that only groups, two ended runs and one still queued.
+
+    The first run waited 20 s in the queue and trained for 12 s (its tags say so), as the worker and
+    pipeline.runs.train record it.
+    """
+    from pipeline.runs import lifecycle
+
+    client = tracking.connect()
+    experiment = tracking.experiment_id(client, SWEEP_EXPERIMENT)
+    parent = lifecycle.record(client, experiment, "lr-sweep (grid, 3 runs)",
+                              {names.TAG_SWEEP: "grid", names.TAG_NOTE: "Grid sweep of 3 runs over lr in [...]."})
+    t0 = time.time() - 600
+    runs = {"parent": parent}
+    for i, (lr, accuracy) in enumerate(((0.01, 0.91), (0.001, 0.95), (0.1, None)), 1):
+        config = RunConfig(dataset="digits", model="cnn", epochs=2, lr=lr)
+        tags = {names.TAG_SWEEP_ID: parent, names.TAG_PARENT: parent, names.TAG_QUEUED: f"{t0:.3f}"}
+        if i == 1:
+            tags |= {names.TAG_STARTED: f"{t0 + 20:.3f}", names.TAG_TRAIN_STARTED: f"{t0 + 22:.3f}",
+                     names.TAG_TRAIN_ENDED: f"{t0 + 34:.3f}"}
+        run_id = client.create_run(experiment, start_time=int(t0 * 1000) + i, run_name=f"lr-sweep-{i:02d} lr={lr:g}",
+                                   tags=tags).info.run_id
+        metrics = [Metric(names.TEST_ACCURACY, accuracy, int(t0 * 1000) + 35_000, 2),
+                   *(Metric(names.VAL_LOSS, 1.0 / epoch, int((t0 + 22 + 4 * epoch) * 1000), epoch) for epoch in (1, 2))]
+        client.log_batch(run_id, params=[Param(k, v) for k, v in config.to_params().items()],
+                         metrics=metrics if accuracy else [])
+        if accuracy:
+            client.set_terminated(run_id, "FINISHED", end_time=int((t0 + 36) * 1000))
+        else:
+            client.update_run(run_id, status="SCHEDULED")
+        runs[f"run{i}"] = run_id
+    client.set_tag(parent, names.TAG_SWEEP_RUNS, ",".join(runs[f"run{i}"] for i in (1, 2, 3)))
+    return runs

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline import names
 from dashboard import charts, tables
+from tests.dashboard.conftest import plotted
 
 
 def history(runs: dict[str, np.ndarray], key: str = "train_loss_step") -> pd.DataFrame:
@@ -143,7 +144,7 @@ def test_run_labels_name_distinguishing_params_and_stay_unique():
     runs = pd.DataFrame({"run_id": ["r1", "r2", "r3"], "run_name": ["cnn", "cnn", "mlp"],
                          "params.lr": ["0.1", "0.1", "0.01"], "params.seed": ["0", "0", "0"]})
     labels = tables.run_labels(runs)
-    assert labels["r3"] == "mlp (lr=0.01)" and "seed" not in labels["r3"]
+    assert labels["r3"] == "mlp (lr=1.00e-2)" and "seed" not in labels["r3"]
     assert labels["r1"] != labels["r2"] and labels["r1"].endswith("[r1]")
 
 
@@ -178,3 +179,23 @@ def test_steps_per_epoch_is_read_from_what_the_trainer_logged():
     runs = pd.DataFrame({"run_id": ["a", "b"], f"tags.{names.TAG_STEPS_PER_EPOCH}": ["21", None]})
     assert tables.steps_per_epoch(runs) == {"a": 21.0}
     assert tables.steps_per_epoch(pd.DataFrame({"run_id": ["a"]})) == {}  # a run that logged neither
+
+
+def test_short_per_epoch_series_are_not_smoothed_but_per_step_ones_are():
+    epochs = history({"a": np.array([2.0, 1.2, 0.9, 0.6, 0.4])}).assign(key="train_loss")
+    fig = charts.metric_figure(epochs, "train_loss", {"a": "#123456"}, {"a": "A"}, smoothing=0.8)
+    assert len(fig.data) == 1 and plotted(fig.data[0].y)[-1] == pytest.approx(0.4)  # the real last value
+    steps = history({"a": np.linspace(2, 0.4, 5)})
+    assert len(charts.metric_figure(steps, "train_loss_step", {"a": "#1"}, {"a": "A"}, smoothing=0.8).data) == 2
+
+
+def test_the_legend_sits_above_the_plot_even_for_many_runs():
+    runs = {f"r{i}": np.linspace(1, 0, 10) for i in range(12)}
+    fig = charts.metric_figure(history(runs), "train_loss_step", charts.run_colors(list(runs)),
+                               {r: f"sweep-{r} lr=0.001 batch_size=32" for r in runs})
+    assert fig.layout.legend.orientation == "h" and fig.layout.margin.t > 44 + 20
+
+
+def test_one_learning_rate_format():
+    assert tables.format_lr(0.03) == tables.format_lr("0.03") == tables.compact("0.03", "lr") == "3.00e-2"
+    assert tables.format_lr(3e-4) == "3.00e-4"

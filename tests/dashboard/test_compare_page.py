@@ -26,7 +26,7 @@ def test_url_selection_draws_one_color_per_run_across_charts(trained_runs):
     colors = [{t["name"]: t["line"]["color"] for t in fig["data"]} for fig in charts.values()]
     assert all(c == colors[0] for c in colors) and len(set(colors[0].values())) == 3
     names = set(colors[0])
-    assert {"tiny-mlp (model=mlp, lr=0.003)", "tiny-cnn-lr1e-2 (model=cnn, lr=0.01)"} <= names
+    assert {"tiny-mlp (lr=3.00e-3)", "tiny-cnn-lr1e-2 (lr=1.00e-2)"} <= names  # not what their names say
     assert "step" in charts["val_loss"]["data"][0]["hovertemplate"]
     assert at.download_button(key="csv").label.startswith("Download CSV")
 
@@ -91,3 +91,33 @@ def test_unreachable_store(unreachable_store):
     start = time.perf_counter()
     at = open_page("compare", runs="a,b")
     assert time.perf_counter() - start < 15 and not at.exception and "cannot be read" in texts(at.error)
+
+
+def test_the_view_comes_back_from_the_url(trained_runs):
+    # the browser writes bound widgets' values into the URL (tests/e2e checks it); the page reads them back
+    shared = {"runs": ",".join(trained_runs[:2]), "x_axis": "epoch", "smoothing": "0.5", "log_y": "true",
+              "metrics": ["val_loss", "train_loss_step"]}
+    again = open_page("compare", **shared)
+    assert not again.exception
+    assert again.radio(key="x_axis").value == "epoch" and again.slider(key="smoothing").value == 0.5
+    assert again.toggle(key="log_y").value is True
+    assert again.multiselect(key="metrics").value == ["val_loss", "train_loss_step"]
+    assert list(curves(again)) == ["val_loss", "train_loss_step"]
+
+
+def test_a_sweep_in_the_link_stands_for_its_runs_and_bad_ids_are_shown_whole(sweep_runs):
+    bogus = "0123456789abcdef" * 2
+    at = open_page("compare", runs=f"{sweep_runs['parent']},{bogus}")
+    assert not at.exception and bogus in texts(at.warning)
+    assert at.multiselect(key="runs").value == [sweep_runs[f"run{i}"] for i in (1, 2, 3)]
+    assert all(sweep_runs["parent"][:8] not in o for o in at.multiselect(key="runs").options)
+
+
+def test_relative_time_counts_from_the_training_start_not_the_queueing(sweep_runs):
+    at = open_page("compare", runs=f"{sweep_runs['run1']},{sweep_runs['run2']}", x_axis="relative time",
+                   metrics="val_loss")
+    traces = {t["name"]: plotted(t["x"]) for t in curves(at)["val_loss"]["data"]}
+    first = next(x for name, x in traces.items() if name.startswith("lr-sweep-01"))
+    second = next(x for name, x in traces.items() if name.startswith("lr-sweep-02"))
+    assert first == pytest.approx([4, 8], abs=0.01)    # 20 s queued and 2 s of loading left out
+    assert second == pytest.approx([26, 30], abs=0.01)  # an old run without the tags: from MLflow's start

@@ -45,6 +45,10 @@ def queued(client):
                 client.set_terminated(run.info.run_id, "KILLED")
 
 
+def launch_button(at):
+    return next(b for b in at.button if b.label == "Launch")
+
+
 def test_form_is_built_from_runconfig_with_image_folders_from_the_data_root(store, client):
     for name, classes in (("flowers", ("roses", "tulips")), ("lonely", ("only",)), ("nested/pets", ("cat", "dog"))):
         for label in classes:
@@ -74,7 +78,7 @@ def test_a_refused_value_shows_the_cli_message_and_launch_is_disabled(client):
     assert texts(at.error) == str(refused.value) == "lr must be > 0 and <= 10, got -1.0"
     cli = subprocess.run([sys.executable, "-m", "pipeline", "submit", "--lr", "-1"], capture_output=True, text=True)
     assert cli.returncode == 2 and cli.stderr.strip() == f"error: {refused.value}"  # the same words
-    assert at.button[0].label == "Launch" and at.button[0].disabled
+    assert launch_button(at).disabled
     at.text_input(key="launch.lr").set_value("abc").run()
     assert "lr must be float, got 'abc'" in texts(at.error)
 
@@ -85,7 +89,7 @@ def test_launch_queues_a_scheduled_run_and_cancel_removes_it(client, queued):
     at.selectbox(key="launch.model").set_value("mlp")
     at.selectbox(key="launch.experiment").set_value(EXPERIMENT)
     at.text_input(key="launch.run_name").set_value("from-the-browser").run()
-    at.button[0].click().run()
+    launch_button(at).click().run()
     assert not at.exception and "Queued run" in texts(at.success)
     run = next(r for r in jobs.queued(client) if r.info.run_name == "from-the-browser")
     queued.append(run.info.run_id)
@@ -108,7 +112,7 @@ def test_clone_prefills_the_form_from_a_runs_params(client, queued):
     assert at.number_input(key="launch.batch_size").value == 32
     assert at.selectbox(key="launch.experiment").value == EXPERIMENT
     assert at.text_input(key="launch.register").value == "cloned-model"
-    assert not at.button[0].disabled
+    assert not launch_button(at).disabled
     missing = open_page("launch", clone="0" * 32)
     assert not missing.exception and "Cannot clone" in texts(missing.error)
 
@@ -158,6 +162,7 @@ def test_live_view_shows_a_running_runs_progress_metrics_curve_and_log(client, q
     assert {m.label: m.value for m in at.metric}[names.TRAIN_LOSS_STEP] == "0.2"
     assert any(f["data"] and f["data"][0].get("name") == "live-one" for f in figures(at))
     assert "10/21" in at.code[0].value
+    assert any(e.label.startswith("Log (tail, as of ") and e.label.endswith("s ago)") for e in at.expander)  # the tail says how old it is
     at.button(key=f"cancel-{run_id}").click().run()
     assert names.TAG_CANCEL in client.get_run(run_id).data.tags
 
@@ -165,3 +170,15 @@ def test_live_view_shows_a_running_runs_progress_metrics_curve_and_log(client, q
 def test_unreachable_store_is_one_clear_error(unreachable_store):
     at = open_page("launch")
     assert not at.exception and "cannot be read" in texts(at.error)
+
+
+def test_a_new_image_folder_appears_after_refresh(store, client):
+    at = open_page("launch")
+    for label in ("circles", "squares"):
+        folder = store / "data" / "shapes-new" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(folder / "0.png")
+    at.run()
+    assert "imagefolder:shapes-new" not in at.selectbox(key="launch.dataset").options  # the listing is cached
+    at.button(key="refresh_folders").click().run()
+    assert "imagefolder:shapes-new" in at.selectbox(key="launch.dataset").options

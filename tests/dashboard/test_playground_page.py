@@ -133,7 +133,7 @@ def test_uploads_of_every_kind_and_bad_bytes_keep_the_page_working(models, monke
            "huge.png": (noise_png(1, 1100), "over the upload limit of 1 MB")}
     at = page(NAME, "1")
     files = [(n, b, "image/png") for n, b in good.items()] + [(n, b, "image/png") for n, (b, _) in bad.items()]
-    at = at.file_uploader(key="pg_upload").set_value(files).run()
+    at = at.file_uploader(key="pg_upload_0").set_value(files).run()
     assert_no_traceback(at)
     shown = errors(at)
     assert f"{len(bad)} of {len(files)} file(s) could not be used" in shown
@@ -144,7 +144,7 @@ def test_uploads_of_every_kind_and_bad_bytes_keep_the_page_working(models, monke
     expected = predict.load(f"models:/{NAME}/1").predict(list(good.values()))
     assert table["prediction"].tolist()[: len(good)] == [p.label for p in expected]
     assert at.download_button[0].label == "Download CSV"
-    at = at.file_uploader(key="pg_upload").set_value([("red.png", good["red.png"], "image/png")]).run()
+    at = at.file_uploader(key="pg_upload_0").set_value([("red.png", good["red.png"], "image/png")]).run()
     assert_no_traceback(at)
     assert not errors(at) and [m.label for m in at.metric] == ["Prediction"]  # recovered: one good image
 
@@ -160,7 +160,7 @@ def test_compare_mode_shows_both_models_and_highlights_disagreements(models):
     chosen = [candidates[differ]] + ([candidates[agree.index(True)]] if True in agree else [])
     at = page(NAME, "champion")
     at.toggle(key="pg_compare").set_value(True)
-    at = at.file_uploader(key="pg_upload").set_value([(n, b, "image/png") for n, b in chosen]).run()
+    at = at.file_uploader(key="pg_upload_0").set_value([(n, b, "image/png") for n, b in chosen]).run()
     assert_no_traceback(at)
     assert [s.value for s in at.selectbox][:4] == [NAME, "@champion", NAME, "@challenger"]
     assert len([m for m in at.metric if m.label == "Prediction"]) == 2
@@ -221,7 +221,8 @@ def test_batch_table_marks_disagreements_and_the_csv_names_the_models():
     assert table["agree"].tolist() == [True, False, None]
     assert table["top"][0] == "7 90.0%; x 10.0%" and table["error"][2] == "3.png: empty file"
     styles = [predictions.disagreement_styles(row)[0] for _, row in table.iterrows()]
-    assert styles == ["", predictions.DISAGREE_STYLE, predictions.DISAGREE_STYLE]
+    assert styles == ["", predictions.DISAGREE_STYLE, predictions.ERROR_STYLE]  # a failed image is not a disagreement
+    assert predictions.ERROR_STYLE != predictions.DISAGREE_STYLE
     csv = predictions.to_csv(table, "models:/m/1", "models:/m/2").decode().splitlines()
     assert csv[0] == "image,prediction,confidence,top,error,B prediction,B confidence,B top,agree,model,B model"
     assert csv[2].startswith("2.png,3,0.6,") and csv[2].endswith(",False,models:/m/1,models:/m/2")
@@ -236,3 +237,17 @@ def test_top_classes_chart_ranks_best_first():
     fig = charts.top_classes_figure(pd.DataFrame({"label": ["7", "1", "9"], "probability": [0.85, 0.1, 0.05]}))
     assert len(fig.data) == 1 and fig.layout.yaxis.categoryarray == ("9", "1", "7")  # drawn bottom-up: 7 on top
     assert list(fig.data[0].text) == ["85.0%", "10.0%", "5.0%"] and fig.layout.xaxis.range == (0, 1)
+
+
+def test_clear_removes_uploads_too_and_an_unlike_input_is_named(models):
+    at = page(NAME, "1")
+    photo = Image.fromarray(np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8), "RGB")
+    at = at.file_uploader(key="pg_upload_0").set_value([("photo.png", encoded(photo, "PNG"), "image/png")]).run()
+    assert_no_traceback(at)
+    warned = " ".join(w.value for w in at.warning)
+    assert "Unlike what this model was trained on" in warned and "colour picture" in warned and "160×120" in warned
+    assert not at.button(key="pg_clear").disabled  # uploads alone are something to clear
+    at = at.button(key="pg_clear").click().run()
+    assert_no_traceback(at)
+    assert "Upload images or click a sample" in " ".join(i.value for i in at.info)
+    assert not at.file_uploader(key="pg_upload_1").value

@@ -89,8 +89,8 @@ def test_register_as_a_new_model_and_refuse_a_duplicate(model, trained_runs):
     at = page(register=trained_runs[1])
     at.selectbox(key="register_model").set_value("+ new model…")
     at = at.run()
-    assert at.text_input(key="register_new_name").value == "digits-cnn"  # suggested from the run
-    at.text_input(key="register_new_name").input("registry-page-new")
+    assert at.text_input(key=f"register_new_name_{trained_runs[1]}").value == "digits-cnn"  # suggested from the run
+    at.text_input(key=f"register_new_name_{trained_runs[1]}").input("registry-page-new")
     at = at.button(key="register_button").click().run()
     assert "as registry-page-new v1" in success(at)
     at.selectbox(key="register_run").set_value(trained_runs[1])
@@ -115,8 +115,10 @@ def test_move_and_remove_aliases(model, trained_runs):
     at.selectbox(key="alias_model").set_value(NAME)
     at = at.run()
     at.selectbox(key="alias_name").set_value("champion")
-    at.selectbox(key=f"alias_version_{NAME}").set_value(2)
+    at.selectbox(key=f"alias_version_{NAME}_champion").set_value(2)
     at = at.run()
+    if any(c.key == "alias_confirm" for c in at.checkbox):  # v2 scored lower: the page asks first
+        at.checkbox(key="alias_confirm").check().run()
     assert at.button(key="alias_set").label == "Move @champion to v2"
     at = at.button(key="alias_set").click().run()
     assert_no_traceback(at)
@@ -177,3 +179,39 @@ def test_reachable_through_the_apps_navigation(model):
     at = at.switch_page("views/registry.py").run()
     assert_no_traceback(at)
     assert at.title[0].value == "Model registry"
+
+
+def test_the_name_suggestion_follows_the_chosen_run(model, trained_runs, sweep_runs):
+    at = page(register=trained_runs[0])
+    at.selectbox(key="register_model").set_value("+ new model…").run()
+    assert not any(sweep_runs["parent"][:8] in o for o in at.selectbox(key="register_run").options)  # no model
+    at.text_input(key=f"register_new_name_{trained_runs[0]}").input("my-own-name").run()
+    at.selectbox(key="register_run").set_value(trained_runs[2]).run()
+    assert at.text_input(key=f"register_new_name_{trained_runs[2]}").value == "digits-mlp"
+
+
+def test_moving_an_alias_to_a_worse_version_asks_first_and_can_be_undone(model, trained_runs):
+    client = MlflowClient()
+    if "2" not in {str(v.version) for v in client.search_model_versions(f"name = '{NAME}'")}:
+        registry.register_run(trained_runs[2], NAME)
+    accuracy = {v: client.get_run(client.get_model_version(NAME, v).run_id).data.metrics["test_accuracy"]
+                for v in ("1", "2")}
+    better, worse = sorted(accuracy, key=accuracy.get, reverse=True)
+    registry.set_alias(NAME, registry.CHAMPION, better)
+    at = page()
+    at.selectbox(key="alias_model").set_value(NAME).run()
+    assert at.selectbox(key=f"alias_version_{NAME}_champion").value == int(better)  # where it is, not the newest
+    at.selectbox(key=f"alias_version_{NAME}_champion").set_value(int(worse)).run()
+    shown = " ".join(m.value for m in at.markdown)
+    assert f"v{better}: test accuracy" in shown and f"v{worse}: test accuracy" in shown  # both versions' scores
+    if accuracy[worse] < accuracy[better]:
+        assert "scored lower" in at.warning[0].value and at.button(key="alias_set").disabled
+        at.checkbox(key="alias_confirm").check().run()
+    at = at.button(key="alias_set").click().run()
+    assert_no_traceback(at)
+    assert client.get_registered_model(NAME).aliases["champion"] == int(worse)
+    at = at.button(key="alias_undo").click().run()
+    assert_no_traceback(at)
+    assert client.get_registered_model(NAME).aliases["champion"] == int(better)
+    assert "Undone" in success(at)
+    registry.set_alias(NAME, registry.CHAMPION, 1)

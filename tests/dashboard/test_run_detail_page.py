@@ -106,3 +106,31 @@ def test_unreachable_store(unreachable_store):
     start = time.perf_counter()
     at = open_page("run_detail", run="a" * 32)
     assert time.perf_counter() - start < 15 and not at.exception and "cannot be read" in texts(at.error)
+
+
+def test_a_sweep_page_shows_its_runs_not_training_cells(sweep_runs):
+    at = open_page("run_detail", run=sweep_runs["parent"])
+    assert not at.exception and not at.error
+    shown = {m.label: m.value for m in at.metric}
+    assert shown == {"runs": "3", "ended": "2/3 ended", "best test accuracy": "95.00%"}
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["lr-sweep-01 lr=0.01", "lr-sweep-02 lr=0.001", "lr-sweep-03 lr=0.1"]
+    links = [link.proto.page for link in at.get("page_link")]
+    assert not any("registry" in page for page in links) and any("compare" in page for page in links)
+
+
+def test_training_time_and_queue_time_are_apart(sweep_runs):
+    at = open_page("run_detail", run=sweep_runs["run1"])
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["training time"] == "12s" and shown["queued"] == "20s"
+
+
+def test_an_unknown_vs_run_is_named_and_evaluations_start_in_counts(trained_runs):
+    at = open_page("run_detail", run=trained_runs[0], vs="bogus")
+    assert not at.exception and "`bogus`" in texts(at.warning)
+    at = open_page("run_detail", run=trained_runs[0], vs=trained_runs[2])
+    assert at.toggle(key="vs_normalize").value is False and at.toggle(key="normalize").value is False
+    at.segmented_control(key="vs_mode").set_value("difference").run()
+    [diff] = titled(at, "−")
+    title = diff["layout"]["title"]["text"]
+    assert "<br>" in title and diff["layout"]["margin"]["t"] >= 70  # two lines, room for both

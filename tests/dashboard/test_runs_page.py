@@ -55,16 +55,16 @@ def test_status_model_and_mlflow_filters(trained_runs):
     assert list(at.dataframe[0].value["name"]) == ["broken"]
 
     at = open_page(experiment="tests")
-    at.multiselect(key="filter_params.model").set_value(["cnn"]).run()
+    at.multiselect(key="filter_model").set_value(["cnn"]).run()
     assert set(at.dataframe[0].value["name"]) == {"tiny-cnn", "tiny-cnn-lr1e-2"}
-    at.multiselect(key="filter_params.model").set_value([]).run()
-    at.text_input(key="filter_string").input("params.lr = '0.01' and metrics.test_accuracy > 0.5").run()
+    at.multiselect(key="filter_model").set_value([]).run()
+    at.text_input(key="filter").input("params.lr = '0.01' and metrics.test_accuracy > 0.5").run()
     assert list(at.dataframe[0].value["name"]) == ["tiny-cnn-lr1e-2"]
 
 
 def test_invalid_filter_string_is_a_clear_error(trained_runs):
     at = open_page(experiment="tests")
-    at.text_input(key="filter_string").input("params.lr >> 3").run()
+    at.text_input(key="filter").input("params.lr >> 3").run()
     assert not at.exception
     assert "invalid filter" in texts(at.error) and "Example:" in texts(at.error)
     assert not at.dataframe
@@ -106,3 +106,38 @@ def test_unreachable_store_fails_fast_with_a_clear_message(unreachable_store):
     assert time.perf_counter() - start < 15
     assert not at.exception
     assert "cannot be read" in texts(at.error) and "127.0.0.1:1" in texts(at.error)
+
+
+def test_a_sweep_is_one_group_row_and_durations_leave_out_the_queue(sweep_runs):
+    at = open_page(experiment="dashboard-sweep")
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value.set_index("run_id")
+    parent = table.loc[sweep_runs["parent"]]
+    assert parent["status"] == ["◇ SWEEP"] and parent["runs"] == "3 runs · 2/3 ended"
+    assert parent["test acc"] == pytest.approx(0.95) and parent["duration_s"] != parent["duration_s"]  # NaN
+    first = table.loc[sweep_runs["run1"]]
+    assert first["duration_s"] == pytest.approx(12, abs=0.01) and first["queued_s"] == pytest.approx(20, abs=0.01)
+    assert list(at.dataframe[0].value.columns[:6]) == ["run_id", "open", "name", "status", "test acc", "test F1"]
+
+
+def test_filters_come_back_from_the_url(trained_runs):
+    # the browser writes a bound widget's value into the URL (tests/e2e checks it); the page reads it back
+    again = open_page(experiment="tests", filter_model="mlp", filter="metrics.test_accuracy > 0.1")
+    assert list(again.dataframe[0].value["name"]) == ["tiny-mlp"]
+    assert again.text_input(key="filter").value == "metrics.test_accuracy > 0.1"
+
+
+def test_an_unknown_experiment_in_the_link_is_named(trained_runs):
+    at = open_page(experiment="nope")
+    assert not at.exception and "No experiment named **nope**" in texts(at.warning)
+
+
+def test_an_unknown_page_path_is_named():
+    from dashboard import ui
+
+    known = ["compare", "run_detail"]
+    assert ui.unknown_page("http://127.0.0.1:8501/nope", "", known) == "nope"
+    assert ui.unknown_page("http://host/base/nope", "/base", known) == "nope"
+    # streamlit trims a known page's path off st.context.url, so a known page or the root leaves nothing
+    assert ui.unknown_page("http://host/base", "/base", known) is None
+    assert ui.unknown_page("http://127.0.0.1:8501", "", known) is None and ui.unknown_page(None, "", known) is None

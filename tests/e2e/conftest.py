@@ -103,9 +103,16 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def page(browser):
+def requested() -> list[str]:
+    """Every URL the browser asked for, in order: an offline deployment must serve them all itself."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def page(browser, requested):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(30_000)
+    context.on("request", lambda request: requested.append(request.url))
     yield context.new_page()
     context.close()
 

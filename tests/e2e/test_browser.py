@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -15,9 +16,12 @@ from mlflow import MlflowClient
 from PIL import Image
 from playwright.sync_api import Page, expect
 
+from dashboard.tables import format_duration
+
 pytestmark = pytest.mark.e2e
 
-RUN_TIMEOUT_S = 240  # a 2-epoch digits run, queued, started and logged by the worker on a busy 2-core box
+RUN_TIMEOUT_S = 240  # a digits run of EPOCHS epochs, queued, started and logged by the worker on a busy 2-core box
+EPOCHS = "30"        # long enough (~10-30 s) to open its page while it trains
 state: dict[str, str] = {}
 
 
@@ -84,17 +88,34 @@ def test_1_empty_store(page, app, shot):
 
 
 def test_2_launch_and_watch_it_finish(page, app, shot):
-    launch(page, app, "/launch", epochs="2", run_name="e2e-first")
+    launch(page, app, "/launch", epochs=EPOCHS, run_name="e2e-first")
     run = run_named(app, "e2e-first")
     state["first"] = run.info.run_id
     # the live view shows it running, with progress, then empties, all without a reload
     expect(page.get_by_text("RUNNING").first).to_be_visible(timeout=120_000)
-    expect(page.get_by_text(re.compile(r"epoch \d/2 · step \d+/\d+")).first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(re.compile(rf"epoch \d+/{EPOCHS} · step \d+/\d+")).first).to_be_visible(timeout=60_000)
     shot("2a-running")
-    expect(page.get_by_text("Queue · 0 running · 0 queued")).to_be_visible(timeout=RUN_TIMEOUT_S * 1000)
+    # its page, opened while it trains, follows it to its end without a reload
+    page.get_by_role("link", name="Run details").first.click()
+    expect(page.get_by_text("This run is running")).to_be_visible()
+    shot("2b-detail-running")
     assert wait_status(app, state["first"], ("FINISHED", "FAILED", "KILLED")) == "FINISHED"
+    expect(page.get_by_text("FINISHED").first).to_be_visible(timeout=60_000)  # refresh 10 s + cache 5 s
+    expect(page.get_by_text("This run is running")).to_have_count(0)
+    # its duration is the training's own (runboard.train_started/ended), not the time since it was queued
+    tags = mlflow(app).get_run(state["first"]).data.tags
+    trained = float(tags["runboard.train_ended"]) - float(tags["runboard.train_started"])
+    expect(page.get_by_test_id("stMetric").filter(has_text="training time")).to_contain_text(format_duration(trained))
+    evaluation = page.get_by_role("tab", name="Evaluation", exact=True)
+    expect(evaluation).to_have_count(1)  # the page's last rerun is over: no element of the live one is left
+    evaluation.click()
+    heatmap = page.locator(".js-plotly-plot").filter(has=page.locator(".heatmaplayer")).first
+    expect(heatmap).to_be_visible(timeout=60_000)
+    shot("2c-detail-finished")
+    open_page(page, app, "/launch")
+    expect(page.get_by_text("Queue · 0 running · 0 queued")).to_be_visible(timeout=RUN_TIMEOUT_S * 1000)
     assert "e2e-first" in grid_text(page) and "FINISHED" in grid_text(page)  # "Recently ended"
-    shot("2b-finished")
+    shot("2d-finished")
 
 
 def test_3_clone_with_another_lr_and_cancel_it(page, app, shot):
@@ -111,7 +132,7 @@ def test_3_clone_with_another_lr_and_cancel_it(page, app, shot):
 
 
 def test_4_third_run_and_compare(page, app, shot):
-    launch(page, app, "/launch", epochs="2", lr="0.001", run_name="e2e-third")
+    launch(page, app, "/launch", epochs=EPOCHS, lr="0.001", run_name="e2e-third")
     state["third"] = run_named(app, "e2e-third").info.run_id
     assert wait_status(app, state["third"], ("FINISHED", "FAILED", "KILLED")) == "FINISHED"
     open_page(page, app, f"/compare?runs={state['first']},{state['third']}")
@@ -119,9 +140,32 @@ def test_4_third_run_and_compare(page, app, shot):
     expect(first_chart).to_be_visible(timeout=60_000)
     expect(first_chart.locator(".legend .traces")).to_have_count(2)  # one trace per run
     diff = grid_text(page)
-    assert diff.startswith("run") and "lr" in diff and "0.003" in diff and "0.001" in diff
+    assert diff.startswith("run") and "lr" in diff and "3.00e-3" in diff and "1.00e-3" in diff  # one lr format
     assert "epochs" not in diff  # only the params that differ
-    shot("4-compare")
+    shot("4a-compare")
+    # what is seen is in the address bar, and comes back from it
+    page.get_by_test_id("stRadio").get_by_text("epoch", exact=True).click()
+    page.get_by_text("log y", exact=True).click()
+    expect(page).to_have_url(re.compile(r"x_axis=epoch"))
+    expect(page).to_have_url(re.compile(r"log_y=true"))
+    page.reload()
+    expect(page.get_by_role("radio", name="epoch", exact=True)).to_be_checked(timeout=60_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+    shot("4b-compare-from-the-url")
+
+
+def test_4c_runs_filters_in_the_url(page, app, shot):
+    open_page(page, app, "/")
+    model = page.get_by_test_id("stMultiSelect").filter(has_text="Model")
+    model.locator("input").click()
+    page.get_by_role("option", name="cnn", exact=True).click()
+    expect(page).to_have_url(re.compile(r"filter_model=cnn"))
+    page.reload()
+    expect(page.get_by_test_id("stMultiSelect").filter(has_text="Model").get_by_text("cnn")).to_be_visible(
+        timeout=60_000)
+    text = grid_text(page)  # the grid's DOM copy holds the columns on screen: the scores are among them
+    assert "e2e-first" in text and "test acc" in text and "test F1" in text
+    shot("4c-runs-filtered-from-the-url")
 
 
 def test_5_run_detail_confusion_matrix(page, app, shot):
@@ -144,6 +188,33 @@ def test_6_register_and_set_champion(page, app, shot):
     version = mlflow(app).get_model_version_by_alias("e2e-digits", "champion")
     assert version.run_id == state["first"]
     shot("6-registry")
+
+
+def test_6b_moving_champion_to_a_worse_version_asks_and_can_be_undone(page, app, shot):
+    open_page(page, app, f"/registry?register={state['third']}")
+    expect(page.get_by_role("button", name=re.compile(r"^Register$"))).to_be_visible()
+    page.get_by_role("button", name=re.compile(r"^Register$")).click()  # a new version of the only model
+    expect(page.get_by_text("as e2e-digits v2")).to_be_visible(timeout=60_000)
+    page.get_by_role("tab", name="Aliases").click()
+    choose(page, "Version", "v2")
+    expect(page.get_by_text(re.compile(r"Now v1: test accuracy"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"After v2: test accuracy"))).to_be_visible()
+    client = mlflow(app)
+    scores = {v: client.get_run(client.get_model_version("e2e-digits", v).run_id).data.metrics["test_accuracy"]
+              for v in ("1", "2")}
+    if scores["2"] < scores["1"]:
+        expect(page.get_by_text("scored lower")).to_be_visible()
+        expect(page.get_by_role("button", name="Move @champion to v2")).to_be_disabled()
+        page.get_by_text("Yes, move @champion").click()
+    shot("6b-alias-before-the-move")
+    page.get_by_role("button", name="Move @champion to v2").click()
+    expect(page.get_by_text("moved from v1 to v2")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("tab", name="Aliases")).to_have_attribute("aria-selected", "true")  # no jump
+    assert client.get_model_version_by_alias("e2e-digits", "champion").version == "2"
+    shot("6c-alias-moved")
+    page.get_by_role("button", name=re.compile(r"Undo: move @champion back to v1")).click()
+    expect(page.get_by_text("Undone")).to_be_visible(timeout=60_000)
+    assert client.get_model_version_by_alias("e2e-digits", "champion").version == "1"
 
 
 def choose(page: Page, label: str, option: str) -> None:
@@ -180,6 +251,25 @@ def test_7_playground_upload(page, app, shot, tmp_path):
     expect(page.get_by_test_id("stMetric").filter(has_text="Prediction")).to_be_visible()
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
     shot("7c-playground-good-again")
+
+
+def test_7d_the_pages_ask_nothing_from_outside_hosts(requested, app):
+    """An offline deployment: every request of the dashboard's pages goes to the app itself."""
+    outside = {u for u in requested if urlparse(u).scheme in ("http", "https", "ws", "wss")
+               and urlparse(u).hostname not in ("127.0.0.1", "localhost")}
+    assert not outside, sorted(outside)
+    assert any(u.startswith(app.url) for u in requested)
+
+
+def test_7e_links_to_what_does_not_exist_say_so(page, app, shot):
+    open_page(page, app, "/nope")
+    expect(page.get_by_text("There is no page /nope")).to_be_visible()
+    open_page(page, app, "/?experiment=nothing-here")
+    expect(page.get_by_text("No experiment named nothing-here")).to_be_visible()
+    open_page(page, app, f"/run_detail?run={state['first']}&vs=bogus")
+    page.get_by_role("tab", name="Compare evaluation").click()
+    expect(page.get_by_text(re.compile(r"compare with run bogus"))).to_be_visible()
+    shot("7e-bad-vs-link")
 
 
 def test_8_mlflow_ui_shows_the_run_and_its_confusion_matrix(page, app, shot):
