@@ -113,7 +113,7 @@ class Explainer:
 
     def inputs(self, batch: np.ndarray) -> torch.Tensor:
         """Prepared uint8 (N, C, H, W) -> the normalized float batch on the network's device."""
-        return self.preprocessing.normalize(batch).to(self.device)
+        return self.preprocessing.normalize(np.require(batch, requirements="W")).to(self.device)  # torch wants writable
 
     def targets(self, target: str | None, n: int) -> list[int] | None:
         if target is None:

@@ -178,3 +178,15 @@ def test_steps_per_epoch_is_read_from_what_the_trainer_logged():
     runs = pd.DataFrame({"run_id": ["a", "b"], f"tags.{names.TAG_STEPS_PER_EPOCH}": ["21", None]})
     assert tables.steps_per_epoch(runs) == {"a": 21.0}
     assert tables.steps_per_epoch(pd.DataFrame({"run_id": ["a"]})) == {}  # a run that logged neither
+
+
+def test_explanation_figure_stretches_the_map_over_the_picture():
+    picture = np.zeros((80, 40), dtype=np.uint8)  # a gray original, taller than wide
+    heat = np.array([[1.0, -1.0], [0.0, 2.0]])
+    fig = charts.explanation_figure(picture, heat, "digits-cnn v1", smooth=True)
+    image, overlay = fig.data
+    assert image.type == "image" and np.asarray(image.z).shape == (80, 40, 3)
+    assert overlay.type == "heatmap" and (overlay.dx, overlay.dy) == (20, 40)  # each cell covers its pixels
+    assert np.asarray(overlay.z).max() == 1.0 and (overlay.zmin, overlay.zmax) == (-1, 1)
+    assert "0)" in overlay.colorscale[1][1]  # no evidence: see-through
+    assert fig.layout.title.text == "digits-cnn v1" and fig.layout.yaxis.scaleanchor == "x"

@@ -106,3 +106,9 @@ def test_unreachable_store(unreachable_store):
     start = time.perf_counter()
     at = open_page("run_detail", run="a" * 32)
     assert time.perf_counter() - start < 15 and not at.exception and "cannot be read" in texts(at.error)
+
+
+def test_evaluation_shows_the_mistakes_explained(trained_run):
+    at = open_page("run_detail", run=trained_run)
+    assert not at.exception
+    assert any("why the most confident mistakes were made" in c for image in at.image for c in image.captions)
