@@ -16,6 +16,6 @@ from dashboard.store.models import explainer, forget_model_versions, model_versi
 from dashboard.store.queue import forget_queue, queue
 
 __all__ = ["ERRORS", "ArtifactNotFoundError", "FilterError", "RunNotFoundError", "TrackingError", "artifact_bytes",
-           "artifacts", "client", "confusion_matrix", "explainer", "experiments", "forget_model_versions", "forget_queue",
-           "metric_histories", "model_file_bytes", "model_info", "model_versions", "per_class", "predictor", "queue",
-           "run", "runs", "versions"]
+           "artifacts", "client", "confusion_matrix", "explainer", "experiments", "forget_model_versions",
+           "forget_queue", "metric_histories", "model_file_bytes", "model_info", "model_versions", "per_class",
+           "predictor", "queue", "run", "runs", "versions"]

@@ -111,9 +111,10 @@ def explanations_figure(images: np.ndarray, for_predicted: np.ndarray, for_true:
     for k, img in enumerate(images):
         row, pair = divmod(k, pairs)
         predicted, true = classes[predictions[k]], classes[labels[k]]
+        none = ["" if np.any(m) else ": none" for m in (for_predicted[k], for_true[k])]
         panels = ((rgb(img), f"{true} → {predicted} ({confidence[k]:.0%})"),
-                  (overlay(img, for_predicted[k]), f"for {predicted} (predicted)" + ("" if np.any(for_predicted[k]) else ": none")),
-                  (overlay(img, for_true[k]), f"for {true} (true)" + ("" if np.any(for_true[k]) else ": none")))
+                  (overlay(img, for_predicted[k]), f"for {predicted} (predicted){none[0]}"),
+                  (overlay(img, for_true[k]), f"for {true} (true){none[1]}"))
         for j, (picture, text) in enumerate(panels):
             x, y = (3 * pair + j) * (side + gap) + pair * gap, row * (side + title) + title
             canvas[y:y + side, x:x + side] = _panel(picture, side)
