@@ -158,13 +158,14 @@ def show_explanations(runs: list, pick: int) -> None:
                           help="the class whose evidence is drawn: red pixels raised its score, blue ones lowered it")
     columns = st.columns(2 * len(runs))
     for i, (model, results, _) in enumerate(runs):
-        result, started = results[pick], time.perf_counter()
+        result = results[pick]
         try:
             explainer = store.explainer(model)
         except predict.ModelError as e:
             columns[2 * i].info(f"{model.ref.label} cannot be explained: {e}")
             continue
-        target = choice if choice in model.classes else None
+        started = time.perf_counter()
+        target = choice if choice in model.classes else result.prediction.label  # known: saves a forward pass
         [e] = explainer.explain(result.prepared[None], target)
         ms = (time.perf_counter() - started) * 1000
         original = result.image.copy()
@@ -175,7 +176,7 @@ def show_explanations(runs: list, pick: int) -> None:
         columns[2 * i + 1].plotly_chart(charts.explanation_figure(result.prepared.transpose(1, 2, 0), e.heat,
                                                                   "model input"),
                                         key=f"pg_explain_input_{i}", config={"displayModeBar": False})
-        other = f" ({model.ref.label} has no class {choice})" if choice != PREDICTED and target is None else ""
+        other = f" ({model.ref.label} has no class {choice})" if choice not in (PREDICTED, *model.classes) else ""
         columns[2 * i].caption(f"{e.method} for class **{e.label}**{other} · {ms:.0f} ms"
                                + (" · no pixel spoke for this class: the map is all zero" if e.empty else ""))
 
