@@ -111,6 +111,9 @@ def test_predict_explain_writes_one_png_per_image_and_keeps_errors(trained_run, 
     assert code == 1 and "notes.png: not an image" in captured.err
     assert sorted(p.name for p in out.iterdir()) == ["digit0.png", "digit1.png"]
     assert Image.open(out / "digit0.png").size[0] > 100
+    code = cli.main(["predict", "models:/digits-cnn/1", str(paths[0]), "--explain", str(tmp_path / "other"),
+                     "--explain-class", "cat"])
+    assert code == 2 and "no class 'cat'" in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
 def test_every_run_logs_its_mistakes_explained(trained_run):
