@@ -272,3 +272,30 @@ def top_classes_figure(top: pd.DataFrame) -> go.Figure:
                       xaxis=dict(range=[0, 1], tickformat=".0%", title=None),
                       yaxis=dict(categoryorder="array", categoryarray=labels[::-1], type="category", title=None))
     return fig
+
+
+# red where a pixel raised the class score, blue where it lowered it, see-through where it did neither
+EXPLANATION_SCALE = [[0.0, "rgba(31, 119, 220, 0.75)"], [0.5, "rgba(255, 255, 255, 0)"],
+                     [1.0, "rgba(214, 39, 40, 0.75)"]]
+
+
+def explanation_figure(picture: np.ndarray, heat: np.ndarray, title: str = "", smooth: bool = False) -> go.Figure:
+    """A heat map in [-1, 1] (any size) stretched over a picture (uint8 (H, W), (H, W, 1) or (H, W, 3)).
+
+    The model input is the picture resized without keeping its aspect, so stretching the map over
+    the original puts every cell over the pixels it was computed from.
+    """
+    picture = np.asarray(picture, dtype=np.uint8)
+    picture = picture[..., None] if picture.ndim == 2 else picture
+    picture = np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture
+    (h, w), (mh, mw) = picture.shape[:2], heat.shape
+    fig = go.Figure(go.Image(z=picture, hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(z=np.clip(heat, -1, 1), x0=w / mw / 2 - 0.5, dx=w / mw, y0=h / mh / 2 - 0.5, dy=h / mh,
+                             zmin=-1, zmax=1, colorscale=EXPLANATION_SCALE, showscale=False,
+                             zsmooth="best" if smooth else False,
+                             hovertemplate="evidence %{z:+.2f}<extra></extra>"))
+    fig.update_xaxes(visible=False, range=[-0.5, w - 0.5])
+    fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor="x")
+    fig.update_layout(height=230, margin=dict(l=0, r=0, t=26 if title else 0, b=0),
+                      title=dict(text=title, font=dict(size=12), x=0.5, xanchor="center"))
+    return fig

@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files (png, jpg, webp, bmp, gif, ...)")
     predict.add_argument("--json", action="store_true", help="one JSON object per image and line")
     predict.add_argument("--top", type=int, default=3, metavar="K", help="classes to show per image (default: 3)")
+    predict.add_argument("--explain", metavar="OUT_DIR", default=None,
+                         help="also write one PNG per image to OUT_DIR: what drove the prediction, over the image "
+                              "(Grad-CAM for conv nets, integrated gradients for the mlp)")
+    predict.add_argument("--explain-class", metavar="CLASS", default=None,
+                         help="with --explain: explain this class instead of each image's predicted one")
 
     # --- the queue ---
     submit = commands.add_parser("submit", help="queue a training run for the worker; prints its run id",
@@ -98,16 +103,56 @@ def predict(args) -> int:
     _quiet_mlflow()
     model = predictions.load(args.model_uri)
     results = predictions.predict_many(model, [(path, path) for path in args.images], top=args.top)
+    written = _explanations(model, results, args.explain, args.explain_class) if args.explain else {}
     for r in results:
         if args.json:
             print(json.dumps({"image": r.name, "error": r.error.removeprefix(f"{r.name}: ")} if r.error
-                             else r.prediction.to_json(r.name)))
+                             else {**r.prediction.to_json(r.name), **({"explanation": written[r.name]}
+                                                                      if r.name in written else {})}))
         elif r.error:
             print(f"error: {r.error}", file=sys.stderr)
         else:
             top = ", ".join(f"{label} {p:.1%}" for label, p in r.prediction.top)
             print(f"{r.name}: {r.prediction.label} ({r.prediction.probability:.1%})  top: {top}")
     return errors.FAILED if any(r.error for r in results) else errors.OK
+
+
+def _explanations(model, results, out_dir: str, target: str | None) -> dict[str, str]:
+    """Write `<image stem>.png` overlays for the usable images to out_dir: {image: PNG path}."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from pipeline.serving import explain
+    from pipeline.training import figures
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise errors.UserError(f"--explain {out_dir}: exists and is not a folder")
+    usable = [r for r in results if r.prediction]
+    explainer = explain.for_predictor(model)
+    maps = explainer.explain(np.stack([r.prepared for r in usable]), target) if usable else []
+    out.mkdir(parents=True, exist_ok=True)
+    written, taken = {}, set()
+    for r, e in zip(usable, maps):
+        stem = Path(r.name).stem or "image"
+        name, i = f"{stem}.png", 1
+        while name in taken:  # a.png from two folders: a.png, a-2.png
+            i += 1
+            name = f"{stem}-{i}.png"
+        taken.add(name)
+        original = r.image.copy()
+        original.thumbnail((256, 256))  # a big photo needs no more pixels to show where the map falls
+        title = (f"{Path(r.name).name}: predicted {r.prediction.label} ({r.prediction.probability:.0%}); "
+                 f"{e.method} for {e.label}" + (" (no evidence)" if e.empty else ""))
+        figure = figures.explanation_figure(np.asarray(original), r.prepared, e.heat, title)
+        figure.savefig(out / name)
+        plt.close(figure)
+        written[r.name] = str(out / name)
+    if written:
+        print(f"wrote {len(written)} explanation(s) to {out}", file=sys.stderr)
+    return written
 
 
 # --- the queue -----------------------------------------------------------------------------------

@@ -46,3 +46,18 @@ def predictor(version):
     Raises pipeline.serving.predict.ModelError when the version is gone or cannot be loaded.
     """
     return _predictor(uri(), version.name, int(version.version), version.created.isoformat())
+
+
+@st.cache_resource(max_entries=refresh.MODELS_KEPT, show_spinner=False)
+def _explainer(uri: str, model_uri: str, identity: int, _predictor):
+    from pipeline.serving import explain
+
+    return explain.for_predictor(_predictor)
+
+
+def explainer(predictor):
+    """The explainer (pipeline.serving.explain.Explainer) of a loaded model, cached beside it.
+
+    Raises pipeline.serving.predict.ModelError when the model cannot be rebuilt to be explained.
+    """
+    return _explainer(uri(), predictor.ref.load_uri, id(predictor), predictor)

@@ -151,6 +151,39 @@ def show_batch(runs: list, compare: bool) -> None:
                        help="every image with its prediction, confidence and top classes")
 
 
+PREDICTED = "the predicted class"
+
+
+def show_explanations(runs: list, pick: int) -> None:
+    """Heat maps of what drove each model's answer on the detailed image, over the original and the input."""
+    st.subheader("What drove the answer")
+    choice = st.selectbox("Explain", [PREDICTED, *runs[0][0].classes], key="pg_explain_class",
+                          help="the class whose evidence is drawn: red pixels raised its score, blue ones lowered it")
+    columns = st.columns(2 * len(runs))
+    for i, (model, results, _) in enumerate(runs):
+        result = results[pick]
+        try:
+            explainer = store.explainer(model)
+        except predict.ModelError as e:
+            columns[2 * i].info(f"{model.ref.label} cannot be explained: {e}")
+            continue
+        started = time.perf_counter()
+        target = choice if choice in model.classes else result.prediction.label  # known: saves a forward pass
+        [e] = explainer.explain(result.prepared[None], target)
+        ms = (time.perf_counter() - started) * 1000
+        original = result.image.copy()
+        original.thumbnail((256, 256))  # the map has the input's few cells: more pixels add nothing
+        columns[2 * i].plotly_chart(charts.explanation_figure(np.asarray(original), e.heat, model.ref.label,
+                                                              smooth=True),
+                                    key=f"pg_explain_original_{i}", config={"displayModeBar": False})
+        columns[2 * i + 1].plotly_chart(charts.explanation_figure(result.prepared.transpose(1, 2, 0), e.heat,
+                                                                  "model input"),
+                                        key=f"pg_explain_input_{i}", config={"displayModeBar": False})
+        other = f" ({model.ref.label} has no class {choice})" if choice not in (PREDICTED, *model.classes) else ""
+        columns[2 * i].caption(f"{e.method} for class **{e.label}**{other} · {ms:.0f} ms"
+                               + (" · no pixel spoke for this class: the map is all zero" if e.empty else ""))
+
+
 # ---------------------------------------------------------------------------------------------
 # page
 
@@ -228,6 +261,7 @@ def show_results(models: list, items: list, compare: bool) -> None:
             if reasons:
                 st.warning("**Unlike what this model was trained on**, so trust this answer less: "
                            + "; ".join(reasons) + ".", icon=":material/warning:")
+    show_explanations(runs, pick)
     if len(items) > 1 or compare:
         st.subheader("All images")
         show_batch(runs, compare)

@@ -153,6 +153,18 @@ def evaluation(run: dict) -> None:
                  caption="most confidently wrong test images")
     except store.ArtifactNotFoundError as e:
         st.info(f"No misclassified examples: {e}.")
+    explanations(run_id, version)
+
+
+def explanations(run_id: str, version: int) -> None:
+    """The most confident mistakes with the maps for their predicted and true class (logged at training end)."""
+    try:
+        st.image(store.artifact_bytes(run_id, names.EXPLANATIONS_PNG, version),
+                 caption="why the most confident mistakes were made: what spoke for the predicted class and for "
+                         "the true one (red raised the class score, blue lowered it)")
+    except store.ArtifactNotFoundError:
+        st.caption(f"No explanations: {names.EXPLANATIONS_PNG} was not logged (runs trained before explanations "
+                   "existed have none).")
 
 
 def versus(run: dict) -> None:

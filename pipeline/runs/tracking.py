@@ -163,6 +163,16 @@ def log_figure(client: MlflowClient, run_id: str, figure, path: str) -> None:
     client.log_figure(run_id, figure, path)
 
 
+def log_arrays(client: MlflowClient, run_id: str, arrays: dict[str, np.ndarray], path: str) -> None:
+    """Arrays as one compressed .npz (numeric and string arrays only: it loads with allow_pickle=False)."""
+    import tempfile
+
+    folder, name = path.rsplit("/", 1) if "/" in path else ("", path)
+    with tempfile.TemporaryDirectory(prefix="runboard-arrays-") as tmp:
+        np.savez_compressed(Path(tmp) / name, **arrays)
+        client.log_artifact(run_id, str(Path(tmp) / name), folder or None)
+
+
 def log_model(model, preprocessing: dict, register: str = ""):
     """Log `model` (pt2, no pickle) as `model` of the active run, with signature and preprocessing.
 

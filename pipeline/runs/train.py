@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 import matplotlib.pyplot as plt
+import numpy as np
 from mlflow import MlflowClient
 
 from pipeline import names
@@ -73,6 +74,7 @@ def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
             lifecycle.set_tags(client, run_id, {names.TAG_TRAIN_STARTED: f"{time.time():.3f}"})
             result = engine.fit(config, data, tracking.MlflowTracker(client, run_id), progress=progress)
             log_evaluation(client, run_id, result, data)
+            log_explanations(client, run_id, result, data, preprocessing(data, config))
             lifecycle.set_tags(client, run_id, {names.TAG_EPOCHS_RUN: result.epochs_run,
                                                 names.TAG_BEST_EPOCH: result.best_epoch,
                                                 names.TAG_TRAIN_ENDED: f"{time.time():.3f}"})
@@ -113,3 +115,33 @@ def log_evaluation(client: MlflowClient, run_id: str, result: engine.TrainResult
 def _pixels(split: datasets.Split):
     """What the misclassified grid indexes: the uint8 array, or the files, decoded only for the shown ones."""
     return split.images.numpy() if split.in_memory else split.images
+
+
+def log_explanations(client: MlflowClient, run_id: str, result: engine.TrainResult, data: datasets.ImageData,
+                     preprocessing: dict) -> None:
+    """The most confident mistakes with the maps for their predicted and their true class: why the
+    model said what it said, and what it saw of the right answer (figure and arrays)."""
+    from pipeline.serving import explain, predict
+
+    test = result.test
+    confidence = test.probabilities.max(axis=1)
+    wrong = np.flatnonzero(test.labels != test.predictions)
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:figures.EXPLAINED_SHOWN]
+    pixels = _pixels(data.test)
+    images = np.stack([np.asarray(pixels[i]) for i in wrong]) if len(wrong) else \
+        np.zeros((0, data.channels, *data.image_size), dtype=np.uint8)
+    explainer = explain.Explainer(result.model, predict.Preprocessing.from_metadata(
+        {names.PREPROCESSING_KEY: preprocessing}))
+    x = explainer.inputs(images)
+    for_predicted = explainer.attribute(x, test.predictions[wrong].tolist())
+    for_true = explainer.attribute(x, test.labels[wrong].tolist())
+    top = np.maximum(np.abs(for_predicted).max(axis=(1, 2)), np.abs(for_true).max(axis=(1, 2)))[:, None, None]
+    scale = np.where(top > 0, top, 1.0)  # one scale per image: the two maps' strengths compare
+    figure = figures.explanations_figure(images, for_predicted / scale, for_true / scale, test.labels[wrong],
+                                         test.predictions[wrong], confidence[wrong], data.classes, explainer.method)
+    tracking.log_figure(client, run_id, figure, names.EXPLANATIONS_PNG)
+    plt.close(figure)
+    tracking.log_arrays(client, run_id, {
+        "test_index": wrong, "images": images, "labels": test.labels[wrong], "predictions": test.predictions[wrong],
+        "confidence": confidence[wrong], "for_predicted": for_predicted, "for_true": for_true,
+        "classes": np.array(data.classes, dtype=str), "method": np.array(explainer.method)}, names.EXPLANATIONS_NPZ)

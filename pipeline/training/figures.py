@@ -52,3 +52,89 @@ def misclassified_figure(images: np.ndarray, labels: np.ndarray, predictions: np
     fig.suptitle(title if len(wrong) else "no misclassified test images", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# explanations: red where a pixel raised the class score, blue where it lowered it, the image elsewhere
+
+EXPLAINED_SHOWN = 8      # mistakes in the explanations figure, two per row
+OVERLAY_ALPHA = 0.75     # the strongest evidence covers the image this much
+FOR_CLASS, AGAINST_CLASS = (214, 39, 40), (31, 119, 220)  # red raised the class score, blue lowered it
+
+
+def rgb(picture: np.ndarray) -> np.ndarray:
+    """A model input uint8 (C, H, W) with C = 1 or 3, or a picture (H, W) or (H, W, 3) -> uint8 (H, W, 3)."""
+    if picture.ndim == 2:
+        picture = picture[..., None]
+    elif picture.shape[-1] != 3 and picture.shape[0] in (1, 3):
+        picture = picture.transpose(1, 2, 0)
+    return np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture
+
+
+def overlay(picture: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """The picture (any size) under the heat map (any size, values in [-1, 1], stretched over it)."""
+    from PIL import Image
+
+    base = rgb(picture).astype(np.float32)
+    h, w = base.shape[:2]
+    if heat.shape != (h, w):
+        heat = np.asarray(Image.fromarray(heat.astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR))
+    heat = np.clip(heat, -1, 1)[..., None]
+    colors = np.where(heat > 0, np.float32(FOR_CLASS), np.float32(AGAINST_CLASS))
+    alpha = np.abs(heat) * OVERLAY_ALPHA
+    return (base * (1 - alpha) + colors * alpha).round().clip(0, 255).astype(np.uint8)
+
+
+def _panel(picture: np.ndarray, side: int) -> np.ndarray:
+    """An RGB picture resized to side x side: pixels stay sharp when enlarged."""
+    from PIL import Image
+
+    img = Image.fromarray(rgb(picture))
+    method = Image.Resampling.NEAREST if max(img.size) < side else Image.Resampling.BILINEAR
+    return np.asarray(img.resize((side, side), method))
+
+
+def explanations_figure(images: np.ndarray, for_predicted: np.ndarray, for_true: np.ndarray, labels: np.ndarray,
+                        predictions: np.ndarray, confidence: np.ndarray, classes: list[str], method: str):
+    """The most confident mistakes (already chosen, in order), each as: image | map for the predicted
+    class | map for the true class. Maps: (K, H, W) in [-1, 1]. One picture with labels, not 24 axes:
+    drawing stays well under a second."""
+    side, gap, title = 96, 8, 26  # pixels of a panel, between panels, above a row
+    pairs = 2 if len(images) > 1 else 1
+    rows = max(1, int(np.ceil(len(images) / pairs)))
+    width, height = 3 * pairs * (side + gap) + gap * (pairs - 1), rows * (side + title)
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    fig = plt.figure(figsize=(width / 100, height / 100 + 0.35), dpi=100)
+    ax = fig.add_axes((0, 0, 1, height / (height + 35)))
+    ax.axis("off")
+    labels_at = []
+    for k, img in enumerate(images):
+        row, pair = divmod(k, pairs)
+        predicted, true = classes[predictions[k]], classes[labels[k]]
+        none = ["" if np.any(m) else ": none" for m in (for_predicted[k], for_true[k])]
+        panels = ((rgb(img), f"{true} → {predicted} ({confidence[k]:.0%})"),
+                  (overlay(img, for_predicted[k]), f"for {predicted} (predicted){none[0]}"),
+                  (overlay(img, for_true[k]), f"for {true} (true){none[1]}"))
+        for j, (picture, text) in enumerate(panels):
+            x, y = (3 * pair + j) * (side + gap) + pair * gap, row * (side + title) + title
+            canvas[y:y + side, x:x + side] = _panel(picture, side)
+            labels_at.append((x + side / 2, y - 4, text))
+    ax.imshow(canvas, interpolation="nearest")
+    for x, y, text in labels_at:
+        ax.text(x, y, text, ha="center", va="bottom", fontsize=7)
+    head = (f"the most confident mistakes, explained ({method}): red raised the class score, blue lowered it"
+            if len(images) else "no misclassified test images to explain")
+    fig.suptitle(head, fontsize=8, y=0.995)
+    return fig
+
+
+def explanation_figure(original: np.ndarray, prepared: np.ndarray, heat: np.ndarray, title: str):
+    """One image's explanation: over the original and over the model input (the CLI's PNG)."""
+    fig, axes = plt.subplots(1, 2, figsize=(5.2, 2.9), dpi=100)
+    for ax, picture, name in ((axes[0], original, "original"), (axes[1], prepared, "model input")):
+        ax.imshow(overlay(picture, heat), interpolation="nearest")
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

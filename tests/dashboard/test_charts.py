@@ -199,3 +199,15 @@ def test_the_legend_sits_above_the_plot_even_for_many_runs():
 def test_one_learning_rate_format():
     assert tables.format_lr(0.03) == tables.format_lr("0.03") == tables.compact("0.03", "lr") == "3.00e-2"
     assert tables.format_lr(3e-4) == "3.00e-4"
+
+
+def test_explanation_figure_stretches_the_map_over_the_picture():
+    picture = np.zeros((80, 40), dtype=np.uint8)  # a gray original, taller than wide
+    heat = np.array([[1.0, -1.0], [0.0, 2.0]])
+    fig = charts.explanation_figure(picture, heat, "digits-cnn v1", smooth=True)
+    image, overlay = fig.data
+    assert image.type == "image" and np.asarray(image.z).shape == (80, 40, 3)
+    assert overlay.type == "heatmap" and (overlay.dx, overlay.dy) == (20, 40)  # each cell covers its pixels
+    assert np.asarray(overlay.z).max() == 1.0 and (overlay.zmin, overlay.zmax) == (-1, 1)
+    assert "0)" in overlay.colorscale[1][1]  # no evidence: see-through
+    assert fig.layout.title.text == "digits-cnn v1" and fig.layout.yaxis.scaleanchor == "x"

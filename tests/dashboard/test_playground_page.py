@@ -19,6 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from dashboard import store
+from tests.dashboard.conftest import figures
 from pipeline.serving import predict, registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,6 +112,24 @@ def test_a_sample_click_predicts_what_the_library_predicts(models):
     assert any(c.startswith("original · 8×8") for c in captions) and any(c.startswith("model input · 8×8") for c in captions)
     assert any(c.value.startswith("Latency ") and "ms per image" in c.value for c in at.caption)
     assert at.get("plotly_chart")  # the top-k bar chart
+
+
+def test_the_detailed_image_is_explained_for_the_predicted_or_a_picked_class(models):
+    at = page(NAME, "champion")
+    at = next(b for b in at.button if b.key.startswith("pg_sample_")).click().run()
+    assert_no_traceback(at)
+    maps = [f for f in figures(at) if any(t.get("type") == "heatmap" for t in f["data"])]
+    assert [f["layout"]["title"]["text"] for f in maps] == [f"{NAME} v1", "model input"]
+    [label] = [m.value for m in at.metric if m.label == "Prediction"]
+    assert any(c.value.startswith(f"Grad-CAM for class **{label}**") for c in at.caption)
+    other = next(c for c in "0123456789" if c != label)
+    at.selectbox(key="pg_explain_class").set_value(other)
+    at.toggle(key="pg_compare").set_value(True)
+    at = at.run()
+    assert_no_traceback(at)
+    assert len([f for f in figures(at) if any(t.get("type") == "heatmap" for t in f["data"])]) == 4
+    shown = " | ".join(c.value for c in at.caption)
+    assert f"Grad-CAM for class **{other}**" in shown and f"integrated gradients for class **{other}**" in shown
 
 
 def test_uploads_of_every_kind_and_bad_bytes_keep_the_page_working(models, monkeypatch):

@@ -134,3 +134,9 @@ def test_an_unknown_vs_run_is_named_and_evaluations_start_in_counts(trained_runs
     [diff] = titled(at, "−")
     title = diff["layout"]["title"]["text"]
     assert "<br>" in title and diff["layout"]["margin"]["t"] >= 70  # two lines, room for both
+
+
+def test_evaluation_shows_the_mistakes_explained(trained_run):
+    at = open_page("run_detail", run=trained_run)
+    assert not at.exception
+    assert any("why the most confident mistakes were made" in c for image in at.image for c in image.captions)
