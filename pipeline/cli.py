@@ -1,4 +1,4 @@
-"""The command line: `python -m pipeline train|init|predict|submit|cancel|queue|worker ...`.
+"""The command line: `python -m pipeline train|init|predict|export|submit|cancel|queue|worker ...`.
 
 Thin callers of the library. Each command returns its exit code; errors end it through
 errors.run_command, the one table of exit codes: 0 success; 2 a bad value, dataset, run or model
@@ -42,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files (png, jpg, webp, bmp, gif, ...)")
     predict.add_argument("--json", action="store_true", help="one JSON object per image and line")
     predict.add_argument("--top", type=int, default=3, metavar="K", help="classes to show per image (default: 3)")
+
+    export = commands.add_parser("export", help="export a registered version to ONNX and int8, evaluate and log "
+                                 "each variant beside the original")
+    export.add_argument("model_uri", metavar="MODEL_URI", help="models:/NAME/VERSION or models:/NAME@ALIAS")
+    export.add_argument("--register", default="", metavar="NAME",
+                        help="also register each variant as a new version of NAME")
+    export.add_argument("--no-int8", dest="int8", action="store_false", help="ONNX only, no int8 quantization")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
 
     # --- the queue ---
     submit = commands.add_parser("submit", help="queue a training run for the worker; prints its run id",
@@ -110,6 +118,31 @@ def predict(args) -> int:
     return errors.FAILED if any(r.error for r in results) else errors.OK
 
 
+def export(args) -> int:
+    """0 with a table of the variants; 2 when the model cannot be exported or quantized (nothing logged)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from tqdm.auto import tqdm
+
+    from pipeline.serving import export as exporting
+
+    _quiet_mlflow()
+    stages = 5 + 3 * args.int8  # load, export, evaluate original and ONNX, log; int8: quantize, evaluate, log
+    with tqdm(total=stages, unit="stage", disable=args.quiet, file=sys.stderr) as bar:
+        started = []
+
+        def step(what: str) -> None:  # called as each stage starts: the previous one is done
+            bar.update(1 if started else 0)
+            started.append(what)
+            bar.set_description(what)
+
+        report = exporting.export(args.model_uri, args.register, args.int8, step)
+        bar.update(bar.total - bar.n)
+    print(exporting.summary(report))
+    for v in report.variants:
+        print(f"{v.variant}: {v.model_uri} (run {v.run_id})" + (f", registered as {v.registered}" if v.registered else ""))
+    return errors.OK
+
+
 # --- the queue -----------------------------------------------------------------------------------
 def submit(args) -> int:
     config = cfg.from_args(args)  # before the heavy imports: a typo answers at once
@@ -156,7 +189,7 @@ def worker(args) -> int:
     return errors.OK
 
 
-COMMANDS = {"train": train, "init": init, "predict": predict, "submit": submit, "cancel": cancel,
+COMMANDS = {"train": train, "init": init, "predict": predict, "export": export, "submit": submit, "cancel": cancel,
             "queue": queue, "worker": worker}
 
 
