@@ -16,7 +16,7 @@ from PIL import Image
 
 from dashboard import charts, model_choice, predictions, store, ui
 from dashboard.predictions import enlarged
-from pipeline import settings
+from pipeline import names, settings
 from pipeline.serving import predict, registry
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
@@ -114,6 +114,28 @@ def load(version):
     if seconds > 0.2:
         st.caption(f"Loaded {model.ref.label} in {seconds:.1f} s; cached for the next predictions.")
     return model
+
+
+def load_chosen(version, slot: str):
+    """The original of `version`, or one of its exported variants (ONNX, int8 in onnxruntime) once it has any."""
+    try:
+        rows = [r for r in store.model_variants(version) if r.get("run_id")]
+    except store.ERRORS:
+        rows = []
+    if not rows:
+        return load(version)
+    picked = st.radio("Variant", [names.ORIGINAL] + [r["variant"] for r in rows], horizontal=True,
+                      key=f"pg_variant_{slot}_{version.name}_{version.version}",
+                      help="the original (PyTorch) or a variant exported on the Registry page (onnxruntime)")
+    if picked == names.ORIGINAL:
+        return load(version)
+    try:
+        with st.spinner(f"Loading the {picked} variant of {version.name} v{version.version}…"):
+            return store.variant_predictor(next(r["run_id"] for r in rows if r["variant"] == picked))
+    except (predict.ModelError, *store.ERRORS) as e:
+        store.forget_model_variants()
+        st.error(f"The {picked} variant cannot be loaded: {e}. Showing the original instead.")
+        return load(version)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,7 +255,7 @@ def page() -> None:
     models = []
     for slot, version in zip(slots, choose_models(all_versions, compare, slots)):
         with slot:
-            model = load(version)
+            model = load_chosen(version, "ab"[len(models)])
             if model is not None:
                 st.caption(model_choice.describe(model.preprocessing, version))
             models.append(model)
