@@ -313,11 +313,12 @@ def start(source: str, log_path: str, int8: bool = True):
     """
     import subprocess
     import sys
+    from pathlib import Path
 
     argv = [sys.executable, "-m", "pipeline", "export", source, "--quiet"] + ([] if int8 else ["--no-int8"])
     with open(log_path, "wb") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                cwd=Path(__file__).resolve().parents[2], start_new_session=True)
 
 
 def summary(report: Report) -> str:
