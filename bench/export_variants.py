@@ -3,7 +3,7 @@
 For each model: train it tiny into a throwaway store (cnn on digits, 3 epochs; resnet18 on digits resized to
 64 px, 1 epoch: what the figures need is the architecture at that input size, not a good model), register
 it, then `pipeline.serving.export.export` it: ONNX (torch dynamo exporter) and int8 (onnxruntime static QDQ).
-Every variant is timed in this same process, one thread each, interleaved per model: the original in
+Every variant is timed in this same process, one thread each, one after the other: the original in
 PyTorch (the pt2 graph MLflow loads), the variants in onnxruntime. Prints export.summary's table: test
 accuracy, agreement, largest differences, size, p50/p95 for 1 image and a batch of 64, and ratios to
 the original.
