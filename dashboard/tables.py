@@ -186,7 +186,7 @@ def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
 
 
 def variants_table(rows: Sequence[Mapping]) -> pd.DataFrame:
-    """Original / ONNX / int8 (pipeline.serving.export.variants_of rows) with their figures and ratios to the original."""
+    """Original / ONNX / int8 (rows of pipeline.serving.export.variants_of): figures and ratios to the original."""
     if not rows:
         return pd.DataFrame()
     base = rows[0]

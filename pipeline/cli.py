@@ -139,7 +139,8 @@ def export(args) -> int:
         bar.update(bar.total - bar.n)
     print(exporting.summary(report))
     for v in report.variants:
-        print(f"{v.variant}: {v.model_uri} (run {v.run_id})" + (f", registered as {v.registered}" if v.registered else ""))
+        registered = f", registered as {v.registered}" if v.registered else ""
+        print(f"{v.variant}: {v.model_uri} (run {v.run_id}){registered}")
     return errors.OK
 
 

@@ -70,7 +70,7 @@ def test_each_variant_is_logged_in_its_own_run_linked_to_the_source(exported, tr
         assert set(info.flavors) == {"onnx", "python_function"}
         assert info.metadata[names.PREPROCESSING_KEY] == source_meta[names.PREPROCESSING_KEY]
         assert info.metadata[names.VARIANT_KEY] == v.variant
-    assert [v.registered for v in exported.variants] == ["models:/digits-cnn-variants/1", "models:/digits-cnn-variants/2"]
+    assert [v.registered for v in exported.variants] == [f"models:/digits-cnn-variants/{n}" for n in (1, 2)]
     rows = export.variants_of(client, "models:/digits-cnn/1")
     assert [r["variant"] for r in rows] == [names.ORIGINAL, names.ONNX, names.INT8]
     assert rows[0][names.MODEL_SIZE] == exported.original.metrics[names.MODEL_SIZE]

@@ -192,7 +192,7 @@ def choose_models(all_versions: list, compare: bool, slots) -> list:
             version_b, _ = pick_model(all_versions, "b", model_choice.default_b(all_versions, version_a))
         chosen.append(version_b)
         if version_b.uri == version_a.uri:
-            st.info("Both sides are the same version: pick another version or model to compare.")
+            st.info("Both sides are the same version: pick another version or model, or another variant, to compare.")
     return chosen
 
 
