@@ -139,5 +139,6 @@ def test_missing_versions_and_runs_without_data_are_refused(trained_run, capsys)
     assert "version 42 does not exist" in capsys.readouterr().err
     client = tracking.connect()
     run_id = client.create_run(tracking.experiment_id(client, "tests-export")).info.run_id
+    client.set_terminated(run_id, "FINISHED")  # a finished run that logged no model
     with pytest.raises(predict.ModelError, match="has no model logged"):
         export.export(f"runs:/{run_id}/model", client=client)
