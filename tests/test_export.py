@@ -142,3 +142,10 @@ def test_missing_versions_and_runs_without_data_are_refused(trained_run, capsys)
     client.set_terminated(run_id, "FINISHED")  # a finished run that logged no model
     with pytest.raises(predict.ModelError, match="has no model logged"):
         export.export(f"runs:/{run_id}/model", client=client)
+
+
+def test_what_the_quantizer_cannot_read_is_refused_in_one_line():
+    with pytest.raises(export.ExportError, match=r"^m v1: cannot be quantized to int8 \(\w+: ") as e:
+        export._refusing("m v1: cannot be quantized to int8", export.to_int8, b"not onnx",
+                         np.zeros((2, 1, 8, 8), np.float32))
+    assert "\n" not in str(e.value)
