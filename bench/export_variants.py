@@ -13,14 +13,18 @@ the original.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tempfile.mkdtemp()}/bench.db"  # a throwaway store
+STORE = tempfile.mkdtemp(prefix="runboard-bench-export-")  # a throwaway store, removed at exit (resnet18: ~100 MB)
+atexit.register(shutil.rmtree, STORE, True)
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{STORE}/bench.db"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from pipeline.config import RunConfig  # noqa: E402
