@@ -8,5 +8,6 @@ LIVE_REFRESH = 10        # seconds between refreshes of pages that show an unfin
 IMAGE_FOLDERS_TTL = 30   # seconds the launch form's list of image folders under the data root is kept
 DOWNLOADS_KEPT = 256     # artifact files kept in memory (they never change once logged)
 MODEL_INFOS_KEPT = 128   # logged models' descriptions kept
+EXPORT_REFRESH = 2       # seconds between checks of an export running in the background (Registry page)
 MODELS_KEPT = 8          # loaded models kept in memory (a resnet18 is ~45 MB)
 HISTORY_POINTS_KEPT = 5_000_000  # metric points kept in memory (~120 MB) across sessions

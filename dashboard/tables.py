@@ -297,3 +297,27 @@ def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """Tags worth showing: MLflow's bookkeeping and the traceback (shown on its own) left out."""
     hidden = {names.TAG_TRACEBACK, names.TAG_LOG_MODEL_HISTORY, names.TAG_RUN_NAME}
     return {k: v for k, v in sorted(tags.items()) if k not in hidden}
+
+
+def variants_table(rows: Sequence[Mapping]) -> pd.DataFrame:
+    """Original / ONNX / int8 (rows of pipeline.serving.export.variants_of): figures and ratios to the original."""
+    if not rows:
+        return pd.DataFrame()
+    base = rows[0]
+
+    def ratio(row, key):
+        value, ref = row.get(key), base.get(key)
+        return value / ref if value is not None and ref else None
+
+    return pd.DataFrame([{
+        "variant": r["variant"], "test accuracy": r.get(names.TEST_ACCURACY),
+        "agreement": r.get(names.AGREEMENT), "max prob. diff": r.get(names.MAX_PROBABILITY_DIFF),
+        "max logit diff": r.get(names.MAX_LOGIT_DIFF),
+        "size (MB)": r[names.MODEL_SIZE] / 1e6 if r.get(names.MODEL_SIZE) else None,
+        "size ×": ratio(r, names.MODEL_SIZE),
+        "1 image p50 (ms)": r.get(names.LATENCY_1_P50), "1 image p95 (ms)": r.get(names.LATENCY_1_P95),
+        "1 image ×": ratio(r, names.LATENCY_1_P50),
+        "64 images p50 (ms)": r.get(names.LATENCY_64_P50), "64 images p95 (ms)": r.get(names.LATENCY_64_P95),
+        "64 images ×": ratio(r, names.LATENCY_64_P50),
+        "run": f"run_detail?run={r['run_id']}" if r.get("run_id") else None,
+    } for r in rows])

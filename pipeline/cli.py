@@ -1,4 +1,5 @@
-"""The command line: `python -m pipeline train|init|predict|submit|cancel|queue|worker ...`.
+"""The command line: `python -m pipeline COMMAND ...`, COMMAND one of train, lr-find, init, predict, export,
+submit, cancel, resume, queue, worker.
 
 Thin callers of the library. Each command returns its exit code; errors end it through
 errors.run_command, the one table of exit codes: 0 success; 2 a bad value, dataset, run or model
@@ -47,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
                               "(Grad-CAM for conv nets, integrated gradients for the mlp)")
     predict.add_argument("--explain-class", metavar="CLASS", default=None,
                          help="with --explain: explain this class instead of each image's predicted one")
+
+    export = commands.add_parser("export", help="export a registered version to ONNX and int8, evaluate and log "
+                                 "each variant beside the original")
+    export.add_argument("model_uri", metavar="MODEL_URI", help="models:/NAME/VERSION or models:/NAME@ALIAS")
+    export.add_argument("--register", default="", metavar="NAME",
+                        help="also register each variant as a new version of NAME")
+    export.add_argument("--no-int8", dest="int8", action="store_false", help="ONNX only, no int8 quantization")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
 
     # --- the queue ---
     submit = commands.add_parser("submit", help="queue a training run for the worker; prints its run id",
@@ -155,6 +164,32 @@ def _explanations(model, results, out_dir: str, target: str | None) -> dict[str,
     return written
 
 
+def export(args) -> int:
+    """0 with a table of the variants; 2 when the model cannot be exported or quantized (nothing logged)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from tqdm.auto import tqdm
+
+    from pipeline.serving import export as exporting
+
+    _quiet_mlflow()
+    stages = 5 + 3 * args.int8  # load, export, evaluate original and ONNX, log; int8: quantize, evaluate, log
+    with tqdm(total=stages, unit="stage", disable=args.quiet, file=sys.stderr) as bar:
+        started = []
+
+        def step(what: str) -> None:  # called as each stage starts: the previous one is done
+            bar.update(1 if started else 0)
+            started.append(what)
+            bar.set_description(what)
+
+        report = exporting.export(args.model_uri, args.register, args.int8, step)
+        bar.update(bar.total - bar.n)
+    print(exporting.summary(report))
+    for v in report.variants:
+        registered = f", registered as {v.registered}" if v.registered else ""
+        print(f"{v.variant}: {v.model_uri} (run {v.run_id}){registered}")
+    return errors.OK
+
+
 # --- the queue -----------------------------------------------------------------------------------
 def submit(args) -> int:
     config = cfg.from_args(args)  # before the heavy imports: a typo answers at once
@@ -201,7 +236,7 @@ def worker(args) -> int:
     return errors.OK
 
 
-COMMANDS = {"train": train, "init": init, "predict": predict, "submit": submit, "cancel": cancel,
+COMMANDS = {"train": train, "init": init, "predict": predict, "export": export, "submit": submit, "cancel": cancel,
             "queue": queue, "worker": worker}
 
 

@@ -18,6 +18,15 @@ STEP_METRICS = (TRAIN_LOSS_STEP,)
 TEST_LOSS, TEST_ACCURACY = "test_loss", "test_accuracy"
 TEST_PRECISION, TEST_RECALL, TEST_F1 = "test_precision_macro", "test_recall_macro", "test_f1_macro"
 TEST_METRICS = (TEST_LOSS, TEST_ACCURACY, TEST_PRECISION, TEST_RECALL, TEST_F1)
+# on an exported variant's run (step 0): the variant's figures, and the original's under ORIGINAL_PREFIX
+AGREEMENT = "agreement"                          # share of test images with the original's label
+MAX_PROBABILITY_DIFF = "max_probability_diff"    # largest |p_variant - p_original| over images and classes
+MAX_LOGIT_DIFF = "max_logit_diff"
+MODEL_SIZE = "model_size_bytes"                  # the logged model's files
+LATENCY_1_P50, LATENCY_1_P95 = "latency_1_p50_ms", "latency_1_p95_ms"      # one image per call
+LATENCY_64_P50, LATENCY_64_P95 = "latency_64_p50_ms", "latency_64_p95_ms"  # a batch of 64 per call
+LATENCY_METRICS = (LATENCY_1_P50, LATENCY_1_P95, LATENCY_64_P50, LATENCY_64_P95)
+ORIGINAL_PREFIX = "original_"                    # original_test_accuracy, original_model_size_bytes, ...
 # with --compile, step 0: the warm-up, kept out of throughput_img_s
 COMPILE_SECONDS = "compile_seconds"
 SYSTEM_PREFIX = "system/"  # MLflow's own CPU/GPU/memory samples
@@ -69,6 +78,9 @@ TAG_SWEEP = "runboard.sweep"              # on a sweep's parent run: grid or ran
 TAG_SWEEP_SPACE = "runboard.sweep_space"  # on the parent: the values swept, as JSON
 TAG_SWEEP_ID = "runboard.sweep_id"        # on each run of a sweep: the parent's run id
 TAG_SWEEP_RUNS = "runboard.sweep_runs"    # on the parent: its runs' ids, comma-separated
+# exported variants (pipeline/serving/export.py): each in its own run, linked to its source
+TAG_EXPORT_SOURCE = "runboard.export_source"  # the pinned source model URI: models:/NAME/VERSION
+TAG_VARIANT = "runboard.variant"          # which variant the run holds: one of VARIANTS
 # MLflow's own
 TAG_PARENT = "mlflow.parentRunId"         # MLflow's nesting: its UI folds a sweep under the parent
 TAG_USER = "mlflow.user"
@@ -93,6 +105,11 @@ LOG_DIR = "logs"                                            # the training log: 
 LOG_NAME = "train.log"
 MODEL_NAME = "model"                                        # the logged model's name in every run
 PREPROCESSING_KEY = "runboard_preprocessing"                # key in the logged model's metadata
+VARIANT_KEY = "runboard_variant"                            # an exported variant's metadata: onnx or int8
+SOURCE_KEY = "runboard_source"                              # ...and its source model URI
+ORIGINAL, ONNX, INT8 = "original", "onnx", "int8"           # the variants of a registered version
+VARIANTS = (ONNX, INT8)
+EXPORT_EXPERIMENT = "exports"                               # where variant runs go
 
 # --- inputs ----------------------------------------------------------------------------------
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})

@@ -51,3 +51,12 @@ def trained_runs(store, trained_run) -> list[str]:
     others = [RunConfig(**{**TINY, "lr": 1e-2}, experiment="tests", run_name="tiny-cnn-lr1e-2"),
               RunConfig(**{**TINY, "model": "mlp"}, experiment="tests", run_name="tiny-mlp")]
     return [trained_run] + [train.run(c, progress=False) for c in others]
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run):
+    """`digits-cnn` v1 exported to ONNX and int8 (pipeline.serving.export.Report), each variant registered
+    as a version of `digits-cnn-variants` (v1 onnx, v2 int8). Latency from few calls: it is not under test."""
+    from pipeline.serving import export
+
+    return export.export("models:/digits-cnn/1", register="digits-cnn-variants", runs=3)

@@ -61,3 +61,37 @@ def explainer(predictor):
     Raises pipeline.serving.predict.ModelError when the model cannot be rebuilt to be explained.
     """
     return _explainer(uri(), predictor.ref.load_uri, id(predictor), predictor)
+
+
+@st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
+def _variants(uri: str, source: str) -> list[dict]:
+    from pipeline.serving import export
+
+    try:
+        return export.variants_of(client(), source)
+    except MlflowException as e:
+        raise store_failed(e, "the exported variants") from None
+
+
+def model_variants(version) -> list[dict]:
+    """The exported variants of a registered version, original first (see pipeline.serving.export.variants_of);
+    empty when it was never exported."""
+    return _variants(uri(), version.uri)
+
+
+def forget_model_variants() -> None:
+    """Drop the cached variants after an export so the next read shows the new runs."""
+    _variants.clear()
+
+
+@st.cache_resource(max_entries=refresh.MODELS_KEPT, show_spinner=False)
+def _variant_predictor(uri: str, run_id: str):
+    from pipeline import names
+    from pipeline.serving import predict
+
+    return predict.load(f"runs:/{run_id}/{names.MODEL_NAME}", client())
+
+
+def variant_predictor(run_id: str):
+    """An exported variant (its run's ONNX model) loaded in onnxruntime, cached per run; raises ModelError."""
+    return _variant_predictor(uri(), run_id)

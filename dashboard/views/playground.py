@@ -16,7 +16,7 @@ from PIL import Image
 
 from dashboard import charts, input_check, model_choice, predictions, store, ui
 from dashboard.predictions import enlarged
-from pipeline import settings
+from pipeline import names, settings
 from pipeline.serving import predict, registry
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
@@ -119,6 +119,28 @@ def load(version):
     return model
 
 
+def load_chosen(version, slot: str):
+    """The original of `version`, or one of its exported variants (ONNX, int8 in onnxruntime) once it has any."""
+    try:
+        rows = [r for r in store.model_variants(version) if r.get("run_id")]
+    except store.ERRORS:
+        rows = []
+    if not rows:
+        return load(version)
+    picked = st.radio("Variant", [names.ORIGINAL] + [r["variant"] for r in rows], horizontal=True,
+                      key=f"pg_variant_{slot}_{version.name}_{version.version}",
+                      help="the original (PyTorch) or a variant exported on the Registry page (onnxruntime)")
+    if picked == names.ORIGINAL:
+        return load(version)
+    try:
+        with st.spinner(f"Loading the {picked} variant of {version.name} v{version.version}…"):
+            return store.variant_predictor(next(r["run_id"] for r in rows if r["variant"] == picked))
+    except (predict.ModelError, *store.ERRORS) as e:
+        store.forget_model_variants()
+        st.error(f"The {picked} variant cannot be loaded: {e}. Showing the original instead.")
+        return load(version)
+
+
 # ---------------------------------------------------------------------------------------------
 # results
 
@@ -206,7 +228,7 @@ def choose_models(all_versions: list, compare: bool, slots) -> list:
             version_b, _ = pick_model(all_versions, "b", model_choice.default_b(all_versions, version_a))
         chosen.append(version_b)
         if version_b.uri == version_a.uri:
-            st.info("Both sides are the same version: pick another version or model to compare.")
+            st.info("Both sides are the same version: pick another version or model, or another variant, to compare.")
     return chosen
 
 
@@ -281,7 +303,7 @@ def page() -> None:
     models = []
     for slot, version in zip(slots, choose_models(all_versions, compare, slots)):
         with slot:
-            model = load(version)
+            model = load_chosen(version, "ab"[len(models)])
             if model is not None:
                 st.caption(model_choice.describe(model.preprocessing, version))
             models.append(model)

@@ -7,13 +7,17 @@ detail page links here).
 """
 from __future__ import annotations
 
+import os
+import tempfile
+import time
+
 import pandas as pd
 import streamlit as st
 from mlflow.exceptions import MlflowException
 
-from dashboard import store, tables, ui
+from dashboard import refresh, store, tables, ui
 from pipeline import names, settings
-from pipeline.serving import registry
+from pipeline.serving import export, registry
 
 NEW_MODEL = "+ new model…"  # plain text: emoji need a font many servers lack
 OTHER_ALIAS = "other…"
@@ -237,6 +241,68 @@ def description_form(versions: list) -> None:
         _flash(f"Saved the description of {target[0]}" + (f" v{target[1]}." if target[1] else "."))
 
 
+def variants_section(versions: list) -> None:
+    """A version's exported variants beside the original (figures and ratios), and its Export action.
+
+    The export runs as a child process (`python -m pipeline export URI`), never in the page: seconds for
+    a digits cnn, a minute or more for a resnet18 at 64 px; a fragment polls it and shows its refusal line.
+    """
+    st.subheader("Exported variants: ONNX and int8")
+    ready = [v for v in versions if v.status == "READY"]
+    if not ready:
+        return
+    version = st.selectbox("Version", ready, key="variants_version",
+                           format_func=lambda v: f"{v.name} v{v.version} · {v.architecture or '?'} · "
+                                                 f"acc {_pct(v.test_accuracy)}")
+    try:
+        rows = store.model_variants(version)
+    except store.ERRORS as e:
+        return _failed(e)
+    if rows:
+        ratio, ms = st.column_config.NumberColumn(format="%.2f×"), st.column_config.NumberColumn(format="%.2f")
+        st.dataframe(tables.variants_table(rows), hide_index=True, width="stretch", key="variants_table",
+                     column_config={"test accuracy": st.column_config.NumberColumn(format="percent"),
+                                    "agreement": st.column_config.NumberColumn(format="percent"),
+                                    "max prob. diff": st.column_config.NumberColumn(format="%.1e"),
+                                    "max logit diff": st.column_config.NumberColumn(format="%.1e"),
+                                    "size (MB)": st.column_config.NumberColumn(format="%.2f"),
+                                    **{c: ratio for c in ("size ×", "1 image ×", "64 images ×")},
+                                    **{c: ms for c in ("1 image p50 (ms)", "1 image p95 (ms)", "64 images p50 (ms)",
+                                                       "64 images p95 (ms)")},
+                                    "run": st.column_config.LinkColumn(display_text="run", help="the variant's run")})
+        st.caption("Measured on the source run's test split, one CPU thread; the original in PyTorch, the variants "
+                   "in onnxruntime. Pick a variant as model A or B in the playground to compare them on images.")
+    else:
+        st.caption(f"{version.name} v{version.version} has not been exported yet.")
+    jobs = st.session_state.setdefault("export_jobs", {})
+    if version.uri in jobs:
+        _export_progress(version.uri)
+    elif st.button("Export to ONNX and int8", key="variants_export",
+                   help="export, quantize and evaluate in a background process; the table fills in when it ends"):
+        log = tempfile.NamedTemporaryFile(prefix="runboard-export-", suffix=".log", delete=False).name
+        jobs[version.uri] = (export.start(version.uri, log), log, time.time())
+        st.rerun()
+
+
+@st.fragment(run_every=refresh.EXPORT_REFRESH)
+def _export_progress(source: str) -> None:
+    process, log, started = st.session_state["export_jobs"][source]
+    if process.poll() is None:
+        st.info(f"Exporting {source}… {time.time() - started:.0f} s so far (seconds for small models).")
+        return
+    del st.session_state["export_jobs"][source]
+    with open(log, errors="replace") as f:
+        lines = [line.strip() for line in f.read().splitlines() if line.strip()]
+    os.remove(log)
+    if process.returncode == 0:
+        store.forget_model_variants()
+        st.session_state["registry_flash"] = f"Exported {source} to ONNX and int8."
+    else:
+        said = [line for line in lines if line.startswith("error:")] or lines[-1:] or ["no output"]
+        st.session_state["registry_flash_error"] = f"Export of {source} failed: {said[-1].removeprefix('error: ')}"
+    st.rerun(scope="app")
+
+
 @ui.guarded
 def page() -> None:
     st.title("Model registry")
@@ -245,9 +311,12 @@ def page() -> None:
     if flash := st.session_state.pop("registry_flash", None):
         slot.success(flash)
     _undo_button(slot)  # the last alias move of this session, until another change replaces it
+    if flash := st.session_state.pop("registry_flash_error", None):
+        st.error(flash)
     all_versions = store.model_versions()
     if all_versions:
         show_tables(all_versions)
+        variants_section(all_versions)
     else:
         st.info("No registered models yet. Register a finished run's model below, or train with "
                 "`python -m pipeline train --dataset digits --model cnn --register digits-cnn`.")

@@ -193,3 +193,28 @@ def log_model(model, preprocessing: dict, register: str = ""):
         model.cpu().eval(), name=names.MODEL_NAME, signature=signature, input_example=example,
         serialization_format="pt2", pip_requirements=requirements,
         metadata={names.PREPROCESSING_KEY: preprocessing}, registered_model_name=register or None)
+
+
+def log_onnx_model(model: bytes, metadata: dict, register: str = ""):
+    """Log ONNX bytes (an exported variant) as `model` of the active run: MLflow's ONNX flavor, one file.
+
+    The signature takes float32 (N, C, H, W) normalized images and returns logits, as the pt2 model does.
+    """
+    import mlflow.onnx
+    import onnx
+    import onnxruntime
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    proto = onnx.load_from_string(model)
+    pre = metadata[names.PREPROCESSING_KEY]
+    channels, (h, w), classes = int(pre["channels"]), pre["image_size"], len(pre["classes"])
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, channels, h, w), name=proto.graph.input[0].name)]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, classes), name=proto.graph.output[0].name)]))
+    requirements = [f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}",
+                    f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"]
+    return mlflow.onnx.log_model(
+        proto, name=names.MODEL_NAME, signature=signature, pip_requirements=requirements, metadata=metadata,
+        input_example=np.zeros((2, channels, h, w), dtype=np.float32), save_as_external_data=False,
+        onnx_execution_providers=["CPUExecutionProvider"], registered_model_name=register or None)

@@ -33,13 +33,18 @@ class ModelRef:
     name: str = ""    # registered model name, version and the alias it was asked by
     version: str = ""
     alias: str = ""
+    variant: str = ""  # an exported variant (onnx, int8) and its source model URI
+    source: str = ""
 
     @property
     def label(self) -> str:
-        """How people name it: `digits-cnn v2 @champion`, or the run's model."""
+        """How people name it: `digits-cnn v2 @champion`, `digits-cnn v2 · int8`, or the run's model."""
         if not self.name:
-            return f"run {self.run_id[:8]} model"
-        return f"{self.name} v{self.version}" + (f" @{self.alias}" if self.alias else "")
+            if self.variant and (m := re.fullmatch(r"models:/([^/@]+)/(\d+)", self.source)):
+                return f"{m[1]} v{m[2]} · {self.variant}"
+            return f"run {self.run_id[:8]} model" + (f" · {self.variant}" if self.variant else "")
+        return (f"{self.name} v{self.version}" + (f" @{self.alias}" if self.alias else "")
+                + (f" · {self.variant}" if self.variant else ""))
 
 
 def missing(e: MlflowException) -> bool:

@@ -75,10 +75,14 @@ class Preprocessing:
         """uint8 (N, C, H, W) -> float32 /255, minus mean, over std: the same ops as the trainer's."""
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(batch)).float().div_(255)
-        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.std).view(1, -1, 1, 1)
-        return (x - mean) / std
+        return torch.from_numpy(self.normalize_array(batch))
+
+    def normalize_array(self, batch: np.ndarray) -> np.ndarray:
+        """normalize() in numpy (float32), for onnxruntime."""
+        x = np.asarray(batch, dtype=np.float32) / np.float32(255)
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(1, -1, 1, 1)
+        return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
 
 def decode(source: ImageSource, name: str = "") -> Image.Image:
@@ -157,6 +161,21 @@ class Predictor:
         return self.predict_prepared(self.prepare(sources, names), top)
 
 
+class OnnxPredictor(Predictor):
+    """An exported variant (MLflow's ONNX flavor) run by onnxruntime, with the same preprocessing and interface."""
+
+    def __init__(self, session, preprocessing: Preprocessing, ref: ModelRef):
+        super().__init__(None, preprocessing, ref)
+        self.session = session
+
+    def logits(self, batch: np.ndarray) -> torch.Tensor:
+        import torch
+
+        from pipeline.serving import onnx_runtime
+
+        return torch.from_numpy(onnx_runtime.logits(self.session, self.preprocessing.normalize_array(batch)))
+
+
 @dataclass
 class ImageResult:
     """One image of a batch: what was seen and predicted, or why it could not be used."""
@@ -189,7 +208,10 @@ def predict_many(predictor: Predictor, items: Sequence[tuple[str, ImageSource]],
 
 
 def load(uri: str, client: MlflowClient | None = None) -> Predictor:
-    """Load `uri` (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model) without pickle."""
+    """Load `uri` (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model) without pickle.
+
+    A PyTorch (pt2) model runs in torch; an exported variant (ONNX flavor) in onnxruntime.
+    """
     import mlflow.pytorch
     from mlflow.models import get_model_info
 
@@ -199,8 +221,11 @@ def load(uri: str, client: MlflowClient | None = None) -> Predictor:
     try:
         info = get_model_info(ref.load_uri)
         preprocessing = Preprocessing.from_metadata(info.metadata, ref.label)
-        with tempfile.TemporaryDirectory(prefix="runboard-model-") as tmp:  # weights end up in memory
-            module = mlflow.pytorch.load_model(ref.load_uri, dst_path=tmp)
+        if "onnx" in info.flavors and "pytorch" not in info.flavors:
+            predictor = _onnx_predictor(ref, info.metadata, preprocessing)
+        else:
+            with tempfile.TemporaryDirectory(prefix="runboard-model-") as tmp:  # weights end up in memory
+                predictor = Predictor(mlflow.pytorch.load_model(ref.load_uri, dst_path=tmp), preprocessing, ref)
     except MlflowException as e:
         reason = str(e).splitlines()[0]
         if missing(e) and not ref.name:
@@ -211,8 +236,22 @@ def load(uri: str, client: MlflowClient | None = None) -> Predictor:
         raise ModelError(f"{ref.label}: cannot be loaded ({reason})") from None
     except (OSError, RuntimeError) as e:  # missing or damaged artifact files
         raise ModelError(f"{ref.label}: cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-    predictor = Predictor(module, preprocessing, ref)
     c, (h, w) = preprocessing.channels, preprocessing.image_size
     for n in (2, 1):  # the first calls of an exported graph are slow: pay them here, not per image
         predictor.predict_prepared(np.zeros((n, c, h, w), dtype=np.uint8))
     return predictor
+
+
+def _onnx_predictor(ref: ModelRef, metadata: dict, preprocessing: Preprocessing) -> OnnxPredictor:
+    """The variant in onnxruntime, named after its source (`digits-cnn v1 · int8`) when loaded by run."""
+    import dataclasses
+
+    import mlflow.onnx
+
+    from pipeline import settings
+    from pipeline.serving import onnx_runtime
+
+    variant, source = str(metadata.get(names.VARIANT_KEY, "onnx")), str(metadata.get(names.SOURCE_KEY, ""))
+    proto = mlflow.onnx.load_model(ref.load_uri)  # onnx.checker + protobuf parse: no pickle
+    session = onnx_runtime.session(proto.SerializeToString(), settings.predict_threads())
+    return OnnxPredictor(session, preprocessing, dataclasses.replace(ref, variant=variant, source=source))
