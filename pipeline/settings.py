@@ -6,6 +6,7 @@ The README's settings table lists the same names.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from pipeline.errors import UserError
@@ -92,8 +93,6 @@ def ray_auth_token() -> str | None:
 def ray_python() -> str:
     """RUNBOARD_RAY_PYTHON: the Python that runs a training job on a Ray node; default this one (the same
     path on every node, e.g. the project's .venv installed alike everywhere)."""
-    import sys
-
     return os.environ.get("RUNBOARD_RAY_PYTHON") or sys.executable
 
 

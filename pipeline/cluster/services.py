@@ -60,8 +60,15 @@ def _as_postgres(args: list[str]) -> None:
 
 
 def start_postgres(base: Path, port: int | None = None, database: str = "runboard") -> Postgres:
-    """A new database cluster in `base` (must not exist yet), on 127.0.0.1, with a role and database."""
-    pg, port, password = postgres_bin(), port or free_port(), secrets.token_hex(16)
+    """PostgreSQL on 127.0.0.1 with its data in `base`: a new cluster with a role and a database, or the
+    one an earlier start left there (its generated password kept beside it, readable by root only)."""
+    pg, port = postgres_bin(), port or free_port()
+    secret = base / "password"
+    if (base / "data" / "PG_VERSION").exists() and secret.exists():
+        _as_postgres([str(pg / "pg_ctl"), "-D", str(base / "data"), "-l", str(base / "server.log"), "-w", "-t", "30",
+                      "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {base}", "start"])
+        return Postgres(base, port, _url(secret.read_text().strip(), port, database))
+    password = secrets.token_hex(16)
     base.mkdir(parents=True)
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
@@ -77,7 +84,13 @@ def start_postgres(base: Path, port: int | None = None, database: str = "runboar
     _as_postgres([str(pg / "psql"), "-h", str(base), "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1",
                   "-q", "-c", f"CREATE ROLE runboard LOGIN PASSWORD '{password}'",
                   "-c", f"CREATE DATABASE {database} OWNER runboard"])
-    return Postgres(base, port, f"postgresql+psycopg://runboard:{password}@127.0.0.1:{port}/{database}")
+    secret.touch(mode=0o600)
+    secret.write_text(password)
+    return Postgres(base, port, _url(password, port, database))
+
+
+def _url(password: str, port: int, database: str) -> str:
+    return f"postgresql+psycopg://runboard:{password}@127.0.0.1:{port}/{database}"
 
 
 def stop_postgres(db: Postgres) -> None:
@@ -140,13 +153,13 @@ class TrackingServer:
 
 
 def start_tracking_server(backend_uri: str, artifacts: Path, port: int | None = None,
-                          log_path: Path | None = None) -> TrackingServer:
+                          log_path: Path | None = None, workers: int = 2) -> TrackingServer:
     """`mlflow server` on `backend_uri` with proxied artifacts in the folder `artifacts` (nodes need no shared disk)."""
     port = port or free_port()
     artifacts.mkdir(parents=True, exist_ok=True)
     command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
                "--backend-store-uri", backend_uri, "--serve-artifacts",
-               "--artifacts-destination", artifacts.resolve().as_uri(), "--workers", "2"]
+               "--artifacts-destination", artifacts.resolve().as_uri(), "--workers", str(workers)]
     # its job runner is for MLflow's GenAI jobs, not tracking: one process less
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -171,6 +184,7 @@ def stop_tracking_server(server: TrackingServer) -> None:
 class RayHead:
     address: str    # the job API (the dashboard's HTTP address): what RAY_ADDRESS names
     temp_dir: Path
+    gcs: str        # host:port of its GCS: what `ray start --address` on another node names
 
 
 def ray_env() -> dict[str, str]:
@@ -183,8 +197,9 @@ def start_ray_head(temp_dir: Path, num_cpus: int = 2, num_gpus: int | None = Non
     """`ray start --head` on loopback with its job API; `num_gpus` None lets Ray count them."""
     dashboard_port = free_port()
     # every port free and explicit: Ray's fixed defaults (agent 52365, client 10001) clash with a second Ray
-    ports = [f"--{name}={free_port()}" for name in (
-        "port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+    gcs_port = free_port()
+    ports = [f"--port={gcs_port}"] + [f"--{name}={free_port()}" for name in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
         "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port")]
     command = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", *ports,
                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", str(num_cpus),
@@ -194,21 +209,23 @@ def start_ray_head(temp_dir: Path, num_cpus: int = 2, num_gpus: int | None = Non
     done = subprocess.run(command, capture_output=True, text=True, env=ray_env(), timeout=START_TIMEOUT)
     if done.returncode:
         raise RuntimeError(f"ray start failed: {(done.stderr or done.stdout).strip()[-800:]}")
-    head = RayHead(f"http://127.0.0.1:{dashboard_port}", temp_dir)
+    head = RayHead(f"http://127.0.0.1:{dashboard_port}", temp_dir, f"127.0.0.1:{gcs_port}")
     _wait_http(head.address + "/api/version", None, "the Ray job API", ok=(200, 401))
     return head
 
 
-def stop_ray(head: RayHead, timeout: float = 10.0) -> None:
+def stop_ray(head: RayHead, timeout: float = 8.0) -> None:
     """Stop this head's processes and everything they started (jobs included), and no other Ray on the machine.
 
-    `ray stop` would stop every Ray of the machine; this head's processes are told apart by its temp dir.
+    `ray stop` would stop every Ray of the machine; this head's processes are told apart by its temp dir
+    (and its client server, which names only the GCS, by that address).
     """
     import psutil
 
-    marker = str(head.temp_dir)
+    markers = (str(head.temp_dir), f"--address={head.gcs} ")
     me = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
-    roots = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+    roots = [p for p in psutil.process_iter(["cmdline"])
+             if any(m in " ".join(p.info["cmdline"] or []) + " " for m in markers)]
     group = {p.pid: p for root in roots for p in [root, *_children(root)] if p.pid not in me}
     for process in group.values():
         try:

@@ -204,5 +204,5 @@ def from_settings(concurrency: int) -> Launcher:
     if name == "ray":
         from pipeline.queue.ray_launcher import RayLauncher  # imports ray: only when asked for
 
-        return RayLauncher(concurrency)
+        return RayLauncher(train_command, concurrency)
     raise settings.SettingError(f"RUNBOARD_LAUNCHER must be one of: local, ray; got {name!r}")

@@ -18,13 +18,13 @@ import shlex
 import signal
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from mlflow.entities import Run
 
 from pipeline import names, settings
 from pipeline.errors import ServiceError
-from pipeline.queue.launcher import train_command
 from pipeline.runs import lifecycle, tracking
 
 SUBMISSION_PREFIX = "runboard-"
@@ -131,9 +131,11 @@ class RayJob:
 class RayLauncher:
     """Submits runs to the Ray cluster at RAY_ADDRESS: one GPU per run where it has GPUs, else a share of CPUs."""
 
-    def __init__(self, concurrency: int = 1, log_dir: Path | None = None, address: str | None = None):
+    def __init__(self, command: Callable[[str], list[str]], concurrency: int = 1, log_dir: Path | None = None,
+                 address: str | None = None):
         from ray.job_submission import JobSubmissionClient
 
+        self.command = command  # launcher.train_command: the same as a local run's
         self.concurrency = max(1, concurrency)
         self.log_dir = log_dir or settings.log_dir()
         self.address = address or settings.ray_address()
@@ -170,7 +172,7 @@ class RayLauncher:
         return {"entrypoint_num_cpus": max(1, int(total["CPU"] // self.concurrency))}
 
     def entrypoint(self, run_id: str) -> str:
-        return shlex.join([settings.ray_python(), "-m", "pipeline", *train_command(run_id)])
+        return shlex.join([settings.ray_python(), "-m", "pipeline", *self.command(run_id)])
 
     def runtime_env(self, cpus: int) -> dict:
         env = {"MLFLOW_TRACKING_URI": settings.tracking_uri(), "PYTHONUNBUFFERED": "1",
