@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -120,39 +121,30 @@ def main() -> None:
     services.postgres_bin()
     root = Path(tempfile.mkdtemp(prefix="rb-bench-", dir="/tmp"))
     root.chmod(0o755)
-    db = server = head = None
     try:
-        db = services.start_postgres(root / "pg")
-        server = services.start_tracking_server(db.url, root / "artifacts")
-        print(f"seeding {args.runs} runs x {args.steps} steps x {len(KEYS)} metrics into SQLite and PostgreSQL ...")
-        sqlite_uri = f"sqlite:///{root / 'bench.db'}"
-        sqlite_versions = seed(MlflowClient(sqlite_uri), args.runs, args.steps)
-        server_versions = seed(MlflowClient(db.url), args.runs, args.steps)  # the server serves this database
-        rows = [("SQLite store", *compare_reads(sqlite_uri, sqlite_versions, args.repeats)),
-                ("tracking server on PostgreSQL", *compare_reads(server.url, server_versions, args.repeats))]
-        naive = naive_reads(server.url, server_versions)
-        print(f"\ncompare page data, {args.runs} runs x {args.steps} steps x {len(KEYS)} metrics (median of {args.repeats}):")
-        print(f"{'store':32} {'cold':>8} {'warm':>8} {'points':>8}")
-        for name, cold, warm, points in rows:
-            print(f"{name:32} {cold:7.2f}s {warm * 1000:6.0f}ms {points:8d}")
-        print(f"{'server, naive (1 call/run/metric)':32} {naive:7.2f}s {'':>8}")
-        print(f"server: bulk cold is {naive / rows[1][1]:.1f}x faster than naive; goals cold <= 1.5 s, warm <= 200 ms")
-        if not args.skip_launch:
-            os.environ["MLFLOW_TRACKING_URI"] = server.url
-            head = services.start_ray_head(root / "ray", num_cpus=2, num_gpus=0)
-            local = first_metric_seconds("local", None)
-            ray = first_metric_seconds("ray", head.address)
-            print(f"\nLaunch -> first metric (tiny digits run, worker idle, no pre-warmed process): "
-                  f"local {local:.1f} s, Ray {ray:.1f} s ({ray - local:+.1f} s)")
+        with services.team_setup(root, None if args.skip_launch else root / "ray", num_cpus=2, num_gpus=0) as setup:
+            db, server = setup.db, setup.server
+            print(f"seeding {args.runs} runs x {args.steps} steps x {len(KEYS)} metrics into SQLite and PostgreSQL ...")
+            sqlite_uri = f"sqlite:///{root / 'bench.db'}"
+            sqlite_versions = seed(MlflowClient(sqlite_uri), args.runs, args.steps)
+            server_versions = seed(MlflowClient(db.url), args.runs, args.steps)  # the server serves this database
+            rows = [("SQLite store", *compare_reads(sqlite_uri, sqlite_versions, args.repeats)),
+                    ("tracking server on PostgreSQL", *compare_reads(server.url, server_versions, args.repeats))]
+            naive = naive_reads(server.url, server_versions)
+            print(f"\ncompare page data, {args.runs} runs x {args.steps} steps x {len(KEYS)} metrics "
+                  f"(median of {args.repeats}):")
+            print(f"{'store':32} {'cold':>8} {'warm':>8} {'points':>8}")
+            for name, cold, warm, points in rows:
+                print(f"{name:32} {cold:7.2f}s {warm * 1000:6.0f}ms {points:8d}")
+            print(f"{'server, naive (1 call/run/metric)':32} {naive:7.2f}s")
+            print(f"server: bulk cold is {naive / rows[1][1]:.1f}x faster than naive; goals cold <= 1.5 s, warm <= 200 ms")
+            if setup.head:
+                os.environ["MLFLOW_TRACKING_URI"] = server.url
+                local = first_metric_seconds("local", None)
+                ray = first_metric_seconds("ray", setup.head.address)
+                print(f"\nLaunch -> first metric (tiny digits run, worker idle, no pre-warmed process): "
+                      f"local {local:.1f} s, Ray {ray:.1f} s ({ray - local:+.1f} s)")
     finally:
-        if head:
-            services.stop_ray(head)
-        if server:
-            services.stop_tracking_server(server)
-        if db:
-            services.stop_postgres(db)
-        import shutil
-
         shutil.rmtree(root, ignore_errors=True)
 
 

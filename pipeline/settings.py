@@ -52,8 +52,10 @@ def mlflow_port() -> int:
 
 
 def mlflow_ui_url() -> str:
-    """RUNBOARD_MLFLOW_UI_URL: the base URL the dashboard links to for `mlflow ui`."""
-    return (os.environ.get("RUNBOARD_MLFLOW_UI_URL") or f"http://{host()}:{mlflow_port()}").rstrip("/")
+    """RUNBOARD_MLFLOW_UI_URL: the base URL the dashboard links to for MLflow's UI; a tracking server
+    serves its own UI, so against one it is the tracking URI."""
+    server = tracking_uri() if tracking_uri().startswith(("http://", "https://")) else None
+    return (os.environ.get("RUNBOARD_MLFLOW_UI_URL") or server or f"http://{host()}:{mlflow_port()}").rstrip("/")
 
 
 def worker_concurrency() -> int:

@@ -16,7 +16,7 @@ BULK_RUNS = 500  # run ids per query (SQL parameter limits)
 # MLflow's UI endpoint (mlflow/server/handlers.py: get_metric_history_bulk_interval_handler): at most
 # 100 run ids per request and 2500 points per run; a run with more points comes back down-sampled.
 SERVER_BULK_PATH = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
-SERVER_BULK_RUNS = 100
+SERVER_BULK_RUNS = 25      # run ids per request (the endpoint takes 100): more, smaller requests share the server's workers
 SERVER_MAX_POINTS = 2500
 SERVER_THREADS = 8
 

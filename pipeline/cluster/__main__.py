@@ -22,6 +22,7 @@ from pipeline.cluster import services
 
 DATA = settings.PROJECT_ROOT / "mlruns" / "cluster"
 
+
 def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(command, cwd=settings.PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -45,45 +46,39 @@ def main() -> int:
     logs = DATA / "logs"
     logs.mkdir(exist_ok=True)
     ray_dir = Path(tempfile.mkdtemp(prefix="runboard-ray-"))  # short: Ray's socket paths have a length limit
-    db = server = head = worker = dashboard = None
+    worker = dashboard = None
+    print("starting PostgreSQL, mlflow server and a Ray head ...", flush=True)
     try:
-        print("starting PostgreSQL ...", flush=True)
-        db = services.start_postgres(DATA / "postgres")
-        print("starting mlflow server ...", flush=True)
-        server = services.start_tracking_server(db.url, DATA / "artifacts", port=settings.mlflow_port(),
-                                                log_path=logs / "mlflow.log")
-        print("starting a Ray head ...", flush=True)
-        head = services.start_ray_head(ray_dir, num_cpus=os.cpu_count() or 1)
-        env = dict(os.environ, MLFLOW_TRACKING_URI=server.url, RAY_ADDRESS=head.address, RUNBOARD_LAUNCHER="ray",
-                   RUNBOARD_MLFLOW_UI_URL=server.url)
-        worker = _start([sys.executable, "-m", "pipeline", "worker"], env, logs / "worker.log")
-        dashboard = _start([sys.executable, "-m", "dashboard.serve"], env, logs / "dashboard.log")
-        print(f"\nRunboard on the cluster setup (logs in {logs}):\n"
-              f"  dashboard      http://{settings.host()}:{settings.port()}\n"
-              f"  MLflow         {server.url}  (tracking server on PostgreSQL, port {db.port})\n"
-              f"  Ray dashboard  {head.address}  (RAY_ADDRESS; other nodes: ray start --address={head.gcs})\n"
-              "Ctrl-C stops everything.", flush=True)
-        while not stop:
-            for name, process in (("worker", worker), ("dashboard", dashboard)):
-                if process.poll() is not None:
-                    print(f"the {name} exited with code {process.returncode}; see {logs / (name + '.log')}")
-                    stop.append(1)
-            time.sleep(0.5)
+        with services.team_setup(DATA, ray_dir, num_cpus=os.cpu_count() or 1, mlflow_port=settings.mlflow_port(),
+                                 logs=logs) as setup:
+            env = dict(os.environ, MLFLOW_TRACKING_URI=setup.server.url, RAY_ADDRESS=setup.head.address,
+                       RUNBOARD_LAUNCHER="ray", RUNBOARD_MLFLOW_UI_URL=setup.server.url,
+                       RUNBOARD_DATA_ROOT=str(settings.data_root()))  # one machine: the jobs share its datasets
+            try:
+                worker = _start([sys.executable, "-m", "pipeline", "worker"], env, logs / "worker.log")
+                dashboard = _start([sys.executable, "-m", "dashboard.serve"], env, logs / "dashboard.log")
+                print(f"\nRunboard on the cluster setup (logs in {logs}):\n"
+                      f"  dashboard      http://{settings.host()}:{settings.port()}\n"
+                      f"  MLflow         {setup.server.url}  (tracking server on PostgreSQL, port {setup.db.port})\n"
+                      f"  Ray dashboard  {setup.head.address}  (RAY_ADDRESS; other nodes: "
+                      f"ray start --address={setup.head.gcs})\n"
+                      "Ctrl-C stops everything.", flush=True)
+                while not stop:
+                    for name, process in (("worker", worker), ("dashboard", dashboard)):
+                        if process.poll() is not None:
+                            print(f"the {name} exited with code {process.returncode}; see {logs / (name + '.log')}")
+                            stop.append(1)
+                    time.sleep(0.5)
+            finally:
+                print("\nstopping ...", flush=True)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+                if worker:
+                    _stop_worker(worker)
+                if dashboard:
+                    services.stop_group(dashboard)
     finally:
-        print("\nstopping ...", flush=True)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        if worker:
-            _stop_worker(worker)
-        if dashboard:
-            services.stop_group(dashboard)
-        if head:
-            services.stop_ray(head)
-        if server:
-            services.stop_tracking_server(server)
-        if db:
-            services.stop_postgres(db)
         shutil.rmtree(ray_dir, ignore_errors=True)
-        print("stopped; the runs are kept in mlruns/cluster/", flush=True)
+    print("stopped; the runs are kept in mlruns/cluster/", flush=True)
     return 0
 
 

@@ -19,6 +19,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,3 +250,36 @@ def _children(process) -> list:
         return process.children(recursive=True)
     except psutil.NoSuchProcess:
         return []
+
+
+# --- all of them ---------------------------------------------------------------------------------
+@dataclass
+class TeamSetup:
+    db: Postgres | None = None
+    server: TrackingServer | None = None
+    head: RayHead | None = None
+
+
+@contextmanager
+def team_setup(root: Path, ray_dir: Path | None, num_cpus: int = 2, num_gpus: int | None = None,
+               mlflow_port: int | None = None, logs: Path | None = None):
+    """PostgreSQL (data in root/postgres), mlflow server (artifacts in root/artifacts) and, with `ray_dir`,
+    a Ray head started meanwhile; all stopped, in reverse order, when the block ends."""
+    setup = TeamSetup()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            ray_started = pool.submit(start_ray_head, ray_dir, num_cpus, num_gpus) if ray_dir else None
+            try:
+                setup.db = start_postgres(root / "postgres")
+                setup.server = start_tracking_server(setup.db.url, root / "artifacts", port=mlflow_port,
+                                                     log_path=logs / "mlflow.log" if logs else None)
+            finally:
+                setup.head = ray_started.result() if ray_started else None
+        yield setup
+    finally:
+        if setup.head:
+            stop_ray(setup.head)
+        if setup.server:
+            stop_tracking_server(setup.server)
+        if setup.db:
+            stop_postgres(setup.db)

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import signal
 import time
 import urllib.request
@@ -121,11 +122,7 @@ class RayJob:
     kill = terminate  # Ray itself SIGKILLs STOP_WAIT_SECONDS after the SIGTERM
 
     def close(self) -> None:
-        self.log_path.unlink(missing_ok=True)
-        try:
-            self.log_path.parent.rmdir()
-        except OSError:
-            pass
+        shutil.rmtree(self.log_path.parent, ignore_errors=True)  # the run's own folder: its log copies only
 
 
 class RayLauncher:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from pipeline.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(dataset="digits", model="cnn", batch_size=64, experiment="cluster")
+MODEL = "ray-digits"  # registered by the first of finished_runs
 
 
 @dataclass
@@ -74,24 +74,19 @@ def cluster():
     root = Path(tempfile.mkdtemp(prefix="rb-cluster-", dir="/tmp"))
     root.chmod(0o755)  # the postgres user reaches its data folder inside
     started = time.monotonic()
-    db = server = head = None
     old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RUNBOARD_LAUNCHER",
                                           "RUNBOARD_LOG_DIR", "RUNBOARD_DATA_ROOT", "RUNBOARD_WORKER_PREWARM")}
     before = mlflow.get_tracking_uri()
     try:
-        with ThreadPoolExecutor(1) as pool:  # Ray starts while PostgreSQL and MLflow do
-            ray_started = pool.submit(services.start_ray_head, root / "ray", num_cpus=2, num_gpus=0)
-            try:
-                db = services.start_postgres(root / "pg")
-                server = services.start_tracking_server(db.url, root / "artifacts", log_path=root / "mlflow.log")
-            finally:
-                head = ray_started.result()
-        os.environ.update(MLFLOW_TRACKING_URI=server.url, RAY_ADDRESS=head.address, RUNBOARD_LAUNCHER="ray",
-                          RUNBOARD_LOG_DIR=str(root / "logs"), RUNBOARD_DATA_ROOT=str(root / "data"),
-                          RUNBOARD_WORKER_PREWARM="0")
-        (root / "data").mkdir()
-        print(f"\ncluster services up in {time.monotonic() - started:.1f} s", file=sys.stderr)
-        yield Cluster(server.url, head.address, root)
+        with services.team_setup(root, root / "ray", num_cpus=2, num_gpus=0, logs=root) as setup:
+            os.environ.update(MLFLOW_TRACKING_URI=setup.server.url, RAY_ADDRESS=setup.head.address,
+                              RUNBOARD_LAUNCHER="ray", RUNBOARD_LOG_DIR=str(root / "logs"),
+                              RUNBOARD_DATA_ROOT=str(root / "data"), RUNBOARD_WORKER_PREWARM="0")
+            (root / "data").mkdir()
+            print(f"\ncluster services up in {time.monotonic() - started:.1f} s", file=sys.stderr)
+            yield Cluster(setup.server.url, setup.head.address, root)
+            started = time.monotonic()
+        print(f"\ncluster services stopped in {time.monotonic() - started:.1f} s", file=sys.stderr)
     finally:
         for k, v in old.items():
             if v is None:
@@ -99,14 +94,6 @@ def cluster():
             else:
                 os.environ[k] = v
         mlflow.set_tracking_uri(before)
-        stopping = time.monotonic()
-        if head:
-            services.stop_ray(head)
-        if server:
-            services.stop_tracking_server(server)
-        if db:
-            services.stop_postgres(db)
-        print(f"\ncluster services stopped in {time.monotonic() - stopping:.1f} s", file=sys.stderr)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -120,8 +107,9 @@ def worker(cluster):
 
 @pytest.fixture(scope="package")
 def finished_runs(worker) -> list[str]:
-    """Two short runs submitted together: the worker's two slots train them on Ray at once."""
-    ids = [submit(epochs=2, run_name="ray-a"), submit(epochs=2, lr=1e-2, run_name="ray-b")]
+    """Two short runs submitted together: the worker's two slots train them on Ray at once; the first
+    registers its model as MODEL."""
+    ids = [submit(epochs=2, run_name="ray-a", register=MODEL), submit(epochs=2, lr=1e-2, run_name="ray-b")]
     for run_id in ids:
         ended(run_id)
     return ids

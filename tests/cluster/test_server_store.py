@@ -1,5 +1,6 @@
-"""The dashboard reading a tracking server on PostgreSQL: the Runs, Compare and Run detail pages through
-AppTest, and the bulk history endpoint (MLflow's own UI endpoint) against the public API.
+"""The dashboard reading a tracking server on PostgreSQL: the Runs, Compare, Run detail, Registry and
+Playground pages through AppTest, and the bulk history endpoint (MLflow's own UI endpoint) against the
+public API.
 
 Run: .venv/bin/python -m pytest tests/cluster -q
 """
@@ -11,7 +12,9 @@ import streamlit as st
 from dashboard.store import mlflow_internals
 from pipeline import names
 from pipeline.runs import tracking
+from tests.cluster.conftest import MODEL
 from tests.dashboard.conftest import figures, open_page
+from tests.dashboard.test_mlflow_internals import assert_rows_match_public_api
 
 pytestmark = pytest.mark.cluster
 
@@ -29,11 +32,7 @@ def test_the_bulk_history_endpoint_matches_the_public_api(finished_runs):
     keys = [names.VAL_LOSS, names.TRAIN_LOSS_STEP]
     rows = mlflow_internals.server_metric_rows(client, finished_runs, keys)
     assert rows is not None, "a tracking server client is no longer read through the bulk endpoint"
-    for run_id in finished_runs:
-        for key in keys:
-            public = [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
-            mine = [(r[2], r[4]) for r in rows if r[0] == run_id and r[1] == key]
-            assert public and sorted(mine) == sorted(public), (run_id, key)
+    assert_rows_match_public_api(client, rows, finished_runs, keys)
 
 
 def test_runs_page_lists_the_server_runs(finished_runs):
@@ -56,3 +55,17 @@ def test_run_detail_shows_the_ray_job_and_node(finished_runs):
     header = " ".join(c.value for c in at.caption)
     assert f"runboard-{finished_runs[0]}" in header and "127.0.0.1" in header
     assert any("correct" in ((f["layout"].get("title") or {}).get("text", "")) for f in figures(at))
+
+
+def test_registry_and_playground_use_the_servers_models(finished_runs):
+    from pipeline.serving import registry
+
+    registry.set_alias(MODEL, registry.CHAMPION, 1)
+    at = open_page("registry")
+    assert not at.exception and not at.error
+    versions = next(d.value for d in at.dataframe if "version" in d.value.columns)
+    [row] = versions[versions["model"] == MODEL].to_dict("records")
+    assert row["aliases"] == ["@champion"] and row["source run"] == f"run_detail?run={finished_runs[0]}"
+    at = open_page("playground")
+    assert not at.exception and not at.error
+    assert at.selectbox[0].value == MODEL and at.selectbox[1].value == "@champion"

@@ -15,7 +15,12 @@ def test_sql_rows_match_the_public_api(trained_runs):
     keys = [names.VAL_LOSS, names.TRAIN_LOSS_STEP]
     rows = mlflow_internals.sql_metric_rows(client, trained_runs, keys)
     assert rows is not None, "the SQLite store is no longer read through MLflow's SQL internals"
-    for run_id in trained_runs:
+    assert_rows_match_public_api(client, rows, trained_runs, keys)
+
+
+def assert_rows_match_public_api(client, rows: list[tuple], run_ids: list[str], keys: list[str]) -> None:
+    """Every (run, metric) has its points in `rows`, as get_metric_history reads them (also tests/cluster)."""
+    for run_id in run_ids:
         for key in keys:
             public = [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
             mine = [(r[2], r[4]) for r in rows if r[0] == run_id and r[1] == key]
