@@ -5,7 +5,8 @@ its SQL store, into a PostgreSQL database that an `mlflow server` serves, then t
 page reads (dashboard/store/histories.metric_histories): cold (empty history cache) and warm, on each
 store, and the naive read against the server (one get_metric_history per run and metric).
 Part 2 queues one tiny run at a time and times from submit (the Launch button) to its first logged
-metric, through the local launcher and through the Ray launcher (a Ray head on this machine).
+metric, through the local launcher and through the Ray launcher (a Ray head on this machine), both
+starting a fresh process, then the local launcher with its pre-warmed spare process (its default).
 
     .venv/bin/python bench/cluster_reads.py [--runs 50] [--steps 1000] [--repeats 3] [--skip-launch]
 """
@@ -82,7 +83,7 @@ def naive_reads(uri: str, versions: dict[str, int]) -> float:
     return time.perf_counter() - start
 
 
-def first_metric_seconds(launcher: str, ray_address: str | None) -> float:
+def first_metric_seconds(launcher: str, ray_address: str | None, prewarm: bool = False) -> float:
     """Submit one tiny run and run a worker (as its own process) until the run logged its first metric."""
     import subprocess
 
@@ -90,7 +91,7 @@ def first_metric_seconds(launcher: str, ray_address: str | None) -> float:
     from pipeline.queue import jobs
 
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
-    env = dict(os.environ, RUNBOARD_LAUNCHER=launcher, RUNBOARD_WORKER_PREWARM="0")
+    env = dict(os.environ, RUNBOARD_LAUNCHER=launcher, RUNBOARD_WORKER_PREWARM="1" if prewarm else "0")
     if ray_address:
         env["RAY_ADDRESS"] = ray_address
     worker = subprocess.Popen([sys.executable, "-m", "pipeline", "worker", "--concurrency", "1"], cwd=ROOT, env=env,
@@ -142,8 +143,10 @@ def main() -> None:
                 os.environ["MLFLOW_TRACKING_URI"] = server.url
                 local = first_metric_seconds("local", None)
                 ray = first_metric_seconds("ray", setup.head.address)
-                print(f"\nLaunch -> first metric (tiny digits run, worker idle, no pre-warmed process): "
-                      f"local {local:.1f} s, Ray {ray:.1f} s ({ray - local:+.1f} s)")
+                warm = first_metric_seconds("local", None, prewarm=True)
+                print(f"\nLaunch -> first metric (tiny digits run, worker idle): local {local:.1f} s, Ray {ray:.1f} s "
+                      f"({ray - local:+.1f} s), both without a pre-warmed process; local with one (its default): "
+                      f"{warm:.1f} s")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
