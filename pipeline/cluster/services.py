@@ -159,11 +159,11 @@ def start_tracking_server(backend_uri: str, artifacts: Path, port: int | None = 
     """`mlflow server` on `backend_uri` with proxied artifacts in the folder `artifacts` (nodes need no shared disk)."""
     port = port or free_port()
     artifacts.mkdir(parents=True, exist_ok=True)
-    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-               "--backend-store-uri", backend_uri, "--serve-artifacts",
+    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--serve-artifacts",
                "--artifacts-destination", artifacts.resolve().as_uri(), "--workers", str(workers)]
     # its job runner is for MLflow's GenAI jobs, not tracking: one process less
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    # the database URL (with its password) goes in the environment, not on a command line `ps` shows
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_BACKEND_STORE_URI=backend_uri)
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(log_path or os.devnull, "ab") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
