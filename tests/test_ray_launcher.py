@@ -33,3 +33,9 @@ def test_ray_settings(monkeypatch):
     assert settings.ray_address() == "http://head:8265"
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
     assert settings.ray_auth_token() is None
+
+
+def test_a_tracking_server_is_its_own_mlflow_ui(monkeypatch):
+    monkeypatch.delenv("RUNBOARD_MLFLOW_UI_URL", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.internal:5000/")
+    assert settings.mlflow_ui_url() == "http://tracking.internal:5000"
