@@ -10,11 +10,9 @@ import pytest
 import streamlit as st
 
 from dashboard.store import mlflow_internals
-from pipeline import names
-from pipeline.runs import tracking
 from tests.cluster.conftest import MODEL
 from tests.dashboard.conftest import figures, open_page
-from tests.dashboard.test_mlflow_internals import assert_rows_match_public_api
+from tests.dashboard.test_mlflow_internals import assert_bulk_read_matches_public_api
 
 pytestmark = pytest.mark.cluster
 
@@ -28,11 +26,7 @@ def fresh_caches():
 
 def test_the_bulk_history_endpoint_matches_the_public_api(finished_runs):
     """Fails loudly when an MLflow upgrade moves or reshapes the UI's bulk history endpoint."""
-    client = tracking.connect()
-    keys = [names.VAL_LOSS, names.TRAIN_LOSS_STEP]
-    rows = mlflow_internals.server_metric_rows(client, finished_runs, keys)
-    assert rows is not None, "a tracking server client is no longer read through the bulk endpoint"
-    assert_rows_match_public_api(client, rows, finished_runs, keys)
+    assert_bulk_read_matches_public_api(mlflow_internals.server_metric_rows, finished_runs)
 
 
 def test_runs_page_lists_the_server_runs(finished_runs):
