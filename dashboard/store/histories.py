@@ -79,7 +79,7 @@ def _grouped(rows: list[tuple], pairs: list[tuple[str, str]]) -> dict[tuple[str,
 
 
 def _fetch(missing: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
-    """Full histories of (run, metric) pairs: in bulk from a SQL store or a tracking server, else by parallel public calls."""
+    """Full histories of (run, metric) pairs: in bulk (SQL store, tracking server), else by parallel public calls."""
     mlflow_client = client()
     run_ids, keys = [r for r, _ in missing], [k for _, k in missing]
     try:
@@ -87,7 +87,7 @@ def _fetch(missing: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
         if rows is None:
             rows = mlflow_internals.server_metric_rows(mlflow_client, run_ids, keys)
     except MlflowException:
-        raise
+        raise  # the caller tells a deleted run from a failing store
     except mlflow_internals.InternalsChanged as e:
         log.warning("fast history reads are off: %s", e)
         rows = None
