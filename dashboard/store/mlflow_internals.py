@@ -16,7 +16,7 @@ BULK_RUNS = 500  # run ids per query (SQL parameter limits)
 # MLflow's UI endpoint (mlflow/server/handlers.py: get_metric_history_bulk_interval_handler): at most
 # 100 run ids per request and 2500 points per run; a run with more points comes back down-sampled.
 SERVER_BULK_PATH = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
-SERVER_BULK_RUNS = 25      # run ids per request (the endpoint takes 100): more, smaller requests share the server's workers
+SERVER_BULK_RUNS = 25      # run ids per request (it takes 100): more, smaller requests share the server's workers
 SERVER_MAX_POINTS = 2500
 SERVER_THREADS = 8
 
@@ -66,7 +66,8 @@ def server_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: Seque
     from mlflow.utils.rest_utils import http_request
 
     run_ids, keys = sorted(set(run_ids)), sorted(set(keys))
-    requests = [(key, run_ids[i:i + SERVER_BULK_RUNS]) for key in keys for i in range(0, len(run_ids), SERVER_BULK_RUNS)]
+    chunks = [run_ids[i:i + SERVER_BULK_RUNS] for i in range(0, len(run_ids), SERVER_BULK_RUNS)]
+    requests = [(key, chunk) for key in keys for chunk in chunks]
 
     def fetch(request: tuple[str, list[str]]) -> list[dict]:
         key, runs = request

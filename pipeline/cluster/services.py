@@ -195,8 +195,10 @@ def ray_env() -> dict[str, str]:
     return dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
 
 
-def start_ray_head(temp_dir: Path, num_cpus: int = 2, num_gpus: int | None = None) -> RayHead:
-    """`ray start --head` on loopback with its job API; `num_gpus` None lets Ray count them."""
+def start_ray_head(temp_dir: Path, num_cpus: int = 2, num_gpus: int | None = None,
+                   object_store_mb: int | None = None) -> RayHead:
+    """`ray start --head` on loopback with its job API; `num_gpus` None lets Ray count them. Runboard's jobs
+    put nothing in Ray's object store: a small one (`object_store_mb`) suits a test or a container."""
     dashboard_port = free_port()
     # every port free and explicit: Ray's fixed defaults (agent 52365, client 10001) clash with a second Ray
     gcs_port = free_port()
@@ -208,6 +210,8 @@ def start_ray_head(temp_dir: Path, num_cpus: int = 2, num_gpus: int | None = Non
                "--include-dashboard", "true", "--disable-usage-stats", "--temp-dir", str(temp_dir)]
     if num_gpus is not None:
         command += ["--num-gpus", str(num_gpus)]
+    if object_store_mb:
+        command += ["--object-store-memory", str(object_store_mb * 1024 * 1024)]
     done = subprocess.run(command, capture_output=True, text=True, env=ray_env(), timeout=START_TIMEOUT)
     if done.returncode:
         raise RuntimeError(f"ray start failed: {(done.stderr or done.stdout).strip()[-800:]}")
@@ -262,13 +266,13 @@ class TeamSetup:
 
 @contextmanager
 def team_setup(root: Path, ray_dir: Path | None, num_cpus: int = 2, num_gpus: int | None = None,
-               mlflow_port: int | None = None, logs: Path | None = None):
+               mlflow_port: int | None = None, logs: Path | None = None, object_store_mb: int | None = None):
     """PostgreSQL (data in root/postgres), mlflow server (artifacts in root/artifacts) and, with `ray_dir`,
     a Ray head started meanwhile; all stopped, in reverse order, when the block ends."""
     setup = TeamSetup()
     try:
         with ThreadPoolExecutor(1) as pool:
-            ray_started = pool.submit(start_ray_head, ray_dir, num_cpus, num_gpus) if ray_dir else None
+            ray_started = pool.submit(start_ray_head, ray_dir, num_cpus, num_gpus, object_store_mb) if ray_dir else None
             try:
                 setup.db = start_postgres(root / "postgres")
                 setup.server = start_tracking_server(setup.db.url, root / "artifacts", port=mlflow_port,

@@ -108,7 +108,8 @@ class RayJob:
         except Exception as e:
             log.warning("Ray job %s: logs not readable now: %s", self.submission_id, str(e).splitlines()[0])
             return
-        header = f"$ {self.launcher.entrypoint(self.run_id)}\n# Ray job {self.submission_id} at {self.launcher.address}\n"
+        header = (f"$ {self.launcher.entrypoint(self.run_id)}\n"
+                  f"# Ray job {self.submission_id} at {self.launcher.address}\n")
         tmp = self.log_path.with_suffix(".part")
         tmp.write_text(header + text, encoding="utf-8")
         tmp.replace(self.log_path)  # the tail reader never sees half a file

@@ -78,7 +78,7 @@ def cluster():
                                           "RUNBOARD_LOG_DIR", "RUNBOARD_DATA_ROOT", "RUNBOARD_WORKER_PREWARM")}
     before = mlflow.get_tracking_uri()
     try:
-        with services.team_setup(root, root / "ray", num_cpus=2, num_gpus=0, logs=root) as setup:
+        with services.team_setup(root, root / "ray", num_cpus=2, num_gpus=0, logs=root, object_store_mb=200) as setup:
             os.environ.update(MLFLOW_TRACKING_URI=setup.server.url, RAY_ADDRESS=setup.head.address,
                               RUNBOARD_LAUNCHER="ray", RUNBOARD_LOG_DIR=str(root / "logs"),
                               RUNBOARD_DATA_ROOT=str(root / "data"), RUNBOARD_WORKER_PREWARM="0")
