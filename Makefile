@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test bench browser
+.PHONY: install run test bench browser cluster postgres
 
 install: $(STAMP)
 
@@ -24,6 +24,16 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "chromium could not be installed: the browser tests will be skipped"
 
+# The team setup on this machine: PostgreSQL, mlflow server, a Ray head, a worker on Ray, the dashboard.
+cluster: install postgres
+	$(BIN)/python -m pipeline.cluster
+
+# Debian's PostgreSQL server for `make cluster` and tests/cluster (they start and stop their own).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null \
+	  && { pg_lsclusters -h 2>/dev/null | while read v c rest; do pg_ctlcluster "$$v" "$$c" stop 2>/dev/null; done; true; }; } \
+	  || echo "PostgreSQL could not be installed: make cluster needs it, and tests/cluster will be skipped"
+
 bench: install
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/logging_overhead.py
@@ -31,3 +41,4 @@ bench: install
 	$(BIN)/python bench/queue_latency.py
 	$(BIN)/python bench/predict_latency.py
 	$(BIN)/python bench/explain_checks.py
+	$(BIN)/python bench/cluster_reads.py

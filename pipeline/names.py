@@ -73,6 +73,10 @@ TAG_PID = "runboard.pid"                  # the training process's pid on the wo
 TAG_CANCEL = "runboard.cancel_requested"  # unix seconds; the owning worker stops the run
 TAG_LOG_TAIL = "runboard.log_tail"        # the end of the training log, refreshed while it runs
 TAG_ORPHANED = "runboard.orphaned"        # the worker that declared the run's process gone
+TAG_ADOPTED = "runboard.adopted_by"       # "<worker> <process key>": a restarted worker that took over the run
+# the Ray launcher
+TAG_RAY_JOB = "runboard.ray_job"          # the Ray job's submission id ("runboard-<run id>")
+TAG_RAY_NODE = "runboard.ray_node"        # the node Ray placed it on: "<ip> (<node id prefix>)"
 # sweeps
 TAG_SWEEP = "runboard.sweep"              # on a sweep's parent run: grid or random
 TAG_SWEEP_SPACE = "runboard.sweep_space"  # on the parent: the values swept, as JSON

@@ -6,6 +6,7 @@ The README's settings table lists the same names.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from pipeline.errors import UserError
@@ -51,8 +52,10 @@ def mlflow_port() -> int:
 
 
 def mlflow_ui_url() -> str:
-    """RUNBOARD_MLFLOW_UI_URL: the base URL the dashboard links to for `mlflow ui`."""
-    return (os.environ.get("RUNBOARD_MLFLOW_UI_URL") or f"http://{host()}:{mlflow_port()}").rstrip("/")
+    """RUNBOARD_MLFLOW_UI_URL: the base URL the dashboard links to for MLflow's UI; a tracking server
+    serves its own UI, so against one it is the tracking URI."""
+    server = tracking_uri() if tracking_uri().startswith(("http://", "https://")) else None
+    return (os.environ.get("RUNBOARD_MLFLOW_UI_URL") or server or f"http://{host()}:{mlflow_port()}").rstrip("/")
 
 
 def worker_concurrency() -> int:
@@ -73,8 +76,26 @@ def upload_limit_mb() -> int:
 
 
 def launcher() -> str:
-    """RUNBOARD_LAUNCHER: how the worker starts training processes; `local` (child processes) for now."""
+    """RUNBOARD_LAUNCHER: how the worker starts training processes: `local` (child processes) or `ray` (Ray Jobs)."""
     return os.environ.get("RUNBOARD_LAUNCHER") or "local"
+
+
+def ray_address() -> str:
+    """RAY_ADDRESS (Ray's own name): the Ray cluster's job API, http://HEAD:8265, for RUNBOARD_LAUNCHER=ray."""
+    address = os.environ.get("RAY_ADDRESS") or "http://127.0.0.1:8265"
+    return address if "://" in address else f"http://{address}"
+
+
+def ray_auth_token() -> str | None:
+    """RAY_AUTH_TOKEN (Ray's own name): the cluster's token where it runs with RAY_AUTH_MODE=token. A secret:
+    sent as a request header only, never logged or tagged."""
+    return os.environ.get("RAY_AUTH_TOKEN") or None
+
+
+def ray_python() -> str:
+    """RUNBOARD_RAY_PYTHON: the Python that runs a training job on a Ray node; default this one (the same
+    path on every node, e.g. the project's .venv installed alike everywhere)."""
+    return os.environ.get("RUNBOARD_RAY_PYTHON") or sys.executable
 
 
 def log_dir() -> Path:

@@ -13,6 +13,7 @@ from pipeline.config import RunConfig
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: drives the real app in headless Chromium (skip: -m 'not e2e')")
+    config.addinivalue_line("markers", "cluster: runs on real PostgreSQL, mlflow server and Ray (skip: -m 'not cluster')")
 
 
 TINY = dict(dataset="digits", model="cnn", epochs=2, batch_size=64)

@@ -1,8 +1,9 @@
 """Metric histories of many runs, cached per (run, metric) and keyed by the run's last update.
 
 A finished run's history is read once per server process; a running run's again only when it has
-logged more. On a SQL store the histories of many runs come from one query (mlflow_internals);
-against a tracking server they are fetched in parallel through the public API.
+logged more. The histories of many runs come in bulk (mlflow_internals): from one query on a SQL
+store, from MLflow's bulk history endpoint on a tracking server; else, one public call per
+(run, metric), in parallel.
 """
 from __future__ import annotations
 
@@ -78,10 +79,15 @@ def _grouped(rows: list[tuple], pairs: list[tuple[str, str]]) -> dict[tuple[str,
 
 
 def _fetch(missing: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
-    """Full histories of (run, metric) pairs: in bulk from a SQL store, else by parallel public calls."""
+    """Full histories of (run, metric) pairs: in bulk (SQL store, tracking server), else by parallel public calls."""
     mlflow_client = client()
+    run_ids, keys = [r for r, _ in missing], [k for _, k in missing]
     try:
-        rows = mlflow_internals.sql_metric_rows(mlflow_client, [r for r, _ in missing], [k for _, k in missing])
+        rows = mlflow_internals.sql_metric_rows(mlflow_client, run_ids, keys)
+        if rows is None:
+            rows = mlflow_internals.server_metric_rows(mlflow_client, run_ids, keys)
+    except MlflowException:
+        raise  # the caller tells a deleted run from a failing store
     except mlflow_internals.InternalsChanged as e:
         log.warning("fast history reads are off: %s", e)
         rows = None

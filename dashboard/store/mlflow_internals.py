@@ -1,15 +1,24 @@
 """The one place that uses MLflow's private internals, so an MLflow upgrade that moves them breaks here only.
 
-tests/dashboard/test_mlflow_internals.py fails loudly when this stops working on a SQL store; the
-dashboard then still works, through MLflow's public API, only slower.
+Two fast paths for many runs' metric histories: on a SQL store, one query on MLflow's SQL models;
+against a tracking server, the bulk endpoint MLflow's own UI charts read. tests/dashboard/
+test_mlflow_internals.py (SQL) and tests/cluster/test_server_store.py (server) fail loudly when
+either stops working; the dashboard then still works, through MLflow's public API, only slower.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from mlflow import MlflowClient
 
 BULK_RUNS = 500  # run ids per query (SQL parameter limits)
+# MLflow's UI endpoint (mlflow/server/handlers.py: get_metric_history_bulk_interval_handler): at most
+# 100 run ids per request and 2500 points per run; a run with more points comes back down-sampled.
+SERVER_BULK_PATH = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
+SERVER_BULK_RUNS = 25      # run ids per request (it takes 100): more, smaller requests share the server's workers
+SERVER_MAX_POINTS = 2500
+SERVER_THREADS = 8
 
 
 class InternalsChanged(RuntimeError):
@@ -39,4 +48,56 @@ def sql_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: Sequence
         for i in range(0, len(run_ids), BULK_RUNS):
             query = sa.select(*columns).where(SqlMetric.run_uuid.in_(run_ids[i:i + BULK_RUNS]), SqlMetric.key.in_(keys))
             rows += session.execute(query.order_by(SqlMetric.step, SqlMetric.timestamp)).all()
+    return rows
+
+
+def server_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str]) -> list[tuple] | None:
+    """The same rows as sql_metric_rows, from a tracking server's bulk history endpoint (one request per
+    metric and 100 runs); None when `client` does not talk to a tracking server.
+
+    A (run, metric) that reaches the endpoint's 2500-point cap may have come back down-sampled: that
+    one is read again through the public API, so every logged point is kept. Raises InternalsChanged
+    when the endpoint is gone or answers in another shape, MlflowException when the server fails.
+    """
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    host_creds = getattr(store, "get_host_creds", None)
+    if host_creds is None or not callable(host_creds):
+        return None
+    from mlflow.utils.rest_utils import http_request
+
+    run_ids, keys = sorted(set(run_ids)), sorted(set(keys))
+    chunks = [run_ids[i:i + SERVER_BULK_RUNS] for i in range(0, len(run_ids), SERVER_BULK_RUNS)]
+    requests = [(key, chunk) for key in keys for chunk in chunks]
+
+    def fetch(request: tuple[str, list[str]]) -> list[dict]:
+        key, runs = request
+        response = http_request(host_creds(), SERVER_BULK_PATH, "GET", raise_on_status=False,
+                                params={"run_ids": runs, "metric_key": key, "max_results": SERVER_MAX_POINTS})
+        if response.status_code == 404:
+            raise InternalsChanged(f"the tracking server has no {SERVER_BULK_PATH} any more")
+        if response.status_code != 200:
+            from mlflow.exceptions import MlflowException
+
+            raise MlflowException(f"{SERVER_BULK_PATH} answered {response.status_code}: {response.text[:300]}")
+        metrics = response.json().get("metrics", [])
+        if metrics and not {"run_id", "key", "step", "timestamp", "value"} <= set(metrics[0]):
+            raise InternalsChanged(f"{SERVER_BULK_PATH} answers in another shape: {sorted(metrics[0])}")
+        return metrics
+
+    with ThreadPoolExecutor(min(SERVER_THREADS, len(requests) or 1)) as pool:
+        answers = list(pool.map(fetch, requests))
+    rows, counts = [], {}
+    for metrics in answers:
+        for m in metrics:
+            value = float(m["value"])
+            rows.append((m["run_id"], m["key"], int(m.get("step", 0)), int(m["timestamp"]), value, value != value))
+            counts[m["run_id"], m["key"]] = counts.get((m["run_id"], m["key"]), 0) + 1
+    capped = [pair for pair, n in counts.items() if n >= SERVER_MAX_POINTS]
+    if capped:  # possibly down-sampled: the whole history through the public API
+        dropped = set(capped)
+        rows = [r for r in rows if (r[0], r[1]) not in dropped]
+        with ThreadPoolExecutor(SERVER_THREADS) as pool:
+            for (run_id, key), history in zip(capped, pool.map(lambda p: client.get_metric_history(*p), capped)):
+                rows += [(run_id, key, m.step, m.timestamp, m.value, m.value != m.value)
+                         for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
     return rows

@@ -44,7 +44,10 @@ def header(run: dict) -> None:
     ui.status_badge(run["status"])
     mlflow_url = tables.mlflow_run_url(settings.mlflow_ui_url(), run["experiment_id"], run["run_id"])
     started = run["start_time"].strftime("%Y-%m-%d %H:%M UTC") if pd.notna(run["start_time"]) else "—"
-    st.caption(f"run `{run['run_id']}` · started {started} · [open in MLflow]({mlflow_url})")
+    tags = run["tags"]
+    ray = (f" · Ray job `{tags[names.TAG_RAY_JOB]}` on {tags.get(names.TAG_RAY_NODE, 'a node not known yet')}"
+           if names.TAG_RAY_JOB in tags else "")
+    st.caption(f"run `{run['run_id']}` · started {started}{ray} · [open in MLflow]({mlflow_url})")
     clone, register, _ = st.columns([1, 1, 4])
     clone.page_link("views/launch.py", label="Clone run", icon=":material/content_copy:",
                     query_params={"clone": run["run_id"]})

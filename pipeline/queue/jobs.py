@@ -40,11 +40,13 @@ def orphan_reason(run: Run, now: float | None = None) -> str | None:
         return "its submission was interrupted before it was queued" if stuck else None
     if owner.owner == CANCEL_OWNER:
         return "cancelled before it started" if now - owner.at > STALE_SECONDS else None
-    if lifecycle.process_gone(owner.process):
-        return f"its worker {owner.owner} stopped (killed or crashed) while the run was in progress"
+    adopter = tags.get(names.TAG_ADOPTED, "").split(" ")  # a restarted worker took the run over
+    worker, process = adopter if len(adopter) == 2 else (owner.owner, owner.process)
+    if lifecycle.process_gone(process):
+        return f"its worker {worker} stopped (killed or crashed) while the run was in progress"
     beat = max(owner.at, float(tags.get(names.TAG_HEARTBEAT) or 0))
     if now - beat > STALE_SECONDS:
-        return f"its worker {owner.owner} sent no heartbeat for {now - beat:.0f} s"
+        return f"its worker {worker} sent no heartbeat for {now - beat:.0f} s"
     return None
 
 

@@ -2,10 +2,11 @@
 
 `local` (the default) runs `python -m pipeline train --run-id ID` as a child process of the worker,
 from an argument list (never a shell: the run id is the only argument, the config is in the run),
-with stdout and stderr in a log file. A cluster launcher fits the same few verbs: Ray Jobs would
-map `start` to `submit_job(submission_id=f"runboard-{run_id}")`, `poll` to `get_job_status`,
-`terminate`/`kill` to `stop_job`, and copy `get_job_logs` into the log file. Nothing else in the
-worker assumes that runs are local processes.
+with stdout and stderr in a log file. `ray` (queue/ray_launcher.py) fits the same few verbs to Ray
+Jobs: `start` is `submit_job(submission_id=f"runboard-{run_id}")`, `poll` is `get_job_status`,
+`terminate`/`kill` are `stop_job`, and `get_job_logs` is copied into the log file; it can also
+`adopt` the job of a run a dead worker started. Nothing else in the worker assumes that runs are
+local processes.
 """
 from __future__ import annotations
 
@@ -200,4 +201,8 @@ def from_settings(concurrency: int) -> Launcher:
     name = settings.launcher()
     if name == "local":
         return LocalLauncher(concurrency)
-    raise settings.SettingError(f"RUNBOARD_LAUNCHER must be one of: local; got {name!r}")
+    if name == "ray":
+        from pipeline.queue.ray_launcher import RayLauncher  # imports ray: only when asked for
+
+        return RayLauncher(train_command, concurrency)
+    raise settings.SettingError(f"RUNBOARD_LAUNCHER must be one of: local, ray; got {name!r}")

@@ -213,7 +213,8 @@ class Worker:
                 lifecycle.finish(client, run_id, status, active.stop_reason)
             else:
                 status = names.FAILED
-                lifecycle.finish(client, run_id, status, describe_exit(code), tail)
+                reason = getattr(active.job, "reason", None) or describe_exit(code)  # a cluster's own words
+                lifecycle.finish(client, run_id, status, reason, tail)
         elif status == names.KILLED and active.stop_reason:
             lifecycle.set_tags(client, run_id, {names.TAG_ERROR: active.stop_reason})  # why, not just "signal"
         lifecycle.set_tags(client, run_id, {names.TAG_LOG_TAIL: tail[-LOG_TAIL_CHARS:]})
@@ -270,7 +271,7 @@ class Worker:
         for run in jobs.unfinished(self.client):
             run_id = run.info.run_id
             reason = None if run_id in self.active else jobs.orphan_reason(run, now)
-            if reason is None:
+            if reason is None or self._adopt(run):
                 continue
             owner = lifecycle.Claim.of(run)
             local_log = settings.log_dir() / run_id / names.LOG_NAME  # there when it ran on this machine
@@ -286,3 +287,19 @@ class Worker:
             log.warning("run %s ended: %s", run_id, reason)
             ended += 1
         return ended
+
+    def _adopt(self, run) -> bool:
+        """Take over a run whose worker died while its job trains on (a Ray job outlives its worker)."""
+        adopt, claim = getattr(self.launcher, "adopt", None), lifecycle.Claim.of(run)
+        if adopt is None or run.info.status != names.RUNNING or claim is None or claim.owner == jobs.CANCEL_OWNER:
+            return False
+        job = adopt(run)
+        if job is None:
+            return False
+        run_id = run.info.run_id
+        lifecycle.heartbeat(self.client, run_id, {names.TAG_WORKER: self.name,
+                                                  names.TAG_ADOPTED: f"{self.name} {lifecycle.process_key()}"})
+        slot = (self._free_slots() or [max(a.slot for a in self.active.values()) + 1])[0]
+        self.active[run_id] = Active(run_id, run.info.experiment_id, job, slot, time.monotonic())
+        log.info("run %s: adopted from %s (its job still runs)", run_id, claim.owner)
+        return True

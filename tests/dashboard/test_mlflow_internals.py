@@ -11,11 +11,15 @@ from pipeline.runs import tracking
 
 
 def test_sql_rows_match_the_public_api(trained_runs):
-    client = tracking.connect()
-    keys = [names.VAL_LOSS, names.TRAIN_LOSS_STEP]
-    rows = mlflow_internals.sql_metric_rows(client, trained_runs, keys)
-    assert rows is not None, "the SQLite store is no longer read through MLflow's SQL internals"
-    for run_id in trained_runs:
+    assert_bulk_read_matches_public_api(mlflow_internals.sql_metric_rows, trained_runs)
+
+
+def assert_bulk_read_matches_public_api(read, run_ids: list[str]) -> None:
+    """`read` (a bulk reader of mlflow_internals) gives every point get_metric_history gives (also tests/cluster)."""
+    client, keys = tracking.connect(), [names.VAL_LOSS, names.TRAIN_LOSS_STEP]
+    rows = read(client, run_ids, keys)
+    assert rows is not None, f"{read.__name__}: this store is no longer read through MLflow's internals"
+    for run_id in run_ids:
         for key in keys:
             public = [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
             mine = [(r[2], r[4]) for r in rows if r[0] == run_id and r[1] == key]

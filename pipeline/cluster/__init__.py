@@ -1,0 +1,2 @@
+"""The team setup on one machine: PostgreSQL, an MLflow tracking server on it, a Ray head (services.py),
+and `python -m pipeline.cluster`, which runs them with a worker and the dashboard (make cluster)."""

@@ -1,0 +1,289 @@
+"""Start and stop the services of the team setup on loopback: PostgreSQL, `mlflow server`, a Ray head.
+
+`make cluster` and the cluster tests use these; on real machines the same services are started by
+their own packages' tools (README: "Several machines"). Everything binds 127.0.0.1. PostgreSQL
+refuses to run as root, so as root its tools run as the `postgres` system user (runuser needs no
+login session). Each start returns a small record that the matching stop takes.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+BIN = Path(sys.executable).parent  # the venv's mlflow and ray commands
+START_TIMEOUT = 120.0
+
+
+class ServiceMissing(RuntimeError):
+    """A program the setup needs is not installed; the message says how to install it."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def postgres_bin() -> Path:
+    """Debian's newest PostgreSQL server binaries."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[-3]))
+    if not found:
+        raise ServiceMissing("PostgreSQL is not installed: apt-get install -y postgresql")
+    return Path(found[-1]).parent
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+@dataclass
+class Postgres:
+    dir: Path
+    port: int
+    url: str  # SQLAlchemy URL with the psycopg 3 driver (the password is in it: never log it)
+
+
+def _as_postgres(args: list[str]) -> None:
+    command = ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{Path(args[0]).name} failed: {(done.stderr or done.stdout).strip()[-800:]}")
+
+
+def start_postgres(base: Path, port: int | None = None, database: str = "runboard") -> Postgres:
+    """PostgreSQL on 127.0.0.1 with its data in `base`: a new cluster with a role and a database, or the
+    one an earlier start left there (its generated password kept beside it, readable by root only)."""
+    pg, port = postgres_bin(), port or free_port()
+    secret = base / "password"
+    if (base / "data" / "PG_VERSION").exists() and secret.exists():
+        _as_postgres([str(pg / "pg_ctl"), "-D", str(base / "data"), "-l", str(base / "server.log"), "-w", "-t", "30",
+                      "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {base}", "start"])
+        return Postgres(base, port, _url(secret.read_text().strip(), port, database))
+    password = secrets.token_hex(16)
+    base.mkdir(parents=True)
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+        for parent in base.parents:  # the postgres user must reach the folder
+            if parent.stat().st_mode & 0o001 == 0 and parent != Path("/"):
+                raise ServiceMissing(f"the postgres user cannot enter {parent}; put the data folder under /tmp")
+    base.chmod(0o700)
+    _as_postgres([str(pg / "initdb"), "-D", str(base / "data"), "-U", "postgres", "--auth-local=trust",
+                  "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base}"
+    _as_postgres([str(pg / "pg_ctl"), "-D", str(base / "data"), "-l", str(base / "server.log"), "-w", "-t", "30",
+                  "-o", options, "start"])
+    _as_postgres([str(pg / "psql"), "-h", str(base), "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1",
+                  "-q", "-c", f"CREATE ROLE runboard LOGIN PASSWORD '{password}'",
+                  "-c", f"CREATE DATABASE {database} OWNER runboard"])
+    secret.touch(mode=0o600)
+    secret.write_text(password)
+    return Postgres(base, port, _url(password, port, database))
+
+
+def _url(password: str, port: int, database: str) -> str:
+    return f"postgresql+psycopg://runboard:{password}@127.0.0.1:{port}/{database}"
+
+
+def stop_postgres(db: Postgres) -> None:
+    try:
+        _as_postgres([str(postgres_bin() / "pg_ctl"), "-D", str(db.dir / "data"), "-m", "fast", "-w", "stop"])
+    except RuntimeError:
+        pass  # not running
+
+
+# --- process groups ------------------------------------------------------------------------------
+def stop_group(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM a process group we started (the process and its children), SIGKILL what outlives `timeout`."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        process.poll()
+        return
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # children (uvicorn workers) may outlive their parent briefly
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.poll()
+
+
+def _wait_http(url: str, process: subprocess.Popen | None, what: str, ok=(200,)) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status in ok:
+                    return
+        except urllib.error.HTTPError as e:
+            if e.code in ok:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} did not answer {url} within {START_TIMEOUT:.0f} s")
+
+
+# --- MLflow tracking server ----------------------------------------------------------------------
+@dataclass
+class TrackingServer:
+    process: subprocess.Popen
+    url: str
+
+
+def start_tracking_server(backend_uri: str, artifacts: Path, port: int | None = None,
+                          log_path: Path | None = None, workers: int = 2) -> TrackingServer:
+    """`mlflow server` on `backend_uri` with proxied artifacts in the folder `artifacts` (nodes need no shared disk)."""
+    port = port or free_port()
+    artifacts.mkdir(parents=True, exist_ok=True)
+    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--serve-artifacts",
+               "--artifacts-destination", artifacts.resolve().as_uri(), "--workers", str(workers)]
+    # its job runner is for MLflow's GenAI jobs, not tracking: one process less
+    # the database URL (with its password) goes in the environment, not on a command line `ps` shows
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_BACKEND_STORE_URI=backend_uri)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with open(log_path or os.devnull, "ab") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    server = TrackingServer(process, f"http://127.0.0.1:{port}")
+    try:
+        _wait_http(server.url + "/health", process, "mlflow server")
+    except BaseException:
+        stop_group(process)
+        raise
+    return server
+
+
+def stop_tracking_server(server: TrackingServer) -> None:
+    stop_group(server.process)
+
+
+# --- Ray head ------------------------------------------------------------------------------------
+@dataclass
+class RayHead:
+    address: str    # the job API (the dashboard's HTTP address): what RAY_ADDRESS names
+    temp_dir: Path
+    gcs: str        # host:port of its GCS: what `ray start --address` on another node names
+
+
+def ray_env() -> dict[str, str]:
+    # Without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 Ray swaps 127.0.0.1 for the host's routable address
+    # and its processes listen on it; with it, everything stays on loopback.
+    return dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+
+
+def start_ray_head(temp_dir: Path, num_cpus: int = 2, num_gpus: int | None = None,
+                   object_store_mb: int | None = None) -> RayHead:
+    """`ray start --head` on loopback with its job API; `num_gpus` None lets Ray count them. Runboard's jobs
+    put nothing in Ray's object store: a small one (`object_store_mb`) suits a test or a container."""
+    dashboard_port = free_port()
+    # every port free and explicit: Ray's fixed defaults (agent 52365, client 10001) clash with a second Ray
+    gcs_port = free_port()
+    ports = [f"--port={gcs_port}"] + [f"--{name}={free_port()}" for name in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+        "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port")]
+    command = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", *ports,
+               "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", str(num_cpus),
+               "--include-dashboard", "true", "--disable-usage-stats", "--temp-dir", str(temp_dir)]
+    if num_gpus is not None:
+        command += ["--num-gpus", str(num_gpus)]
+    if object_store_mb:
+        command += ["--object-store-memory", str(object_store_mb * 1024 * 1024)]
+    done = subprocess.run(command, capture_output=True, text=True, env=ray_env(), timeout=START_TIMEOUT)
+    if done.returncode:
+        raise RuntimeError(f"ray start failed: {(done.stderr or done.stdout).strip()[-800:]}")
+    head = RayHead(f"http://127.0.0.1:{dashboard_port}", temp_dir, f"127.0.0.1:{gcs_port}")
+    _wait_http(head.address + "/api/version", None, "the Ray job API", ok=(200, 401))
+    return head
+
+
+def stop_ray(head: RayHead, timeout: float = 8.0) -> None:
+    """Stop this head's processes and everything they started (jobs included), and no other Ray on the machine.
+
+    `ray stop` would stop every Ray of the machine; this head's processes are told apart by its temp dir
+    (and its client server, which names only the GCS, by that address).
+    """
+    import psutil
+
+    markers = (str(head.temp_dir), f"--address={head.gcs} ")
+    me = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    roots = [p for p in psutil.process_iter(["cmdline"])
+             if any(m in " ".join(p.info["cmdline"] or []) + " " for m in markers)]
+    group = {p.pid: p for root in roots for p in [root, *_children(root)] if p.pid not in me}
+    for process in group.values():
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(list(group.values()), timeout=timeout)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+def _children(process) -> list:
+    import psutil
+
+    try:
+        return process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+# --- all of them ---------------------------------------------------------------------------------
+@dataclass
+class TeamSetup:
+    db: Postgres | None = None
+    server: TrackingServer | None = None
+    head: RayHead | None = None
+
+
+@contextmanager
+def team_setup(root: Path, ray_dir: Path | None, num_cpus: int = 2, num_gpus: int | None = None,
+               mlflow_port: int | None = None, logs: Path | None = None, object_store_mb: int | None = None):
+    """PostgreSQL (data in root/postgres), mlflow server (artifacts in root/artifacts) and, with `ray_dir`,
+    a Ray head started meanwhile; all stopped, in reverse order, when the block ends."""
+    setup = TeamSetup()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            ray_started = pool.submit(start_ray_head, ray_dir, num_cpus, num_gpus, object_store_mb) if ray_dir else None
+            try:
+                setup.db = start_postgres(root / "postgres")
+                setup.server = start_tracking_server(setup.db.url, root / "artifacts", port=mlflow_port,
+                                                     log_path=logs / "mlflow.log" if logs else None)
+            finally:
+                setup.head = ray_started.result() if ray_started else None
+        yield setup
+    finally:
+        if setup.head:
+            stop_ray(setup.head)
+        if setup.server:
+            stop_tracking_server(setup.server)
+        if setup.db:
+            stop_postgres(setup.db)

@@ -1,0 +1,65 @@
+"""The dashboard reading a tracking server on PostgreSQL: the Runs, Compare, Run detail, Registry and
+Playground pages through AppTest, and the bulk history endpoint (MLflow's own UI endpoint) against the
+public API.
+
+Run: .venv/bin/python -m pytest tests/cluster -q
+"""
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+
+from dashboard.store import mlflow_internals
+from tests.cluster.conftest import MODEL
+from tests.dashboard.conftest import figures, open_page
+from tests.dashboard.test_mlflow_internals import assert_bulk_read_matches_public_api
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    st.cache_data.clear()
+    st.cache_resource.clear()  # the client and history caches are keyed by URI; start clean anyway
+    yield
+
+
+def test_the_bulk_history_endpoint_matches_the_public_api(finished_runs):
+    """Fails loudly when an MLflow upgrade moves or reshapes the UI's bulk history endpoint."""
+    assert_bulk_read_matches_public_api(mlflow_internals.server_metric_rows, finished_runs)
+
+
+def test_runs_page_lists_the_server_runs(finished_runs):
+    at = open_page(experiment="cluster")
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert set(finished_runs) <= set(table["run_id"])
+
+
+def test_compare_page_draws_the_server_runs(finished_runs):
+    at = open_page("compare", runs=",".join(finished_runs))
+    assert not at.exception and not at.error
+    titles = {f["layout"]["title"]["text"] for f in figures(at) if f["data"][0]["type"].startswith("scatter")}
+    assert {"val_loss", "train_loss_step"} <= titles
+
+
+def test_run_detail_shows_the_ray_job_and_node(finished_runs):
+    at = open_page("run_detail", run=finished_runs[0])
+    assert not at.exception and not at.error
+    header = " ".join(c.value for c in at.caption)
+    assert f"runboard-{finished_runs[0]}" in header and "127.0.0.1" in header
+    assert any("correct" in ((f["layout"].get("title") or {}).get("text", "")) for f in figures(at))
+
+
+def test_registry_and_playground_use_the_servers_models(finished_runs):
+    from pipeline.serving import registry
+
+    registry.set_alias(MODEL, registry.CHAMPION, 1)
+    at = open_page("registry")
+    assert not at.exception and not at.error
+    versions = next(d.value for d in at.dataframe if "version" in d.value.columns)
+    [row] = versions[versions["model"] == MODEL].to_dict("records")
+    assert row["aliases"] == ["@champion"] and row["source run"] == f"run_detail?run={finished_runs[0]}"
+    at = open_page("playground")
+    assert not at.exception and not at.error
+    assert at.selectbox[0].value == MODEL and at.selectbox[1].value == "@champion"
