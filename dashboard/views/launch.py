@@ -123,8 +123,8 @@ def page() -> None:
         st.error(str(e), icon=":material/block:")
     single, grid = st.tabs(["One run", "Sweep"])
     with single:
-        lr_suggestion.suggest_button(config)
         launch_one(config)
+        lr_suggestion.suggest_button(config)
     with grid:
         launch_sweep(config)
     st.divider()
