@@ -42,7 +42,7 @@ class RunConfig:
     val_fraction: float = _opt(0.1, "share of the training split held out for validation, in (0, 0.5]")
     augment: str = _opt("light", "none: the images as they are; light: random shifts of up to 1/8 of the side (at "
                         "least 1 px, so 1 px at 8 px and 3.5 px at 28 px), resampled bilinearly; strong: also "
-                        "rotation up to 10 degrees and scale up to 10 %. No mode mirrors images unless flip is on", AUGMENTATIONS)
+                        "rotation up to 10 degrees and scale up to a tenth. No mode mirrors images unless flip is on", AUGMENTATIONS)
     flip: bool = _opt(False, "also mirror training images left-right at random: only for images whose class "
                       "survives a mirror (photos of objects; not digits, text or arrows); cifar10 always flips")
     # --- model ---

@@ -40,3 +40,12 @@ def test_the_schedule_grows_exponentially_and_a_bad_option_is_refused(capsys):
     assert lrs[50] / lrs[49] == pytest.approx(lrs[1] / lrs[0])
     assert cli.main(["lr-find", "--steps", "3"]) == 2
     assert "--steps must be from 10" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "lr-find"])
+def test_help_says_what_each_augmentation_does(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert done.value.code == 0 and "light: random shifts of up to 1/8 of the side" in text
+    assert "--flip" in text and "--freeze-epochs" in text
