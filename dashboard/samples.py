@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from dashboard import refresh
 from pipeline.config import IMAGEFOLDER, ConfigError, RunConfig
 from pipeline.training import folders
 
@@ -39,7 +40,7 @@ def digits_samples(side: int, round_: int) -> list[tuple[str, bytes]]:
     return out
 
 
-@st.cache_data(ttl=60, show_spinner="Finding the folder's test images…")
+@st.cache_data(ttl=refresh.FOLDER_SCAN_TTL, show_spinner="Finding the folder's test images…")
 def folder_test_files(path: str) -> list[tuple[str, str]]:
     """(file, class) of the folder's held-out test split."""
     return [(str(f), c) for f, c in folders.test_files(Path(path))]
