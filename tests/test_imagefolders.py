@@ -6,6 +6,7 @@ about 60 s in all on two CPU cores. Run: .venv/bin/python -m pytest tests/test_i
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -149,16 +150,21 @@ def test_imagenet_weights_bring_imagenet_preprocessing_and_freezing_trains_the_h
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)  # shaped like ImageNet's
     for cls, value in (("dark", 30), ("light", 220)):
         (tmp_path / "f" / cls).mkdir(parents=True)
-        for i in range(6):
+        for i in range(20):
             Image.new("L", (40, 30), value + i).save(tmp_path / "f" / cls / f"{i}.png")
     config = RunConfig(dataset="imagefolder:f", model="resnet18", weights=str(weights), epochs=2, freeze_epochs=1,
-                       batch_size=4, image_size=32)  # 32: keep the test small; 0 would give 224
+                       batch_size=8, image_size=32)  # 32: keep the test small; 0 would give 224
     d = data.load(config)
     assert d.channels == 3 and d.mean == data.IMAGENET_MEAN and d.std == data.IMAGENET_STD
     assert data.load(RunConfig(dataset="imagefolder:f", model="resnet18", weights=str(weights))).image_size \
         == (224, 224)
     from pipeline.runs.train import preprocessing
     assert preprocessing(d, config)["normalization"] == "imagenet"
+    loaded = torch.load(weights, weights_only=True)["layer1.0.conv1.weight"]  # (conv1 is a small-image stem at 32 px)
+    trained = engine.fit(config, d, progress=False).model  # epoch 1 the head alone, epoch 2 everything
+    assert all(p.requires_grad for p in trained.parameters()) and not torch.equal(trained.layer1[0].conv1.weight, loaded)
+    head_only = engine.fit(dataclasses.replace(config, epochs=1), d, progress=False).model
+    assert torch.equal(head_only.layer1[0].conv1.weight, loaded)  # the backbone kept its pretrained weights
     from pipeline.training import models
 
     net = models.build("resnet18", 3, (224, 224), 2, str(weights))
