@@ -37,13 +37,12 @@ def write_digits(root, side: int = 8, resample=Image.Resampling.BILINEAR):
 
 
 @pytest.fixture(scope="module")
-def digits_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("folders")
+def digits_root(store):
+    """digits8 and digits32 under the session's data root (RUNBOARD_DATA_ROOT, set by `store`)."""
+    root = store / "data"
     write_digits(root / "digits8")
     write_digits(root / "digits32", 32)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RUNBOARD_DATA_ROOT", str(root))
-        yield root
+    return root
 
 
 def _accuracy(config: RunConfig) -> float:
