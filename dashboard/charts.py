@@ -299,3 +299,19 @@ def explanation_figure(picture: np.ndarray, heat: np.ndarray, title: str = "", s
     fig.update_layout(height=230, margin=dict(l=0, r=0, t=26 if title else 0, b=0),
                       title=dict(text=title, font=dict(size=12), x=0.5, xanchor="center"))
     return fig
+
+
+def lr_find_figure(test: Mapping) -> go.Figure:
+    """A learning-rate range test (lrs, losses, smoothed, suggestion): loss against a log lr axis."""
+    lrs, smoothed = list(test["lrs"]), list(test["smoothed"])
+    fig = go.Figure([
+        go.Scatter(x=lrs, y=list(test["losses"]), mode="lines", name="loss", line=dict(color="#bbbbbb", width=1)),
+        go.Scatter(x=lrs, y=smoothed, mode="lines", name="smoothed loss", line=dict(color=PALETTE[0], width=2)),
+    ])
+    fig.add_vline(x=test["suggestion"], line_dash="dash", line_color="#d62728",
+                  annotation_text=f"suggested {test['suggestion']:.2g}", annotation_position="top left")
+    top = max(smoothed[: max(1, len(smoothed) // 2)]) * 1.5 if smoothed else None
+    fig.update_layout(height=320, margin=dict(l=60, r=20, t=30, b=40), legend=dict(orientation="h", y=1.12),
+                      xaxis=dict(type="log", title="learning rate", exponentformat="e"),
+                      yaxis=dict(title="training loss", range=[0, top] if top else None))
+    return fig

@@ -14,14 +14,16 @@ import streamlit as st
 
 from dashboard import refresh
 from pipeline import settings
+from pipeline import names
 from pipeline.config import DATASETS, IMAGEFOLDER, ConfigError, RunConfig
 from pipeline.names import IMAGE_SUFFIXES
+from pipeline.training import folders
 
 KEY = "launch."  # session-state prefix of the form's widgets
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 OPTIONS = ("experiment", "run_name", "register")  # run options, not params
 MAIN = {  # shown at once, by column; the rest sit under "More options"
-    "Data and model": ("dataset", "model", "augment", "device"),
+    "Data and model": ("dataset", "model", "augment", "flip", "device"),
     "Optimisation": ("epochs", "batch_size", "optimizer", "lr", "schedule"),
     "Regularisation": ("weight_decay", "label_smoothing", "seed"),
     "Run": ("experiment", "run_name", "register"),
@@ -65,6 +67,51 @@ def dataset_options(current: str) -> list[str]:
     return options if current in options else options + [current]
 
 
+@st.cache_data(ttl=refresh.FOLDER_SCAN_TTL, show_spinner="Reading the folder's image headers…")
+def folder_summary(path: str) -> dict:
+    """What an image folder holds, from its files' headers (no pixels decoded), and the size a run takes."""
+    found = folders.scan(Path(path))
+    return {**found.summary(), "size": list(folders.resolve_size(found.sizes))}
+
+
+def summary_text(summary: dict) -> str:
+    """One paragraph: images per class, sizes, grayscale or RGB, the size a run trains at, bad files."""
+    counts = ", ".join(f"{name} {n:,}" for name, n in summary["counts"].items())
+    (w0, h0), (w1, h1) = summary["min_size"], summary["max_size"]
+    sizes = f"all {w0}×{h0} px" if (w0, h0) == (w1, h1) else f"from {w0}×{h0} to {w1}×{h1} px"
+    height, width = summary["size"]
+    text = (f"**{summary['images']:,} images** in {len(summary['counts'])} classes ({counts}); {sizes}, "
+            f"{'grayscale' if summary['grayscale'] else 'RGB'}. With image size 0 a run trains at "
+            f"**{width}×{height} px** (224 with ImageNet weights).")
+    if summary["skipped"]:
+        text += f" {len(summary['skipped'])} unreadable file(s) will be skipped: " + \
+            "; ".join(summary["skipped"][:3]) + ("…" if len(summary["skipped"]) > 3 else "")
+    return text
+
+
+def show_folder_summary(dataset: str) -> None:
+    """The chosen image folder's contents under the form, before anything is launched."""
+    if not dataset.startswith(IMAGEFOLDER):
+        return
+    try:
+        path = RunConfig(dataset=dataset).imagefolder_path()
+        summary = folder_summary(str(path))
+    except (ConfigError, folders.DataError) as e:
+        st.warning(str(e), icon=":material/folder_off:")
+        return
+    st.info(summary_text(summary), icon=":material/folder_open:")
+
+
+def from_run_sizes(params: dict[str, str]) -> dict[str, str]:
+    """A clone of an image-folder run with image_size 0 pins the size that run resolved (if square)."""
+    resolved = params.get(names.PARAM_IMAGE_SIZE_RESOLVED, "")
+    height, _, width = resolved.partition("x")
+    if params.get("dataset", "").startswith(IMAGEFOLDER) and params.get("image_size") == "0" \
+            and height == width and height.isdigit():
+        return {**params, "image_size": height}
+    return params
+
+
 def widget_value(config: RunConfig, name: str):
     value = getattr(config, name)
     return str(value) if isinstance(value, float) else value  # floats are typed as text: 3e-4 stays readable
@@ -82,6 +129,7 @@ def prefill(config: RunConfig, source: str | None) -> None:
 
 def from_run(params: dict[str, str], **options: str) -> tuple[RunConfig, list[str]]:
     """A cloned run's config, and the messages of params that no longer validate (left at defaults)."""
+    params = from_run_sizes(params)
     try:
         return RunConfig.from_params(params, **options), []
     except ConfigError:

@@ -34,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     cfg.add_arguments(train)
     train.add_argument("--run-id", default=None, help=argparse.SUPPRESS)  # a queued run: its config is in MLflow
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    find = commands.add_parser("lr-find", help="a learning-rate range test: loss against an exponentially "
+                               "growing lr; prints the suggested lr and logs the test as its own run",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    cfg.add_arguments(find)
+    find.add_argument("--steps", type=int, default=100, help="optimizer steps at most (the test stops early "
+                      "once the loss diverges)")
+    find.add_argument("--json", action="store_true", help="print one JSON object: run_id, suggestion, steepest, "
+                      "min_lr, lrs, losses, smoothed")
     commands.add_parser("init", help="create a new tracking store's tables (before several processes open it)")
 
     # --- models in use ---
@@ -90,6 +98,23 @@ def train(args) -> int:
     run_id = training.run(config, progress=not args.quiet)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0, not one per process
         print(f"run {run_id} finished; browse it with: mlflow ui --backend-store-uri {settings.tracking_uri()}")
+    return errors.OK
+
+
+def lr_find(args) -> int:
+    """0 with the suggestion printed; 2 for a bad option or dataset; 1 when the test itself fails."""
+    if not 10 <= args.steps <= 10_000:
+        raise errors.UserError(f"--steps must be from 10 to 10000, got {args.steps}")
+    config = cfg.from_args(args)
+    from pipeline.runs import lr_find as range_test
+
+    _quiet_mlflow()
+    run_id, result = range_test.run(config, steps=args.steps)
+    if args.json:
+        print(json.dumps({"run_id": run_id, **result.to_json()}))
+    else:
+        print(f"suggested lr {result.suggestion:.3g} (smoothed loss lowest at {result.min_lr:.3g}, "
+              f"falls fastest at {result.steepest:.3g}); logged as run {run_id}")
     return errors.OK
 
 
@@ -236,8 +261,8 @@ def worker(args) -> int:
     return errors.OK
 
 
-COMMANDS = {"train": train, "init": init, "predict": predict, "export": export, "submit": submit, "cancel": cancel,
-            "queue": queue, "worker": worker}
+COMMANDS = {"train": train, "lr-find": lr_find, "init": init, "predict": predict, "export": export, "submit": submit,
+            "cancel": cancel, "queue": queue, "worker": worker}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,6 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "onecycle", "step")
 AUGMENTATIONS = ("none", "light", "strong")
 DEVICES = ("auto", "cpu", "cuda")
-IMAGEFOLDER_SIZE = 64  # image_size 0 on an image folder: a side every model trains on, whatever the files' sizes
 
 
 class ConfigError(UserError):
@@ -36,13 +35,23 @@ class RunConfig:
     # --- data ---
     dataset: str = _opt("digits", f"one of {', '.join(DATASETS)}, or imagefolder:PATH (class-per-folder "
                         "images under the data root)")
-    image_size: int = _opt(0, "side in pixels images are resized to; 0 keeps the dataset's own size")
+    image_size: int = _opt(0, "side in pixels images are resized to (shrinking averages areas); 0 keeps a "
+                           "built-in dataset's size, and an image folder's when its images are all one size up to "
+                           "64 px, else takes the median shorter side clamped to 32..224 (224 with ImageNet "
+                           "weights); the size used is logged as param image_size_resolved")
     val_fraction: float = _opt(0.1, "share of the training split held out for validation, in (0, 0.5]")
-    augment: str = _opt("light", "none; light: random shift (+ flip for natural images); strong: "
-                        "also small rotation and scale", AUGMENTATIONS)
+    augment: str = _opt("light", "none: the images as they are; light: random shifts of up to 1/8 of the side (at "
+                        "least 1 px, so 1 px at 8 px and 3.5 px at 28 px), resampled bilinearly; strong: also "
+                        "rotation up to 10 degrees and scale up to a tenth. No mode mirrors images unless flip is on", AUGMENTATIONS)
+    flip: bool = _opt(False, "also mirror training images left-right at random: only for images whose class "
+                      "survives a mirror (photos of objects; not digits, text or arrows); cifar10 always flips")
     # --- model ---
     model: str = _opt("cnn", "architecture", MODELS)
-    weights: str = _opt("", "local file of pretrained weights to start from (nothing is downloaded)")
+    weights: str = _opt("", "local file of pretrained weights to start from (nothing is downloaded); a "
+                        "torchvision ImageNet state dict also brings ImageNet's preprocessing: RGB, 224 px "
+                        "unless image_size is set, ImageNet mean and std")
+    freeze_epochs: int = _opt(0, "train only the classifier (the last linear layer) for this many first epochs, "
+                              "keeping the pretrained backbone as it is; then train everything")
     # --- optimisation ---
     epochs: int = _opt(5, "passes over the training split")
     batch_size: int = _opt(64, "images per optimizer step")
@@ -139,6 +148,7 @@ def _validate(c: RunConfig) -> None:
         ("label_smoothing", 0 <= c.label_smoothing < 1, ">= 0 and < 1"),
         ("val_fraction", 0 < c.val_fraction <= 0.5, "> 0 and <= 0.5"),
         ("patience", c.patience >= 0, ">= 0"),
+        ("freeze_epochs", c.freeze_epochs >= 0, ">= 0"),
         ("seed", c.seed >= 0, ">= 0"),
         ("image_size", c.image_size == 0 or 4 <= c.image_size <= 512, "0 (native) or from 4 to 512"),
     ]

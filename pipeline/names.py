@@ -29,6 +29,8 @@ LATENCY_METRICS = (LATENCY_1_P50, LATENCY_1_P95, LATENCY_64_P50, LATENCY_64_P95)
 ORIGINAL_PREFIX = "original_"                    # original_test_accuracy, original_model_size_bytes, ...
 # with --compile, step 0: the warm-up, kept out of throughput_img_s
 COMPILE_SECONDS = "compile_seconds"
+# a learning-rate range test's run (tag runboard.kind=lr_find), step 0
+SUGGESTED_LR = "suggested_lr"
 SYSTEM_PREFIX = "system/"  # MLflow's own CPU/GPU/memory samples
 
 
@@ -61,6 +63,8 @@ TAG_PROCESSES = "runboard.processes"      # torchrun processes that trained it
 TAG_STEPS_PER_EPOCH = "runboard.steps_per_epoch"  # optimizer steps per epoch, as the engine counts them
 TAG_EPOCHS_RUN = "runboard.epochs_run"
 TAG_BEST_EPOCH = "runboard.best_epoch"
+TAG_KIND = "runboard.kind"                # what a run is when it is not a training run: lr_find
+KIND_LR_FIND = "lr_find"
 # the queue
 TAG_QUEUED = "runboard.queued"            # submit time, unix seconds: marks a queue run, orders the queue
 TAG_REGISTER = "runboard.register"        # the run option `register` (not a hyperparameter, so not a param)
@@ -94,6 +98,7 @@ TAG_RUN_NAME = "mlflow.runName"
 TAG_LOG_MODEL_HISTORY = "mlflow.log-model.history"
 
 # --- params that are not hyperparameters -----------------------------------------------------
+PARAM_IMAGE_SIZE_RESOLVED = "image_size_resolved"  # "HxW" the run trained at (image_size 0 lets the data choose)
 PARAM_CLAIM = "runboard.claim"            # "<owner> <process key> <claimed at>"; see queue/jobs.py
 BOOKKEEPING_PREFIX = "runboard."          # params under it are the queue's, not the run's config
 
@@ -102,6 +107,9 @@ CONFUSION_MATRIX_JSON = "evaluation/confusion_matrix.json"  # {"labels": [...], 
 CONFUSION_MATRIX_PNG = "evaluation/confusion_matrix.png"
 PER_CLASS_JSON = "evaluation/per_class.json"                # precision/recall/f1/support per class
 MISCLASSIFIED_PNG = "evaluation/misclassified.png"          # a grid of the most confident mistakes
+SKIPPED_FILES_TXT = "data/skipped_files.txt"               # unreadable files an image folder run left out, one a line
+LR_FIND_JSON = "lr_find/lr_find.json"                       # {"lrs", "losses", "smoothed", "suggestion", ...}
+LR_FIND_PNG = "lr_find/lr_find.png"                         # loss against learning rate
 EXPLANATIONS_PNG = "evaluation/explanations.png"            # those mistakes' maps for the predicted and true class
 EXPLANATIONS_NPZ = "evaluation/explanations.npz"            # the same as arrays (no pickle); see runs/train.py
 TRACEBACK_TXT = "error/traceback.txt"

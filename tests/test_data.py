@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from pipeline.training import data
-from pipeline.config import IMAGEFOLDER_SIZE, RunConfig
+from pipeline.config import RunConfig
 from pipeline.training.data import DataError
 
 
@@ -51,7 +51,7 @@ def test_imagefolder_rgb_any_size(tmp_path, monkeypatch):
                                   "blue": [make((0, 0, 200), 20, 40 + i) for i in range(10)]})
     d = data.load(RunConfig(dataset="imagefolder:shapes", image_size=16))
     assert d.classes == ["blue", "red"] and d.channels == 3 and d.image_size == (16, 16)
-    assert len(d.train) + len(d.val) + len(d.test) == 20 and d.flip
+    assert len(d.train) + len(d.val) + len(d.test) == 20 and not d.flip  # flips only when asked
 
 
 def test_imagefolder_grayscale_gets_one_channel(tmp_path, monkeypatch):
@@ -59,7 +59,7 @@ def test_imagefolder_grayscale_gets_one_channel(tmp_path, monkeypatch):
     gray = [Image.new("L", (12, 12), v) for v in range(0, 250, 25)]
     _folder(tmp_path / "g", {"dark": gray[:5] * 2, "light": gray[5:] * 2})
     d = data.load(RunConfig(dataset="imagefolder:g"))
-    assert d.channels == 1 and d.image_size == (IMAGEFOLDER_SIZE,) * 2
+    assert d.channels == 1 and d.image_size == (12, 12)  # small and uniform: kept
 
 
 @pytest.mark.parametrize("layout, message", [
@@ -84,7 +84,7 @@ def test_imagefolder_unreadable_file_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("RUNBOARD_DATA_ROOT", str(tmp_path))
     _folder(tmp_path / "f", {"a": [Image.new("RGB", (8, 8))] * 2, "b": [Image.new("RGB", (8, 8))] * 2})
     (tmp_path / "f" / "b" / "broken.png").write_bytes(b"this is not a png")
-    with pytest.raises(DataError, match=r"1 unreadable file.*broken\.png"):
+    with pytest.raises(DataError, match=r"1 of 5 files are unreadable, over the 1% .*broken\.png"):
         data.load(RunConfig(dataset="imagefolder:f"))
 
 

@@ -128,6 +128,41 @@ def test_resize_to_the_models_height_and_width():
     assert images.to_array(img, 3, (32, 32)).shape == (3, 32, 32)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [(16, 16), (12, 20), (64, 64)])  # shrink, mixed, enlarge
+def test_training_and_prediction_share_one_resize(channels, size):
+    """data.py's in-memory resize and serving's to_array give the same pixels for the same image."""
+    import torch
+
+    from pipeline.training import data
+
+    img = Image.fromarray(noise(40, 30)).convert("L" if channels == 1 else "RGB")
+    arr = images.to_array(img, channels, (40, 30))
+    x, _ = data._prepare((torch.from_numpy(arr[None]), torch.zeros(1)), size, rgb=False)
+    assert np.array_equal(x[0].numpy(), images.to_array(img, channels, size))
+
+
+def test_shrinking_averages_areas_so_an_enlarged_image_comes_back():
+    small = Image.fromarray(noise(8, 8)[:, :, 0], "L")
+    original = np.asarray(small, dtype=int)
+    for side in (28, 32):  # nearest enlargement, whole and fractional factors: back exactly
+        assert np.array_equal(images.to_array(small.resize((side, side), Image.Resampling.NEAREST), 1, (8, 8))[0],
+                              original)
+    for side in (28, 64, 256):  # bilinear enlargement: closer than a bilinear shrink (the old resize) gets
+        big = small.resize((side, side), Image.Resampling.BILINEAR)
+        area = np.abs(images.to_array(big, 1, (8, 8))[0] - original).mean()
+        bilinear = np.abs(np.asarray(big.resize((8, 8), Image.Resampling.BILINEAR), dtype=int) - original).mean()
+        assert area < 0.8 * bilinear, (side, area, bilinear)
+
+
+def test_header_reads_size_and_mode_without_pixels(tmp_path):
+    Image.fromarray(noise(30, 40)).save(tmp_path / "a.png")
+    assert images.read_header(tmp_path / "a.png") == (40, 30, "RGB")
+    (tmp_path / "b.png").write_bytes(b"junk")
+    with pytest.raises(images.ImageError, match="b.png: not an image"):
+        images.read_header(tmp_path / "b.png")
+
+
 def test_decompression_bomb_is_refused_from_its_header():
     started = time.perf_counter()
     with pytest.raises(images.ImageError, match="over the limit"):

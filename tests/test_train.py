@@ -26,7 +26,7 @@ def client(store):
 def test_run_holds_params_tags_and_status(client, trained_run):
     run = client.get_run(trained_run)
     assert run.info.status == "FINISHED" and run.info.run_name == "tiny-cnn"
-    assert run.data.params == RunConfig(**TINY).to_params()
+    assert run.data.params == {**RunConfig(**TINY).to_params(), names.PARAM_IMAGE_SIZE_RESOLVED: "8x8"}
     assert RunConfig.from_params(run.data.params) == RunConfig(**TINY)  # clone-able
     tags = run.data.tags
     assert tags[names.TAG_DEVICE] == "cpu" and tags[names.TAG_TORCH] == torch.__version__

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import launch_form as form
-from dashboard import queue_view, store, ui
+from dashboard import lr_suggestion, queue_view, store, ui
 from pipeline import names
 from pipeline.queue import jobs, sweep
 from pipeline.config import ConfigError, RunConfig
@@ -115,6 +115,7 @@ def page() -> None:
                "trains it in its own process, so closing this tab changes nothing.")
     start_values()
     form.config_widgets(list(store.experiments()["name"]) or ["runboard"])
+    form.show_folder_summary(st.session_state[form.KEY + "dataset"])
     try:
         config = form.config_from_state()
     except ConfigError as e:
@@ -123,6 +124,7 @@ def page() -> None:
     single, grid = st.tabs(["One run", "Sweep"])
     with single:
         launch_one(config)
+        lr_suggestion.suggest_button(config)
     with grid:
         launch_sweep(config)
     st.divider()

@@ -9,12 +9,11 @@ from __future__ import annotations
 import io
 import time
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from dashboard import charts, input_check, model_choice, predictions, store, ui
+from dashboard import charts, input_check, model_choice, predictions, samples, store, ui
 from dashboard.predictions import enlarged
 from pipeline import names, settings
 from pipeline.serving import predict, registry
@@ -26,43 +25,21 @@ MAX_TOP = 10       # the most classes the top-k chart offers
 # ---------------------------------------------------------------------------------------------
 # inputs
 
-@st.cache_data(show_spinner=False)
-def digits_samples(side: int, round_: int) -> list[tuple[str, bytes]]:
-    """PNGs of the digits test split, one per digit (the `round_`-th of each), at `side` (0: 8x8).
-
-    At the side a digits model was trained on, these are the exact images its evaluation scored.
-    """
-    from pipeline.training import data
-    from pipeline.config import RunConfig
-
-    test = data.load(RunConfig(dataset="digits", image_size=side)).test
-    labels, out = test.labels.numpy(), []
-    for digit in range(10):
-        where = np.flatnonzero(labels == digit)
-        i = int(where[round_ % len(where)])
-        buffer = io.BytesIO()
-        Image.fromarray(test.images[i, 0].numpy(), "L").save(buffer, format="PNG")
-        out.append((f"digits-test-{i}-true-{digit}.png", buffer.getvalue()))
-    return out
-
-
 def sample_picker(side: int, dataset: str, uploaded: bool = False) -> None:
     st.session_state.setdefault("pg_samples", {})
     chosen = st.session_state["pg_samples"]
     head, more, clear = st.columns([5, 1.5, 1], vertical_alignment="bottom")
-    note = ("light strokes on dark, as trained" if dataset == "digits"
-            else f"this model was trained on {dataset}, not digits: expect arbitrary answers")
-    head.markdown(f"**…or click sample images** from the digits test split ({note})")
     round_ = st.session_state.setdefault("pg_round", 0)
-    if more.button("Other samples", key="pg_more", help="the next test image of each digit"):
+    if more.button("Other samples", key="pg_more", help="the next test image of each class"):
         round_ = st.session_state["pg_round"] = round_ + 1
     if clear.button("Clear", key="pg_clear", disabled=not (chosen or uploaded),
                     help="unselect every sample and remove the uploads"):
         chosen.clear()
         st.session_state["pg_upload_round"] = st.session_state.get("pg_upload_round", 0) + 1  # a new, empty uploader
         st.rerun()
-    samples = digits_samples(side, round_)
-    for col, (name, png) in zip(st.columns(len(samples)), samples):
+    found, note = samples.for_model(dataset, side, round_)
+    head.markdown(f"**…or click sample images** from {note}")
+    for col, (name, png) in zip(st.columns(max(1, len(found))), found):
         col.image(enlarged(Image.open(io.BytesIO(png))), width=56)
         picked = name in chosen
         if col.button("✓" if picked else "Use", key=f"pg_sample_{name}", type="primary" if picked else "secondary"):

@@ -19,8 +19,10 @@ def preprocessing(data: datasets.ImageData, config: RunConfig) -> dict:
     return {
         "classes": data.classes, "channels": data.channels, "image_size": list(data.image_size),
         "mean": data.mean, "std": data.std, "layout": "NCHW float32",
-        "recipe": "convert to L (1 channel) or RGB (3), resize to image_size (height, width), "
-                  "divide by 255, subtract mean and divide by std per channel",
+        "recipe": "convert to L (1 channel) or RGB (3), resize to image_size (height, width) averaging "
+                  "areas when shrinking (PIL BOX) and bilinearly when enlarging, divide by 255, subtract "
+                  "mean and divide by std per channel",
+        "normalization": "imagenet" if data.normalization else "dataset",
         "output": "logits; softmax gives class probabilities in the order of classes",
         "dataset": config.dataset, "model": config.model,
     }
@@ -62,6 +64,7 @@ def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
         with lifecycle.tracked(client, run_id, experiment, config.run_name, config.to_params()) as run_id:
             data = data or _load(config)  # a queued run: a failure here ends it FAILED
             distributed.share(run_id)
+            log_data(client, run_id, data)
             lifecycle.set_tags(client, run_id, {
                 **tracking.environment_tags(engine.device_name(device)),
                 names.TAG_CLASSES: len(data.classes), names.TAG_TRAIN_IMAGES: len(data.train),
@@ -93,6 +96,14 @@ def _follow(config: RunConfig) -> str:
     run_id = distributed.share(None)
     engine.fit(config, data, engine.NullTracker(), progress=False)
     return run_id
+
+
+def log_data(client: MlflowClient, run_id: str, data: datasets.ImageData) -> None:
+    """The size the run trained at (a clone with image_size 0 gets the same), and any files left out."""
+    height, width = data.image_size
+    client.log_param(run_id, names.PARAM_IMAGE_SIZE_RESOLVED, f"{height}x{width}")
+    if data.skipped:
+        client.log_text(run_id, "\n".join(data.skipped) + "\n", names.SKIPPED_FILES_TXT)
 
 
 def log_evaluation(client: MlflowClient, run_id: str, result: engine.TrainResult, data: datasets.ImageData) -> None:

@@ -1,7 +1,9 @@
 """Decoding user images safely and turning them into the uint8 (C, H, W) arrays models train on.
 
 Used for image folders at training time and for uploads at prediction time, so both see the same
-conversion of odd modes (16-bit, CMYK, RGBA, palette) and the same resize.
+conversion of odd modes (16-bit, CMYK, RGBA, palette) and the same resize (`resize`): it averages
+areas when it shrinks (PIL's BOX filter), so an image enlarged by a screenshot or a phone comes back
+to the pixels the model was trained on; it interpolates bilinearly when it enlarges.
 """
 from __future__ import annotations
 
@@ -75,14 +77,50 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBA (composited above)
 
 
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})  # decode to one channel (LA: over white)
+
+
+def read_header(path: str | Path) -> tuple[int, int, str]:
+    """(width, height, mode) from the file's header only: no pixels are decoded (cheap folder scans)."""
+    try:
+        with Image.open(path) as img:
+            return img.width, img.height, img.mode
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image, or in a format that cannot be read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{path}: damaged image ({e})") from None
+
+
 def is_grayscale(img: Image.Image) -> bool:
     return img.mode == "L"
 
 
+def resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The one resize of training and prediction, to `size` (height, width).
+
+    Shrinking averages areas (BOX), so an enlarged copy comes back to the original; enlarging (or a
+    mix of the two) interpolates bilinearly.
+    """
+    height, width = size
+    if img.size == (width, height):
+        return img
+    shrinking = width <= img.width and height <= img.height
+    return img.resize((width, height), Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR)
+
+
+def resize_array(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (C, H, W) with C 1 or 3, resized by `resize`: the tensors of built-in datasets take it too."""
+    if tuple(arr.shape[1:]) == tuple(size):
+        return arr
+    img = Image.fromarray(arr[0], "L") if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0), "RGB")
+    return _planes(resize(img, size))
+
+
 def to_array(img: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
     """uint8 array (channels, H, W): converted to L or RGB and resized to `size` (height, width)."""
-    img = img.convert("L" if channels == 1 else "RGB")
-    if img.size != (size[1], size[0]):
-        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return _planes(resize(img.convert("L" if channels == 1 else "RGB"), size))
+
+
+def _planes(img: Image.Image) -> np.ndarray:
     arr = np.asarray(img, dtype=np.uint8)
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)

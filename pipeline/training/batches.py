@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from pipeline.training import hardware
 from pipeline.training.data import DataError, Split
 
-SHIFT = 0.125           # random shift, as a fraction of the image side ("pad by 1/8, crop")
+SHIFT = 0.125           # random shift, as a fraction of the image side (at least 1 px)
 ROTATE_DEG, SCALE = 10.0, 0.1  # strong augmentation: rotation in degrees, relative scale change
 EVAL_BATCH = 1024       # evaluation needs no gradients: big batches
 CHUNK_BYTES = 256 << 20  # float32 images augmented at once: a whole MNIST epoch, ~20 batches of 224 px
@@ -41,14 +41,16 @@ class Normalizer:
 
 
 def augment(x: torch.Tensor, mode: str, flip: bool, gen: torch.Generator) -> torch.Tensor:
-    """Random shift (+ flip, + rotation and scale for 'strong') of a float batch in one grid_sample."""
+    """Random shift (+ flip when asked, + rotation and scale for 'strong') of a float batch in one grid_sample."""
     if mode == "none":
         return x
     n, _, h, w = x.shape
     rand = lambda *shape: torch.rand(*shape, generator=gen, device=x.device)  # noqa: E731
-    # whole-pixel shifts of up to SHIFT of the side, like pad-and-crop
+    # sub-pixel shifts of up to SHIFT of the side (at least 1 px), resampled bilinearly: the slight
+    # blur of resampling teaches the model what a resized upload looks like
     pixels = torch.tensor([w, h], device=x.device)
-    shift = torch.round((rand(n, 2) * 2 - 1) * SHIFT * pixels) * 2 / pixels
+    reach = torch.clamp(SHIFT * pixels, min=1.0)
+    shift = (rand(n, 2) * 2 - 1) * reach * 2 / pixels
     angle, scale = torch.zeros(n, device=x.device), torch.ones(n, device=x.device)
     if mode == "strong":
         angle = (rand(n) * 2 - 1) * math.radians(ROTATE_DEG)
@@ -58,8 +60,7 @@ def augment(x: torch.Tensor, mode: str, flip: bool, gen: torch.Generator) -> tor
     theta = torch.stack([torch.stack([cos * mirror, -sin, shift[:, 0]], 1),
                          torch.stack([sin * mirror, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="nearest" if mode == "light" else "bilinear",
-                         padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def to_device(split: Split, device: torch.device) -> Split:

@@ -4,49 +4,50 @@ Small datasets live whole in memory (and on the training device, see engine.py) 
 is decoded twice. An image folder over the memory budget (RUNBOARD_MEMORY_BUDGET_MB) stays on disk
 as `FileImages`, decoded per item by DataLoader workers. The test split never depends on the seed,
 so runs with different seeds are scored on the same images; the validation split does.
+
+Sizes: image_size N resizes every image to N x N; 0 keeps a built-in dataset's size and lets an image
+folder's files choose (folders.resolve_size). Every resize is images.resize, the one prediction uses.
+Weights trained on ImageNet (models.imagenet_weights) bring their own preprocessing: RGB, 224 px
+unless image_size says otherwise, ImageNet's mean and std.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline import settings
 from pipeline.serving import images
-from pipeline.config import IMAGEFOLDER_SIZE, RunConfig
-from pipeline.errors import UserError
-from pipeline.names import IMAGE_SUFFIXES
+from pipeline.config import RunConfig
+from pipeline.training import folders, models
+from pipeline.training.folders import TEST_FRACTION, TEST_SPLIT_SEED, DataError  # noqa: F401 (re-exported)
 
-TEST_SPLIT_SEED = 20_240_601  # fixed: the held-out test split is the same for every run
-TEST_FRACTION = 0.2           # for datasets without an official test split
 STATS_SAMPLE = 512            # images decoded to estimate mean/std of a folder that stays on disk
 CHANNELS_SAMPLE = 256         # images looked at to decide grayscale or RGB for such a folder
-
-
-class DataError(UserError):
-    """A dataset that cannot be loaded; the message says what to do."""
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # what torchvision's weights expect
+log = logging.getLogger(__name__)
 
 
 class FileImages:
     """Image files decoded one at a time to uint8 (C, H, W): a folder too big to hold in memory."""
 
-    def __init__(self, files: list[Path], channels: int, size: int):
-        self.files, self.channels, self.size = files, channels, size
+    def __init__(self, files: list[Path], channels: int, size: tuple[int, int]):
+        self.files, self.channels, self.size = files, channels, tuple(size)
         self._stats: tuple[list[float], list[float]] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        return (len(self.files), self.channels, self.size, self.size)
+        return (len(self.files), self.channels, *self.size)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> np.ndarray:
         try:
-            return images.to_array(images.open_image(self.files[i]), self.channels, (self.size, self.size))
+            return images.to_array(images.open_image(self.files[i]), self.channels, self.size)
         except images.ImageError as e:  # found only now: the folder was never decoded as a whole
             raise DataError(f"image folder: unreadable file: {e}") from None
 
@@ -83,6 +84,8 @@ class ImageData:
     val: Split
     test: Split
     flip: bool  # horizontal flips keep the label (natural images yes, digits no)
+    normalization: tuple[list[float], list[float]] | None = None  # fixed mean/std (pretrained weights'), else the data's
+    skipped: list[str] = field(default_factory=list)  # "path: why" of each unreadable file left out
 
     @property
     def channels(self) -> int:
@@ -94,12 +97,16 @@ class ImageData:
 
     @property
     def mean(self) -> list[float]:
+        if self.normalization:
+            return list(self.normalization[0])
         if not self.train.in_memory:  # a sample's
             return self.train.images.stats()[0]
         return (self.train.images.float().mean(dim=(0, 2, 3)) / 255).tolist()
 
     @property
     def std(self) -> list[float]:
+        if self.normalization:
+            return list(self.normalization[1])
         if not self.train.in_memory:
             std = self.train.images.stats()[1]
         else:
@@ -108,44 +115,45 @@ class ImageData:
 
 
 def load(config: RunConfig) -> ImageData:
-    """Load the config's dataset, resized to config.image_size when that is set."""
+    """Load the config's dataset at the size config.image_size asks for (0: see the module docstring)."""
+    imagenet = bool(config.weights) and models.imagenet_weights(config.model, Path(config.weights))
+    size = (config.image_size, config.image_size) if config.image_size else None
+    skipped: list[str] = []
     if config.is_imagefolder:
-        x, y, classes = _imagefolder(config.imagefolder_path(), config.image_size or IMAGEFOLDER_SIZE)
+        x, y, classes, skipped = _imagefolder(config.imagefolder_path(), size, imagenet)
         (x, y), test = _split(x, y, TEST_FRACTION, TEST_SPLIT_SEED)
-        flip = True
     elif config.dataset == "digits":
         x, y, classes = _digits()
         (x, y), test = _split(x, y, TEST_FRACTION, TEST_SPLIT_SEED)
-        flip = False
     else:
         (x, y), test, classes = _torchvision(config.dataset)
-        flip = config.dataset == "cifar10"
+    if imagenet:
+        size = size or (folders.IMAGENET_SIDE, folders.IMAGENET_SIDE)
     train, val = _split(x, y, config.val_fraction, config.seed)
-    splits = [Split(*_resize(s, config.image_size)) for s in (train, val, test)]
-    return ImageData(config.dataset, classes, *splits, flip=flip)
+    splits = [Split(*_prepare(s, size, imagenet)) for s in (train, val, test)]
+    flip = config.flip or config.dataset == "cifar10"  # cifar10's classes all survive a mirror
+    return ImageData(config.dataset, classes, *splits, flip=flip,
+                     normalization=(IMAGENET_MEAN, IMAGENET_STD) if imagenet else None, skipped=skipped)
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
     """Stratified split: `fraction` of every class goes to the second part, chosen by `seed`."""
-    rng = np.random.default_rng(seed)
-    labels = y.numpy()
-    held = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        n = int(round(len(idx) * fraction))
-        held[rng.choice(idx, size=n, replace=False)] = True
+    held = folders.held_out(y.numpy(), fraction, seed)
     keep, out = torch.from_numpy(np.flatnonzero(~held)), torch.from_numpy(np.flatnonzero(held))
     take = (lambda idx: x[idx]) if isinstance(x, torch.Tensor) else x.subset
     return (take(keep), y[keep]), (take(out), y[out])
 
 
-def _resize(split: tuple[torch.Tensor, torch.Tensor], size: int):
+def _prepare(split: tuple[torch.Tensor, torch.Tensor], size: tuple[int, int] | None, rgb: bool):
+    """In-memory images brought to `size` by the one shared resize (and to 3 channels for `rgb`)."""
     x, y = split
     if not isinstance(x, torch.Tensor):  # decoded at its size already
         return x, y
-    if size and tuple(x.shape[2:]) != (size, size):
-        x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        x = x.round().clamp(0, 255).to(torch.uint8)
+    if size and tuple(x.shape[2:]) != tuple(size):
+        x = torch.from_numpy(np.stack([images.resize_array(a, size) for a in x.numpy()])) if len(x) else \
+            x.new_zeros((0, x.shape[1], *size))
+    if rgb and x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
     return x.contiguous(), y
 
 
@@ -181,34 +189,39 @@ def _torchvision(name: str):
     return out[0], out[1], list(parts[0].classes)
 
 
-def _imagefolder(root: Path, size: int):
-    if not root.is_dir():
-        raise DataError(f"image folder not found: {root}")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = [(f, i) for i, c in enumerate(classes) for f in sorted((root / c).rglob("*"))
-             if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
-    counts = np.bincount([i for _, i in files], minlength=len(classes)) if classes else []
-    empty = [c for c, n in zip(classes, counts) if n == 0]
-    if len(classes) < 2:
-        raise DataError(f"image folder {root} needs at least 2 class subfolders with images, found {classes}")
-    if empty:
-        raise DataError(f"image folder {root}: class folders without images: {', '.join(empty)}")
-    labels = torch.tensor([i for _, i in files])
-    if len(files) * 3 * size * size > settings.memory_budget_mb() * 2**20:  # stays on disk
-        try:
-            sample = [images.open_image(f) for f, _ in files[::max(1, len(files) // CHANNELS_SAMPLE)]]
-        except images.ImageError as e:
-            raise DataError(f"image folder {root}: unreadable file: {e}") from None
-        channels = 1 if all(images.is_grayscale(img) for img in sample) else 3
-        return FileImages([f for f, _ in files], channels, size), labels, classes
-    decoded, bad = [], []
-    for f, _ in files:
+def _imagefolder(root: Path, size: tuple[int, int] | None, imagenet: bool):
+    """(images, labels, classes, skipped): readable files decoded at `size` (None: the folder's rule)."""
+    found = folders.scan(root)
+    folders.check(found)
+    size = size or folders.resolve_size(found.sizes, imagenet)
+    if len(found.files) * 3 * size[0] * size[1] > settings.memory_budget_mb() * 2**20:  # stays on disk
+        sample = []
+        for f in found.files[::max(1, len(found.files) // CHANNELS_SAMPLE)]:
+            try:
+                sample.append(images.open_image(f))
+            except images.ImageError:
+                continue  # named when the trainer reaches it
+        channels = 3 if imagenet or not all(images.is_grayscale(img) for img in sample) else 1
+        _warn(root, found.skipped)
+        return FileImages(found.files, channels, size), torch.tensor(found.labels), found.classes, found.skipped
+    decoded, files, labels = [], [], []
+    for f, label in zip(found.files, found.labels):
         try:
             decoded.append(images.open_image(f))
-        except images.ImageError as e:
-            bad.append(str(e))
-    if bad:
-        raise DataError(f"image folder {root}: {len(bad)} unreadable file(s), e.g. {'; '.join(bad[:3])}")
-    channels = 1 if all(images.is_grayscale(img) for img in decoded) else 3
-    x = np.stack([images.to_array(img, channels, (size, size)) for img in decoded])
-    return torch.from_numpy(x), labels, classes
+        except images.ImageError as e:  # the header was fine, the pixels are not
+            found.skipped.append(str(e))
+            continue
+        files.append(f)
+        labels.append(label)
+    found.files, found.labels = files, labels
+    folders.check(found)
+    _warn(root, found.skipped)
+    channels = 3 if imagenet or not all(images.is_grayscale(img) for img in decoded) else 1
+    x = np.stack([images.to_array(img, channels, size) for img in decoded])
+    return torch.from_numpy(x), torch.tensor(labels), found.classes, found.skipped
+
+
+def _warn(root: Path, skipped: list[str]) -> None:
+    if skipped:
+        log.warning("image folder %s: skipped %d unreadable file(s):\n  %s", root, len(skipped),
+                    "\n  ".join(skipped))

@@ -247,6 +247,8 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
         step_log = _StepLog(tracker, bar)
         for epoch in range(1, config.epochs + 1):
             bar.set_description(f"epoch {epoch}/{config.epochs}")
+            if config.freeze_epochs:  # fine-tuning: the new classifier first, then the whole network
+                models.freeze_backbone(net, epoch <= config.freeze_epochs)
             lr = optimizer.param_groups[0]["lr"]
             start = time.perf_counter()
             order = distributed.shard(epoch_order(len(train), config.seed, epoch))

@@ -54,6 +54,22 @@ def misclassified_figure(images: np.ndarray, labels: np.ndarray, predictions: np
     return fig
 
 
+def lr_find_figure(lrs: list[float], losses: list[float], smoothed: list[float], suggestion: float):
+    """The range test: raw and smoothed loss against a log learning rate, the suggestion marked."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(lrs, losses, color="#bbbbbb", linewidth=1, label="loss")
+    ax.plot(lrs, smoothed, color="#1f77b4", linewidth=2, label="smoothed loss")
+    ax.axvline(suggestion, color="#d62728", linestyle="--", label=f"suggested lr {suggestion:.2g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    top = max(smoothed[: max(1, len(smoothed) // 2)]) * 1.5 if smoothed else None
+    ax.set_ylim(0, top)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------
 # explanations: red where a pixel raised the class score, blue where it lowered it, the image elsewhere
 

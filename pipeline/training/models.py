@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+IMAGENET_CLASSES = 1000
 SMALL_INPUT = 64  # at or below this side, torchvision nets drop their early downsampling
 BN_MOMENTUM = 0.1  # torchvision's mobilenet uses 0.01, which suits ImageNet-long runs; short runs need 0.1
 
@@ -86,3 +87,28 @@ def load_weights(model: nn.Module, path: Path) -> list[str]:
         raise ValueError(f"weights file {path} has no tensor matching this model")
     model.load_state_dict(fitting, strict=False)
     return sorted(set(own) - set(fitting))
+
+
+def imagenet_weights(name: str, path: Path) -> bool:
+    """True for a torchvision ImageNet state dict of `name`'s family: its classifier has 1000 outputs."""
+    if name not in ("resnet18", "mobilenet_v3_small"):
+        return False
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a state dict at all: build() names the file when it tries to load it
+        return False
+    state = state.get("state_dict", state) if isinstance(state, dict) else {}
+    head = "fc.weight" if name == "resnet18" else "classifier.3.weight"
+    return head in state and tuple(state[head].shape)[:1] == (IMAGENET_CLASSES,)
+
+
+def classifier(model: nn.Module) -> nn.Module:
+    """The last linear layer: what freezing leaves trainable."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+
+
+def freeze_backbone(model: nn.Module, frozen: bool) -> None:
+    """Stop (or restart) gradients to every parameter but the classifier's; an optimizer skips them."""
+    head = {id(p) for p in classifier(model).parameters()}
+    for p in model.parameters():
+        p.requires_grad_(not frozen or id(p) in head)

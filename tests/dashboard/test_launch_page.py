@@ -182,3 +182,41 @@ def test_a_new_image_folder_appears_after_refresh(store, client):
     assert "imagefolder:shapes-new" not in at.selectbox(key="launch.dataset").options  # the listing is cached
     at.button(key="refresh_folders").click().run()
     assert "imagefolder:shapes-new" in at.selectbox(key="launch.dataset").options
+
+
+def test_a_chosen_image_folder_is_summarised_before_launching(store, client):
+    folder = store / "data" / "summarised"
+    for label, size in (("cats", (40, 30)), ("dogs", (50, 30)), ("dogs", (60, 45))):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, (200, 100, 0)).save(folder / label / f"{size[0]}.png")
+    (folder / "dogs" / "junk.png").write_bytes(b"not an image")
+    at = open_page("launch")
+    at.selectbox(key="launch.dataset").set_value("imagefolder:summarised").run()
+    summary = texts(at.info)
+    assert not at.exception and "**3 images** in 2 classes (cats 1, dogs 2)" in summary
+    assert "from 40×30 to 60×45 px, RGB" in summary and "trains at **32×32 px**" in summary
+    assert "1 unreadable file(s) will be skipped" in summary and "junk.png" in summary
+
+
+def test_a_clone_of_an_image_folder_run_pins_the_size_it_resolved():
+    from dashboard import launch_form
+
+    params = {"dataset": "imagefolder:summarised", "image_size": "0", names.PARAM_IMAGE_SIZE_RESOLVED: "28x28"}
+    assert launch_form.from_run(params)[0].image_size == 28
+    assert launch_form.from_run({**params, "dataset": "digits"})[0].image_size == 0  # built-ins keep 0
+    assert launch_form.from_run({**params, names.PARAM_IMAGE_SIZE_RESOLVED: "30x20"})[0].image_size == 0
+
+
+def test_suggest_a_learning_rate_runs_the_range_test_outside_and_fills_lr(client):
+    at = open_page("launch")
+    at.selectbox(key="launch.experiment").set_value(EXPERIMENT).run()
+    at.button(key="launch.suggest").click().run(timeout=240)
+    assert not at.exception and not at.error, texts(at.error)
+    result = at.session_state["launch.lr_find"]
+    assert at.text_input(key="launch.lr").value == f"{result['suggestion']:.2g}"
+    assert "Suggested lr" in texts(at.success)
+    assert any(f["layout"]["xaxis"].get("type") == "log" for f in figures(at))
+    run = client.get_run(result["run_id"])
+    assert run.data.tags[names.TAG_KIND] == names.KIND_LR_FIND
+    runs = open_page("runs")  # a range test's run (no epochs, no model) keeps the Runs page working
+    assert not runs.exception and not runs.error

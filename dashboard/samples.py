@@ -1,0 +1,73 @@
+"""Sample images for the playground, from the chosen model's own held-out test split.
+
+digits models get the embedded digits' test split (at the model's side, the exact images its
+evaluation scored); image-folder models get their folder's test split, which is the same for every
+run (folders.held_out with TEST_SPLIT_SEED), read as the original files. Other datasets fall back
+to the digits with a note.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from dashboard import refresh
+from pipeline.config import IMAGEFOLDER, ConfigError, RunConfig
+from pipeline.training import folders
+
+MAX_CLASSES = 10  # samples shown at once: one per class, for the first classes
+
+
+@st.cache_data(show_spinner=False)
+def digits_samples(side: int, round_: int) -> list[tuple[str, bytes]]:
+    """PNGs of the digits test split, one per digit (the `round_`-th of each), at `side` (0: 8x8).
+
+    At the side a digits model was trained on, these are the exact images its evaluation scored.
+    """
+    from pipeline.training import data
+
+    test = data.load(RunConfig(dataset="digits", image_size=side)).test
+    labels, out = test.labels.numpy(), []
+    for digit in range(10):
+        where = np.flatnonzero(labels == digit)
+        i = int(where[round_ % len(where)])
+        buffer = io.BytesIO()
+        Image.fromarray(test.images[i, 0].numpy(), "L").save(buffer, format="PNG")
+        out.append((f"digits-test-{i}-true-{digit}.png", buffer.getvalue()))
+    return out
+
+
+@st.cache_data(ttl=refresh.FOLDER_SCAN_TTL, show_spinner="Finding the folder's test images…")
+def folder_test_files(path: str) -> list[tuple[str, str]]:
+    """(file, class) of the folder's held-out test split."""
+    return [(str(f), c) for f, c in folders.test_files(Path(path))]
+
+
+def folder_samples(path: str, round_: int) -> list[tuple[str, bytes]]:
+    """One test file per class (the `round_`-th of each), for the first MAX_CLASSES classes."""
+    by_class: dict[str, list[str]] = {}
+    for f, c in folder_test_files(path):
+        by_class.setdefault(c, []).append(f)
+    out = []
+    for c, files in list(by_class.items())[:MAX_CLASSES]:
+        f = Path(files[round_ % len(files)])
+        out.append((f"{c}-test-{f.name}", f.read_bytes()))
+    return out
+
+
+def for_model(dataset: str, side: int, round_: int) -> tuple[list[tuple[str, bytes]], str]:
+    """(samples, where they come from) for a model trained on `dataset`."""
+    if dataset.startswith(IMAGEFOLDER):
+        try:
+            path = RunConfig(dataset=dataset).imagefolder_path()
+            return folder_samples(str(path), round_), f"the test split of {dataset}, this model's own"
+        except (ConfigError, folders.DataError, OSError) as e:
+            note = f"its folder {dataset} cannot be read here ({e}); digits shown instead: expect arbitrary answers"
+            return digits_samples(0, round_), note
+    if dataset == "digits":
+        return digits_samples(side, round_), "the digits test split: light strokes on dark, as trained"
+    return digits_samples(0, round_), (f"the digits test split; this model was trained on {dataset}, not digits: "
+                                       "expect arbitrary answers")
