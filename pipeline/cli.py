@@ -1,4 +1,4 @@
-"""The command line: `python -m pipeline train|init|predict|submit|cancel|queue|worker ...`.
+"""The command line: `python -m pipeline train|init|predict|submit|cancel|resume|queue|worker ...`.
 
 Thin callers of the library. Each command returns its exit code; errors end it through
 errors.run_command, the one table of exit codes: 0 success; 2 a bad value, dataset, run or model
@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     cfg.add_arguments(submit)
     cancel = commands.add_parser("cancel", help="cancel queued or running runs (they end KILLED)")
     cancel.add_argument("run_ids", metavar="RUN_ID", nargs="+", help="run ids, as `submit` printed them")
+    resume = commands.add_parser("resume", help="queue FAILED or KILLED runs again: a worker continues each "
+                                                "from its last checkpoint, in the same MLflow run")
+    resume.add_argument("run_ids", metavar="RUN_ID", nargs="+", help="run ids")
     commands.add_parser("queue", help="list queued and running runs, oldest first")
     worker = commands.add_parser("worker", help="train queued runs, each in its own process, until stopped")
     worker.add_argument("--concurrency", type=int, default=None, metavar="N",
@@ -129,6 +132,16 @@ def cancel(args) -> int:
     return errors.OK
 
 
+def resume(args) -> int:
+    from pipeline.queue import jobs
+    from pipeline.runs import tracking
+
+    client = tracking.connect()
+    for run_id in args.run_ids:
+        print(jobs.resume(run_id, client))
+    return errors.OK
+
+
 def queue(args) -> int:
     from pipeline import names
     from pipeline.queue import jobs
@@ -157,7 +170,7 @@ def worker(args) -> int:
 
 
 COMMANDS = {"train": train, "init": init, "predict": predict, "submit": submit, "cancel": cancel,
-            "queue": queue, "worker": worker}
+            "resume": resume, "queue": queue, "worker": worker}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,13 @@ TAG_PID = "runboard.pid"                  # the training process's pid on the wo
 TAG_CANCEL = "runboard.cancel_requested"  # unix seconds; the owning worker stops the run
 TAG_LOG_TAIL = "runboard.log_tail"        # the end of the training log, refreshed while it runs
 TAG_ORPHANED = "runboard.orphaned"        # the worker that declared the run's process gone
+# attempts: a run that died is requeued (SCHEDULED again) and resumes from its checkpoint
+TAG_ATTEMPT = "runboard.attempt"          # 1, 2, ...: the attempt now queued or running (absent: the first)
+TAG_ATTEMPT_REASON = "runboard.attempt_reason"    # why the current attempt was started
+TAG_ATTEMPT_HISTORY = "runboard.attempt_history"  # one line per resume: "attempt N (automatic|by hand): why"
+TAG_RETRIES = "runboard.retries"          # automatic resumes since the run was last started by hand
+TAG_RETRY = "runboard.retry"              # "no" on a failure that another attempt would repeat (bad input, divergence)
+TAG_CHECKPOINT = "runboard.checkpoint_epoch"  # the epoch checkpoints/last.pt holds, once uploaded
 # sweeps
 TAG_SWEEP = "runboard.sweep"              # on a sweep's parent run: grid or random
 TAG_SWEEP_SPACE = "runboard.sweep_space"  # on the parent: the values swept, as JSON
@@ -77,6 +84,8 @@ TAG_LOG_MODEL_HISTORY = "mlflow.log-model.history"
 
 # --- params that are not hyperparameters -----------------------------------------------------
 PARAM_CLAIM = "runboard.claim"            # "<owner> <process key> <claimed at>"; see queue/jobs.py
+                                          # attempt N > 1 claims with runboard.claim.N (a param never changes)
+PARAM_REQUEUE = "runboard.requeue"        # runboard.requeue.N: whoever logs it first starts attempt N
 BOOKKEEPING_PREFIX = "runboard."          # params under it are the queue's, not the run's config
 
 # --- artifacts -------------------------------------------------------------------------------
@@ -87,6 +96,8 @@ MISCLASSIFIED_PNG = "evaluation/misclassified.png"          # a grid of the most
 TRACEBACK_TXT = "error/traceback.txt"
 LOG_DIR = "logs"                                            # the training log: logs/train.log
 LOG_NAME = "train.log"
+CHECKPOINT_DIR = "checkpoints"                              # the latest training checkpoint, one kept:
+CHECKPOINT_NAME = "last.pt"                                 # checkpoints/last.pt (torch.save, tensors only)
 MODEL_NAME = "model"                                        # the logged model's name in every run
 PREPROCESSING_KEY = "runboard_preprocessing"                # key in the logged model's metadata
 
