@@ -30,3 +30,4 @@ bench: install
 	$(BIN)/python bench/dashboard_queries.py
 	$(BIN)/python bench/queue_latency.py
 	$(BIN)/python bench/predict_latency.py
+	$(BIN)/python bench/checkpoint_overhead.py
