@@ -106,13 +106,17 @@ def submit_sweep(configs: list[RunConfig], kind: str, space: dict[str, list],
     return parent, ids
 
 
+def _get(client: MlflowClient, run_id: str) -> Run:
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise JobError(f"no run {run_id} in {settings.tracking_uri()}") from None
+
+
 def cancel(run_id: str, client: MlflowClient | None = None) -> str:
     """Cancel a queue run; returns what happened, in words for the person who asked."""
     client = client or tracking.connect()
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise JobError(f"no run {run_id} in {settings.tracking_uri()}") from None
+    run = _get(client, run_id)
     status = run.info.status
     if status not in names.ACTIVE:
         return f"run {run_id} already ended {status}; nothing to cancel"
@@ -142,10 +146,7 @@ def retry(client: MlflowClient, run_id: str) -> int | None:
 def resume(run_id: str, client: MlflowClient | None = None) -> str:
     """Queue a FAILED or KILLED run again: a worker continues it from its checkpoint, in the same run."""
     client = client or tracking.connect()
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise JobError(f"no run {run_id} in {settings.tracking_uri()}") from None
+    run = _get(client, run_id)
     status = run.info.status
     if status not in (names.FAILED, names.KILLED):
         raise JobError(f"run {run_id} is {status}; only a FAILED or KILLED run can be resumed")
