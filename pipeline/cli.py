@@ -152,7 +152,8 @@ def queue(args) -> int:
     for r in runs:
         tags, waited = r.data.tags, time.time() - float(r.data.tags.get(names.TAG_QUEUED) or 0)
         where = f"on {tags[names.TAG_WORKER]}" if names.TAG_WORKER in tags else f"queued {waited:.0f} s ago"
-        print(f"{r.info.run_id}  {r.info.status:<9}  {r.info.run_name}  {where}")
+        attempt = f"  (attempt {tags[names.TAG_ATTEMPT]})" if names.TAG_ATTEMPT in tags else ""
+        print(f"{r.info.run_id}  {r.info.status:<9}  {r.info.run_name}  {where}{attempt}")
     if not runs:
         print("the queue is empty")
     return errors.OK

@@ -158,3 +158,14 @@ def test_every_attempts_log_ends_up_in_train_log(client, tmp_path):
     log = open(client.download_artifacts(run_id, "logs/train.log", str(tmp_path / "out"))).read()
     assert log.index("attempt one") < log.index("attempt 2: killed") < log.index("attempt two")
     jobs.cancel(run_id, client)
+
+
+def test_the_resume_command(client, capsys):
+    from pipeline import cli
+
+    run_id = jobs.submit(CONFIG, client=client)
+    assert cli.main(["resume", run_id]) == 2 and "only a FAILED or KILLED run" in capsys.readouterr().err
+    jobs.cancel(run_id, client)
+    assert cli.main(["resume", run_id]) == 0 and "attempt 2" in capsys.readouterr().out
+    assert cli.main(["queue"]) == 0 and "(attempt 2)" in capsys.readouterr().out
+    jobs.cancel(run_id, client)
