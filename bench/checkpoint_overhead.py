@@ -1,8 +1,9 @@
 """The cost of checkpoints: their size, and the time they take against the epoch's, per model.
 
 Trains each model for a few epochs into a real (temporary) MLflow run with the checkpoint writer on,
-and prints per epoch: the training time, what training waits for (the CPU copy of the state, plus
-any previous upload not yet done) and what runs beside it in a thread (torch.save and the upload).
+and prints per epoch: the training time, what training waits for (the CPU copy of the state) and
+what runs beside it in a thread (torch.save and the upload; an epoch that ends while the previous
+upload still runs skips its checkpoint).
 The target: training waits at most 2 % of its epoch time.
 
     .venv/bin/python bench/checkpoint_overhead.py [--epochs 2] [--models cnn resnet18@64]
@@ -35,7 +36,7 @@ def measure(model: str, image_size: int, epochs: int, batch_size: int) -> None:
     copies: list[float] = []
     snapshot = engine.training_state
 
-    def timed_state(*args, **kwargs):  # the part training waits for, besides a late previous upload
+    def timed_state(*args, **kwargs):  # the part training waits for
         t0 = time.perf_counter()
         state = snapshot(*args, **kwargs)
         copies.append(time.perf_counter() - t0)
@@ -49,11 +50,11 @@ def measure(model: str, image_size: int, epochs: int, batch_size: int) -> None:
         writer.close()
         engine.training_state = snapshot
     epoch_s = [h[names.EPOCH_SECONDS] for h in result.history]
-    waits = [c + t["waited_s"] for c, t in zip(copies, writer.timings)]
-    side = [t["save_s"] + t["upload_s"] for t in writer.timings]
+    waits = copies
+    side = [t["save_s"] + t["upload_s"] for t in writer.timings] + [0.0] * writer.skipped  # skipped: nothing
     size = writer.timings[-1]["bytes"] / 2 ** 20
     label = f"{model} on digits at {image_size or 8} px, batch {batch_size}, AdamW"
-    print(f"{label}: checkpoint {size:.1f} MiB")
+    print(f"{label}: checkpoint {size:.1f} MiB; {writer.skipped} epoch(s) skipped (previous upload still going)")
     for i, (e, w, s) in enumerate(zip(epoch_s, waits, side), 1):
         print(f"  epoch {i}: train {e:7.2f} s | training waits {1000 * w:7.1f} ms ({100 * w / e:5.2f} %) | "
               f"save+upload in the background {s:6.2f} s ({100 * s / e:5.1f} %)")

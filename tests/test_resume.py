@@ -64,12 +64,19 @@ def test_checkpoints_are_the_runs_artifact_and_only_the_latest_is_kept(client):
     writer = checkpoints.CheckpointWriter(client, run_id)
     for epoch in (1, 2):
         writer({"epoch": epoch, "weights": torch.full((3,), float(epoch)), "rng": torch.get_rng_state()})
+        writer.wait()
+    writer({"epoch": 3, "weights": torch.zeros(3)})  # while epoch 3's upload goes on, epoch 4's is skipped
+    writer({"epoch": 4, "weights": torch.zeros(3)})
+    writer.close()
+    assert writer.skipped == 1 and client.get_run(run_id).data.tags[names.TAG_CHECKPOINT] == "3"
+    writer = checkpoints.CheckpointWriter(client, run_id)
+    writer({"epoch": 2, "weights": torch.full((3,), 2.0), "rng": torch.get_rng_state()})
     writer.close()
     assert [a.path for a in client.list_artifacts(run_id, names.CHECKPOINT_DIR)] == [checkpoints.PATH]
     state = checkpoints.load(client, run_id)
     assert state["epoch"] == 2 and state["weights"].tolist() == [2.0, 2.0, 2.0]
     assert client.get_run(run_id).data.tags[names.TAG_CHECKPOINT] == "2"
-    assert len(writer.timings) == 2 and writer.timings[-1]["bytes"] > 0
+    assert len(writer.timings) == 1 and writer.timings[-1]["bytes"] > 0
     jobs.cancel(run_id, client)
 
 

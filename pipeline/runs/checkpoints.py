@@ -1,7 +1,8 @@
 """A run's training checkpoint as its artifact `checkpoints/last.pt`, and a seamless metric history after a resume.
 
 The engine hands over a CPU copy of its state after every epoch; writing and uploading it happen in a
-background thread, so training waits only for that copy. The upload overwrites the same artifact
+background thread, so training waits only for that copy. When the previous upload is still going
+(epochs shorter than an upload), that epoch's state is skipped: a checkpoint never holds training up. The upload overwrites the same artifact
 path, so only the latest checkpoint is kept (a local artifact folder and a tracking server's proxied
 artifacts both replace the file). The file holds tensors and plain data only: it is read back with
 `torch.load(weights_only=True)`, never unpickled. The tag `runboard.checkpoint_epoch` names the epoch
@@ -31,16 +32,19 @@ class CheckpointWriter:
         self.client, self.run_id = client, run_id
         self.folder = Path(tempfile.mkdtemp(prefix="runboard-checkpoint-"))
         self._thread: threading.Thread | None = None
-        self.timings: list[dict[str, float]] = []  # per checkpoint: waited, save and upload seconds, bytes
+        self.timings: list[dict[str, float]] = []  # per checkpoint: save and upload seconds, bytes
+        self.skipped = 0  # epochs whose state was not written: the previous upload was still going
 
     def __call__(self, state: dict) -> None:
-        t0 = time.perf_counter()
-        self.wait()  # the previous upload, normally long done: never two at once, never out of order
-        waited = time.perf_counter() - t0
-        self._thread = threading.Thread(target=self._write, args=(state, waited), name="checkpoint", daemon=True)
+        if self._thread is not None and self._thread.is_alive():
+            # epochs shorter than an upload (small data on a fast GPU): skip rather than make training wait;
+            # the next epoch's state goes up once this upload is done
+            self.skipped += 1
+            return
+        self._thread = threading.Thread(target=self._write, args=(state,), name="checkpoint", daemon=True)
         self._thread.start()
 
-    def _write(self, state: dict, waited: float) -> None:
+    def _write(self, state: dict) -> None:
         import torch
 
         try:
@@ -51,7 +55,7 @@ class CheckpointWriter:
             t1 = time.perf_counter()
             self.client.log_artifact(self.run_id, str(path), names.CHECKPOINT_DIR)
             lifecycle.set_tags(self.client, self.run_id, {names.TAG_CHECKPOINT: state["epoch"]})
-            self.timings.append({"waited_s": waited, "save_s": t1 - t0, "upload_s": time.perf_counter() - t1,
+            self.timings.append({"save_s": t1 - t0, "upload_s": time.perf_counter() - t1,
                                  "bytes": path.stat().st_size})
         except Exception as e:  # training goes on; a resume then starts from an older checkpoint
             print(f"warning: the checkpoint of epoch {state.get('epoch')} was not saved: {e}", file=sys.stderr)
