@@ -42,3 +42,4 @@ bench: install
 	$(BIN)/python bench/predict_latency.py
 	$(BIN)/python bench/explain_checks.py
 	$(BIN)/python bench/cluster_reads.py
+	$(BIN)/python bench/checkpoint_overhead.py

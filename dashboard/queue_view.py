@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, store, tables, ui
+from dashboard.resume import resume_buttons
 from dashboard import refresh
 from pipeline import names
 from pipeline.queue import jobs
@@ -144,10 +145,12 @@ def _ended(recent: pd.DataFrame, experiments: dict[str, str]) -> None:
         "ran": recent["duration_s"].map(tables.format_duration),  # training only, as on every page
         "test accuracy": recent.get(f"metrics.{names.TEST_ACCURACY}", pd.Series(np.nan, index=recent.index)),
         "reason": recent.get(f"tags.{names.TAG_ERROR}", pd.Series("", index=recent.index)).fillna(""),
+        "attempt": recent.get(f"tags.{names.TAG_ATTEMPT}", pd.Series("1", index=recent.index)).fillna("1"),
     })
     st.dataframe(table, hide_index=True, column_config={
         "open": st.column_config.LinkColumn("open", display_text="details"),
         "test accuracy": st.column_config.NumberColumn(format="%.4f")})
+    resume_buttons(recent)
 
 
 @st.fragment(run_every=refresh.QUEUE_REFRESH)

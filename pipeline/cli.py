@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     cfg.add_arguments(submit)
     cancel = commands.add_parser("cancel", help="cancel queued or running runs (they end KILLED)")
     cancel.add_argument("run_ids", metavar="RUN_ID", nargs="+", help="run ids, as `submit` printed them")
+    resume = commands.add_parser("resume", help="queue FAILED or KILLED runs again: a worker continues each "
+                                                "from its last checkpoint, in the same MLflow run")
+    resume.add_argument("run_ids", metavar="RUN_ID", nargs="+", help="run ids")
     commands.add_parser("queue", help="list queued and running runs, oldest first")
     worker = commands.add_parser("worker", help="train queued runs, each in its own process, until stopped")
     worker.add_argument("--concurrency", type=int, default=None, metavar="N",
@@ -234,6 +237,16 @@ def cancel(args) -> int:
     return errors.OK
 
 
+def resume(args) -> int:
+    from pipeline.queue import jobs
+    from pipeline.runs import tracking
+
+    client = tracking.connect()
+    for run_id in args.run_ids:
+        print(jobs.resume(run_id, client))
+    return errors.OK
+
+
 def queue(args) -> int:
     from pipeline import names
     from pipeline.queue import jobs
@@ -244,7 +257,8 @@ def queue(args) -> int:
     for r in runs:
         tags, waited = r.data.tags, time.time() - float(r.data.tags.get(names.TAG_QUEUED) or 0)
         where = f"on {tags[names.TAG_WORKER]}" if names.TAG_WORKER in tags else f"queued {waited:.0f} s ago"
-        print(f"{r.info.run_id}  {r.info.status:<9}  {r.info.run_name}  {where}")
+        attempt = f"  (attempt {tags[names.TAG_ATTEMPT]})" if names.TAG_ATTEMPT in tags else ""
+        print(f"{r.info.run_id}  {r.info.status:<9}  {r.info.run_name}  {where}{attempt}")
     if not runs:
         print("the queue is empty")
     return errors.OK
@@ -262,7 +276,7 @@ def worker(args) -> int:
 
 
 COMMANDS = {"train": train, "lr-find": lr_find, "init": init, "predict": predict, "export": export, "submit": submit,
-            "cancel": cancel, "queue": queue, "worker": worker}
+            "cancel": cancel, "resume": resume, "queue": queue, "worker": worker}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,13 @@ TAG_ADOPTED = "runboard.adopted_by"       # "<worker> <process key>": a restarte
 # the Ray launcher
 TAG_RAY_JOB = "runboard.ray_job"          # the Ray job's submission id ("runboard-<run id>")
 TAG_RAY_NODE = "runboard.ray_node"        # the node Ray placed it on: "<ip> (<node id prefix>)"
+# attempts: a run that died is requeued (SCHEDULED again) and resumes from its checkpoint
+TAG_ATTEMPT = "runboard.attempt"          # 1, 2, ...: the attempt now queued or running (absent: the first)
+TAG_ATTEMPT_REASON = "runboard.attempt_reason"    # why the current attempt was started
+TAG_ATTEMPT_HISTORY = "runboard.attempt_history"  # one line per resume: "attempt N (automatic|by hand): why"
+TAG_RETRIES = "runboard.retries"          # automatic resumes since the run was last started by hand
+TAG_RETRY = "runboard.retry"              # "no" on a failure that another attempt would repeat (bad input, divergence)
+TAG_CHECKPOINT = "runboard.checkpoint_epoch"  # the epoch checkpoints/last.pt holds, once uploaded
 # sweeps
 TAG_SWEEP = "runboard.sweep"              # on a sweep's parent run: grid or random
 TAG_SWEEP_SPACE = "runboard.sweep_space"  # on the parent: the values swept, as JSON
@@ -100,6 +107,8 @@ TAG_LOG_MODEL_HISTORY = "mlflow.log-model.history"
 # --- params that are not hyperparameters -----------------------------------------------------
 PARAM_IMAGE_SIZE_RESOLVED = "image_size_resolved"  # "HxW" the run trained at (image_size 0 lets the data choose)
 PARAM_CLAIM = "runboard.claim"            # "<owner> <process key> <claimed at>"; see queue/jobs.py
+                                          # attempt N > 1 claims with runboard.claim.N (a param never changes)
+PARAM_REQUEUE = "runboard.requeue"        # runboard.requeue.N: whoever logs it first starts attempt N
 BOOKKEEPING_PREFIX = "runboard."          # params under it are the queue's, not the run's config
 
 # --- artifacts -------------------------------------------------------------------------------
@@ -115,6 +124,8 @@ EXPLANATIONS_NPZ = "evaluation/explanations.npz"            # the same as arrays
 TRACEBACK_TXT = "error/traceback.txt"
 LOG_DIR = "logs"                                            # the training log: logs/train.log
 LOG_NAME = "train.log"
+CHECKPOINT_DIR = "checkpoints"                              # the latest training checkpoint, one kept:
+CHECKPOINT_NAME = "last.pt"                                 # checkpoints/last.pt (torch.save, tensors only)
 MODEL_NAME = "model"                                        # the logged model's name in every run
 PREPROCESSING_KEY = "runboard_preprocessing"                # key in the logged model's metadata
 VARIANT_KEY = "runboard_variant"                            # an exported variant's metadata: onnx or int8

@@ -98,6 +98,11 @@ def ray_python() -> str:
     return os.environ.get("RUNBOARD_RAY_PYTHON") or sys.executable
 
 
+def max_attempts() -> int:
+    """RUNBOARD_MAX_ATTEMPTS: attempts a run gets when its process or worker dies (1: never resume on its own)."""
+    return max(1, _int("RUNBOARD_MAX_ATTEMPTS", 3))
+
+
 def log_dir() -> Path:
     """RUNBOARD_LOG_DIR: where the worker writes a run's log while it trains (uploaded when it ends)."""
     return Path(os.environ.get("RUNBOARD_LOG_DIR") or PROJECT_ROOT / "mlruns" / "logs").expanduser()

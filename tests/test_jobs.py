@@ -126,7 +126,8 @@ def orphan(client, process: str, heartbeat_age: float) -> str:
     return run_id
 
 
-def test_a_worker_ends_runs_whose_worker_is_gone(client):
+def test_a_worker_ends_runs_whose_worker_is_gone(client, monkeypatch):
+    monkeypatch.setenv("RUNBOARD_MAX_ATTEMPTS", "1")  # no resume (tests/test_worker.py checks that one)
     far_silent = orphan(client, "other-machine/123/1.00", heartbeat_age=jobs.STALE_SECONDS + 30)
     far_alive = orphan(client, "other-machine/123/1.00", heartbeat_age=1)
     here_dead = orphan(client, lifecycle.process_key().rsplit("/", 2)[0] + "/999999/1.00", heartbeat_age=1)

@@ -1,13 +1,15 @@
 """The worker as a real process against a temporary store: runs finish, cancel, crash, survive a
-kill -9 of the worker, and run two at once. Tiny digits runs; `--burst` wherever the test allows.
+kill -9 of the worker, run two at once, and resume from their checkpoints after kill -9 of their
+training process or of the worker. Tiny digits runs; `--burst` wherever the test allows.
 
-Run: .venv/bin/python -m pytest tests/test_worker.py (about two minutes on two CPU cores).
+Run: .venv/bin/python -m pytest tests/test_worker.py (about three minutes on two CPU cores).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -43,13 +45,15 @@ def _command(flags: tuple[str, ...]) -> list[str]:
                                                          ("--concurrency", "1", *flags))]
 
 
-def worker(*flags: str) -> subprocess.Popen:
+def worker(*flags: str, env: dict | None = None) -> subprocess.Popen:
     """`python -m pipeline worker` in the background, on the test store (its env is inherited)."""
-    return subprocess.Popen(_command(flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(_command(flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
 
 
-def burst(*flags: str, timeout: float = 240) -> str:
-    done = subprocess.run(_command(("--burst", *flags)), capture_output=True, text=True, timeout=timeout)
+def burst(*flags: str, timeout: float = 240, env: dict | None = None) -> str:
+    done = subprocess.run(_command(("--burst", *flags)), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr
 
@@ -144,7 +148,7 @@ def test_a_killed_worker_leaves_no_run_running_and_the_queue_survives(client):
     wait_for(lambda: process_gone(client, orphan), timeout=10)  # its training process died with it
     assert client.get_run(orphan).info.status == "RUNNING"  # until a worker looks
     assert client.get_run(waiting).info.status == "SCHEDULED"
-    burst()
+    burst(env={"RUNBOARD_MAX_ATTEMPTS": "1"})  # no second attempt: it stays FAILED
     run = client.get_run(orphan)
     assert run.info.status == "FAILED" and "worker" in run.data.tags[names.TAG_ERROR]
     assert len(client.get_metric_history(orphan, names.TRAIN_LOSS_STEP)) > 0
@@ -199,3 +203,103 @@ def test_a_run_launched_on_an_idle_worker_starts_in_its_warm_spare(client, tmp_p
     assert not alive  # no spare outlives its worker
     log = open(client.download_artifacts(run_id, "logs/train.log", str(tmp_path))).read()
     assert f"--run-id {run_id}" in log and "finished" in log
+
+
+# --- checkpoints and resume ------------------------------------------------------------------
+RESUMABLE = dataclasses.replace(QUICK, epochs=6, batch_size=8, augment="strong", run_name="resumable")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    """The same run trained in one go, in this process: (val_loss per epoch, test accuracy)."""
+    from pipeline.training import data as datasets
+
+    result = engine.fit(RESUMABLE, datasets.load(RESUMABLE), progress=False)
+    return [h[names.VAL_LOSS] for h in result.history], result.test.accuracy
+
+
+def checkpointed(client, run_id: str, epoch: int):
+    return lambda: int(client.get_run(run_id).data.tags.get(names.TAG_CHECKPOINT) or 0) >= epoch
+
+
+def assert_seamless(client, run_id: str, config: RunConfig) -> None:
+    """FINISHED, with one point per step for every epoch and every optimizer step."""
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED", run.data.tags.get(names.TAG_ERROR)
+    total = math.ceil(TRAIN_IMAGES / config.batch_size) * config.epochs
+    for key, last in ((names.TRAIN_LOSS_STEP, total), (names.VAL_LOSS, config.epochs), (names.LR, config.epochs)):
+        assert sorted(m.step for m in client.get_metric_history(run_id, key)) == list(range(1, last + 1)), key
+
+
+def test_a_run_killed_in_epoch_3_resumes_and_ends_as_if_never_killed(client, uninterrupted, tmp_path):
+    run_id = jobs.submit(RESUMABLE, client=client)
+    w = worker()
+    try:
+        wait_for(checkpointed(client, run_id, 2), every=0.05)
+        os.kill(int(client.get_run(run_id).data.tags[names.TAG_PID]), signal.SIGKILL)  # kill -9 in epoch 3
+        wait_for(lambda: client.get_run(run_id).info.status == "FINISHED", timeout=120)
+    finally:
+        out = stop(w)
+    assert "requeued as attempt 2" in out, out
+    run = client.get_run(run_id)
+    assert run.data.tags[names.TAG_ATTEMPT] == "2" and "SIGKILL" in run.data.tags[names.TAG_ATTEMPT_REASON]
+    assert_seamless(client, run_id, RESUMABLE)
+    val_losses, accuracy = uninterrupted
+    history = sorted(client.get_metric_history(run_id, names.VAL_LOSS), key=lambda m: m.step)
+    assert [m.value for m in history] == pytest.approx(val_losses, rel=1e-5)
+    assert run.data.metrics[names.TEST_ACCURACY] == pytest.approx(accuracy, abs=1e-6)
+    log = open(client.download_artifacts(run_id, "logs/train.log", str(tmp_path))).read()
+    assert "# ---- attempt 2: the training process was killed by SIGKILL" in log
+    assert log.count(f"--run-id {run_id}") == 2
+    resumed_after = int(log.split("resumed from the checkpoint of epoch ")[1].split()[0])
+    print(f"killed after epoch {resumed_after}'s checkpoint; resumed from it")
+    assert 2 <= resumed_after < RESUMABLE.epochs
+
+
+def test_a_run_killed_four_times_still_finishes_with_one_point_per_step(client, uninterrupted):
+    pick = random.Random()
+    run_id = jobs.submit(RESUMABLE, client=client)
+    w = worker(env={"RUNBOARD_MAX_ATTEMPTS": "10"})
+    kills, killed = [], set()
+    try:
+        for _ in range(4):
+            def new_attempt():
+                """a new attempt's training process is running"""
+                run = client.get_run(run_id)
+                if run.info.status == "FINISHED":
+                    return "finished"
+                pid = run.data.tags.get(names.TAG_PID)
+                return pid if run.info.status == "RUNNING" and pid and pid not in killed else None
+            pid = wait_for(new_attempt, every=0.05)
+            if pid == "finished":
+                break
+            delay = pick.uniform(0.0, 2.5)
+            time.sleep(delay)
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                break
+            killed.add(pid)
+            kills.append(round(delay, 2))
+        wait_for(lambda: client.get_run(run_id).info.status == "FINISHED", timeout=180)
+    finally:
+        out = stop(w)
+    print(f"killed {len(kills)} times, each this many seconds into an attempt: {kills}")
+    assert len(kills) == 4, out
+    assert client.get_run(run_id).data.tags[names.TAG_ATTEMPT] == "5"
+    assert_seamless(client, run_id, RESUMABLE)
+    history = sorted(client.get_metric_history(run_id, names.VAL_LOSS), key=lambda m: m.step)
+    assert [m.value for m in history] == pytest.approx(uninterrupted[0], rel=1e-5)
+
+
+def test_a_run_whose_worker_was_killed_resumes_when_a_worker_restarts(client):
+    run_id = jobs.submit(RESUMABLE, client=client)
+    w = worker()
+    wait_for(checkpointed(client, run_id, 1), every=0.05)
+    w.kill()  # kill -9: its training process dies with it
+    w.wait(timeout=10)
+    wait_for(lambda: process_gone(client, run_id), timeout=10)
+    out = burst()  # a restarted worker: no manual action
+    run = client.get_run(run_id)
+    assert run.data.tags[names.TAG_ATTEMPT] == "2" and "worker" in run.data.tags[names.TAG_ATTEMPT_REASON], out
+    assert_seamless(client, run_id, RESUMABLE)

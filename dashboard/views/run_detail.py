@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, refresh, store, tables, ui
+from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
 from pipeline.training import metrics
 
@@ -81,6 +82,8 @@ def status_note(run: dict) -> None:
     elif status in ui.LIVE_STATUSES:
         st.info(f"This run is {status.lower()}: this page follows it (every {refresh.LIVE_REFRESH} s); the "
                 "evaluation appears when it finishes.", icon=":material/autorenew:")
+    resume_button(run["run_id"], status)
+    attempts_caption(tags)
 
 
 def overview(run: dict) -> None:

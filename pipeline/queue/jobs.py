@@ -2,7 +2,8 @@
 
 `submit` creates the run at once (params = the config, tags = the queue mark and run options), so
 `mlflow ui`, the dashboard and every worker read one truth and nothing is lost when a process
-restarts. `cancel` ends a queued run KILLED, or asks the worker that owns a running one to stop it.
+restarts. `cancel` ends a queued run KILLED, or asks the worker that owns a running one to stop it;
+`resume` queues a FAILED or KILLED run again, to continue from its checkpoint.
 Status changes and claims go through runs/lifecycle.py; this module decides what the queue holds.
 """
 from __future__ import annotations
@@ -108,19 +109,23 @@ def submit_sweep(configs: list[RunConfig], kind: str, space: dict[str, list],
     return parent, ids
 
 
+def _get(client: MlflowClient, run_id: str) -> Run:
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise JobError(f"no run {run_id} in {settings.tracking_uri()}") from None
+
+
 def cancel(run_id: str, client: MlflowClient | None = None) -> str:
     """Cancel a queue run; returns what happened, in words for the person who asked."""
     client = client or tracking.connect()
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise JobError(f"no run {run_id} in {settings.tracking_uri()}") from None
+    run = _get(client, run_id)
     status = run.info.status
     if status not in names.ACTIVE:
         return f"run {run_id} already ended {status}; nothing to cancel"
     if names.TAG_QUEUED not in run.data.tags:
         raise JobError(f"run {run_id} was not started by the queue; stop it where it runs (Ctrl-C)")
-    if status == names.SCHEDULED and lifecycle.claim(client, run_id, CANCEL_OWNER):
+    if status == names.SCHEDULED and lifecycle.claim(client, run_id, CANCEL_OWNER, lifecycle.attempt_of(run)):
         lifecycle.finish(client, run_id, names.KILLED, "cancelled before it started")
         return f"run {run_id} removed from the queue: it ends KILLED without starting"
     reason = orphan_reason(run)
@@ -130,3 +135,32 @@ def cancel(run_id: str, client: MlflowClient | None = None) -> str:
     lifecycle.set_tags(client, run_id, {names.TAG_CANCEL: f"{time.time():.3f}"})
     return (f"run {run_id}: stop requested; its worker stops it within seconds and it ends KILLED, "
             "keeping what it logged")
+
+
+def retry(client: MlflowClient, run_id: str) -> int | None:
+    """Requeue a run that died (not for bad input or a diverged loss) while it has attempts left;
+    its new attempt number, or None."""
+    run = client.get_run(run_id)
+    if not lifecycle.retries_left(run) or names.TAG_QUEUED not in run.data.tags:
+        return None
+    return lifecycle.requeue(client, run_id, run.data.tags.get(names.TAG_ERROR) or "it died", automatic=True)
+
+
+def resume(run_id: str, client: MlflowClient | None = None) -> str:
+    """Queue a FAILED or KILLED run again: a worker continues it from its checkpoint, in the same run."""
+    client = client or tracking.connect()
+    run = _get(client, run_id)
+    status = run.info.status
+    if status not in (names.FAILED, names.KILLED):
+        raise JobError(f"run {run_id} is {status}; only a FAILED or KILLED run can be resumed")
+    if names.TAG_SWEEP in run.data.tags or not run.data.params:
+        raise JobError(f"run {run_id} trained nothing itself (a sweep's parent?); resume its runs instead")
+    try:
+        lifecycle.config_of(client, run)
+    except ConfigError as e:
+        raise JobError(f"run {run_id} cannot be resumed: {e}") from None
+    why = run.data.tags.get(names.TAG_ERROR) or status
+    attempt = lifecycle.requeue(client, run_id, f"resumed by hand after: {why}", automatic=False)
+    if attempt is None:
+        return f"run {run_id} was already requeued"
+    return f"run {run_id} queued again as attempt {attempt}: a worker continues it from its last checkpoint"

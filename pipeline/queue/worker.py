@@ -4,6 +4,8 @@
 and start the oldest SCHEDULED runs while slots are free, now and then end orphans of dead
 workers. Signal handlers only set flags: the first SIGTERM/SIGINT stops taking runs and waits for
 the running ones (warm stop), the second stops those too (cold stop: they end KILLED).
+A run whose process or worker died is requeued as its next attempt (jobs.retry), which resumes
+from its checkpoint, up to RUNBOARD_MAX_ATTEMPTS attempts.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from pipeline import names, settings
+from pipeline import errors, names, settings
 from pipeline.config import ConfigError
 from pipeline.queue import jobs
 from pipeline.queue import launcher as launchers
@@ -141,7 +143,7 @@ class Worker:
             if lifecycle.Claim.of(run) is not None:
                 continue  # someone else's (a worker's, or a cancel's)
             run_id = run.info.run_id
-            if lifecycle.claim(self.client, run_id, self.name):
+            if lifecycle.claim(self.client, run_id, self.name, lifecycle.attempt_of(run)):
                 self.started += 1
                 took += 1
                 try:
@@ -213,6 +215,8 @@ class Worker:
                 lifecycle.finish(client, run_id, status, active.stop_reason)
             else:
                 status = names.FAILED
+                if code == errors.USAGE:  # refused its input before training: another attempt changes nothing
+                    lifecycle.set_tags(client, run_id, {names.TAG_RETRY: "no"})
                 reason = getattr(active.job, "reason", None) or describe_exit(code)  # a cluster's own words
                 lifecycle.finish(client, run_id, status, reason, tail)
         elif status == names.KILLED and active.stop_reason:
@@ -224,6 +228,13 @@ class Worker:
         except Exception:  # the log stays on disk; the run's status is already right
             log.exception("could not upload the log of run %s (kept at %s)", run_id, active.job.log_path)
         log.info("run %s ended %s (exit code %s) after %.0f s", run_id, status, code, time.monotonic() - active.started)
+        if status == names.FAILED:
+            self._retry(run_id)
+
+    def _retry(self, run_id: str) -> None:
+        attempt = jobs.retry(self.client, run_id)
+        if attempt:
+            log.info("run %s requeued as attempt %d: it resumes from its checkpoint", run_id, attempt)
 
     def _pass_on_stops(self) -> None:
         """SIGTERM children whose run was cancelled (or the worker is stopping cold); SIGKILL after the grace."""
@@ -265,7 +276,8 @@ class Worker:
             lifecycle.heartbeat(self.client, active.run_id, tags)
 
     def reap_orphans(self) -> int:
-        """End unfinished queue runs whose worker is gone: FAILED (KILLED if a cancel had claimed them)."""
+        """End unfinished queue runs whose worker is gone: FAILED (KILLED if a cancel had claimed them);
+        a FAILED one is then requeued while it has attempts left."""
         ended = 0
         now = time.time()
         for run in jobs.unfinished(self.client):
@@ -286,6 +298,8 @@ class Worker:
                 local_log.unlink()
             log.warning("run %s ended: %s", run_id, reason)
             ended += 1
+            if owner and owner.owner != jobs.CANCEL_OWNER:  # it was training: resume it
+                self._retry(run_id)
         return ended
 
     def _adopt(self, run) -> bool:

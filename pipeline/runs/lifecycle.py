@@ -1,13 +1,16 @@
 """A run's life in MLflow, in one place: schedule, claim, mark running, heartbeat, finish, attach a log.
 
 SCHEDULED (queued) -> RUNNING (a worker started it) -> FINISHED, FAILED (reason + traceback) or
-KILLED (cancelled). This is the only module that changes a run's status; the queue, the worker,
+KILLED (cancelled). A FAILED or KILLED run can be requeued (SCHEDULED again): its next attempt
+continues the same MLflow run from its checkpoint, with the attempt number and reason as tags. This is the only module that changes a run's status; the queue, the worker,
 the trainer, the launchers and the dashboard's Cancel all call it, so the rules hold everywhere:
 an ended run always says why, and a run never looks alive after its process died.
 
 Claiming: a worker (or a cancel) takes a run by logging the param `runboard.claim`. MLflow refuses
 to change a param's value (on SQLite and behind a tracking server alike), so of two claimers
 exactly one wins. The claim names its owner's process, so an orphan can be told from a live run.
+Attempt N > 1 is claimed with `runboard.claim.N`, and started with `runboard.requeue.N` (one
+requeue per attempt wins too).
 """
 from __future__ import annotations
 
@@ -24,8 +27,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
-from pipeline import names
+from pipeline import names, settings
 from pipeline.config import RunConfig
+from pipeline.errors import UserError
 
 TRACEBACK_TAG_CHARS = 4000   # the tail of a traceback kept as a tag; the whole is an artifact
 REASON_CHARS = 500           # the one-line reason tag
@@ -103,18 +107,29 @@ class Claim:
 
     @classmethod
     def of(cls, run: Run) -> "Claim | None":
-        raw = run.data.params.get(names.PARAM_CLAIM)
+        """The claim of the run's current attempt."""
+        raw = run.data.params.get(_claim_param(attempt_of(run)))
         if not raw:
             return None
         owner, process, at = (raw.split(" ") + ["", "0"])[:3]
         return cls(owner, process, float(at or 0))
 
 
-def claim(client: MlflowClient, run_id: str, who: Claim | str) -> bool:
-    """Take `run_id` for `who` (an owner name: this process, now); False when someone else took it first."""
+def attempt_of(run: Run) -> int:
+    """Which attempt the run is on: 1 until it is first resumed."""
+    return int(run.data.tags.get(names.TAG_ATTEMPT) or 1)
+
+
+def _claim_param(attempt: int) -> str:
+    return names.PARAM_CLAIM if attempt <= 1 else f"{names.PARAM_CLAIM}.{attempt}"
+
+
+def claim(client: MlflowClient, run_id: str, who: Claim | str, attempt: int = 1) -> bool:
+    """Take attempt `attempt` of `run_id` for `who` (an owner name: this process, now); False when
+    someone else took it first."""
     who = Claim(who, process_key(), time.time()) if isinstance(who, str) else who
     try:
-        client.log_param(run_id, names.PARAM_CLAIM, str(who))
+        client.log_param(run_id, _claim_param(attempt), str(who))
         return True
     except MlflowException:  # "Changing param values is not allowed": another claim won
         return False
@@ -139,8 +154,26 @@ def heartbeat(client: MlflowClient, run_id: str, tags: dict[str, object] | None 
 
 
 def attach_log(client: MlflowClient, run_id: str, path: Path) -> None:
-    """The training log becomes the run's logs/train.log artifact."""
-    client.log_artifact(run_id, str(path), names.LOG_DIR)
+    """The training log becomes the run's logs/train.log artifact, after the logs of its earlier attempts."""
+    import shutil
+    import tempfile
+
+    artifact = f"{names.LOG_DIR}/{names.LOG_NAME}"
+    if artifact not in {a.path for a in client.list_artifacts(run_id, names.LOG_DIR)}:
+        client.log_artifact(run_id, str(path), names.LOG_DIR)
+        return
+    run = client.get_run(run_id)
+    with tempfile.TemporaryDirectory(prefix="runboard-log-") as folder:
+        earlier = Path(client.download_artifacts(run_id, artifact, folder))
+        whole = Path(folder) / "all" / names.LOG_NAME
+        whole.parent.mkdir()
+        with open(whole, "wb") as out:
+            out.write(earlier.read_bytes().rstrip(b"\n") + b"\n")
+            reason = run.data.tags.get(names.TAG_ATTEMPT_REASON, "")
+            out.write(f"\n# ---- attempt {attempt_of(run)}: {reason} ----\n".encode())
+            with open(path, "rb") as this:
+                shutil.copyfileobj(this, out)
+        client.log_artifact(run_id, str(whole), names.LOG_DIR)
 
 
 # --- the end -----------------------------------------------------------------------------------
@@ -166,6 +199,50 @@ def finish(client: MlflowClient, run_id: str, status: str, reason: str = "", det
         mlflow.end_run(status)
     else:
         client.set_terminated(run_id, status)
+
+
+# --- attempts ----------------------------------------------------------------------------------
+RESET_ON_REQUEUE = (names.TAG_ERROR, names.TAG_TRACEBACK, names.TAG_CANCEL, names.TAG_ORPHANED,
+                    names.TAG_HEARTBEAT, names.TAG_WORKER, names.TAG_PID, names.TAG_RETRY)
+
+
+def retriable(error: BaseException) -> bool:
+    """Whether another attempt might succeed: not after bad input, nor after a diverged loss."""
+    return not isinstance(error, UserError) and getattr(error, "retriable", True)
+
+
+def retries_left(run: Run) -> int:
+    """Automatic resumes the run may still get (RUNBOARD_MAX_ATTEMPTS counts from its last start by hand)."""
+    if run.info.status != names.FAILED or run.data.tags.get(names.TAG_RETRY) == "no":
+        return 0
+    return max(0, settings.max_attempts() - 1 - int(run.data.tags.get(names.TAG_RETRIES) or 0))
+
+
+def requeue(client: MlflowClient, run_id: str, reason: str, automatic: bool) -> int | None:
+    """A FAILED or KILLED run SCHEDULED again, as its next attempt: the attempt number, or None when
+    it is not ended (or someone else requeued it first). A worker then resumes it from its checkpoint.
+    """
+    run = client.get_run(run_id)
+    if run.info.status not in (names.FAILED, names.KILLED):
+        return None
+    attempt, tags = attempt_of(run) + 1, run.data.tags
+    try:
+        client.log_param(run_id, f"{names.PARAM_REQUEUE}.{attempt}", f"{time.time():.3f}")
+    except MlflowException:  # another requeue of this attempt won
+        return None
+    for key in RESET_ON_REQUEUE:  # the last attempt's ending: kept in the history line below
+        if key in tags:
+            client.delete_tag(run_id, key)
+    line = f"attempt {attempt} ({'automatic' if automatic else 'by hand'}): {reason}"[:REASON_CHARS]
+    history = "\n".join(filter(None, [tags.get(names.TAG_ATTEMPT_HISTORY, ""), line]))
+    set_tags(client, run_id, {
+        names.TAG_ATTEMPT: attempt, names.TAG_ATTEMPT_REASON: reason[:REASON_CHARS],
+        names.TAG_ATTEMPT_HISTORY: history[-TRACEBACK_TAG_CHARS:],
+        names.TAG_RETRIES: int(tags.get(names.TAG_RETRIES) or 0) + 1 if automatic else 0,
+        names.TAG_QUEUED: tags.get(names.TAG_QUEUED) or f"{time.time():.6f}",  # its place: first in line
+    })
+    client.update_run(run_id, status=names.SCHEDULED)
+    return attempt
 
 
 def failure(error: BaseException) -> tuple[str, str]:
@@ -195,6 +272,8 @@ def tracked(client: MlflowClient, run_id: str | None, experiment_id: str, run_na
         finish(client, run_id, names.KILLED, "cancelled: interrupted or stopped by a signal")
         raise
     except BaseException as e:
+        if not retriable(e):
+            set_tags(client, run_id, {names.TAG_RETRY: "no"})
         finish(client, run_id, names.FAILED, *failure(e))
         raise
     else:

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from pipeline import names
 from pipeline.config import RunConfig
-from pipeline.runs import lifecycle, tracking
+from pipeline.runs import checkpoints, lifecycle, tracking
 from pipeline.training import data as datasets
 from pipeline.training import distributed, engine, figures
 
@@ -38,7 +38,10 @@ def run(config: RunConfig, progress: bool = True) -> str:
 
 
 def run_queued(run_id: str, progress: bool = True) -> str:
-    """Train the queued run `run_id` with the config it was queued with: the run id is all it needs."""
+    """Train the queued run `run_id` with the config it was queued with: the run id is all it needs.
+
+    A resumed run (a later attempt) continues from its checkpoint, in the same MLflow run.
+    """
     client = tracking.connect()
     return _train(lifecycle.config_of(client, client.get_run(run_id)), run_id, progress)
 
@@ -55,9 +58,10 @@ def queued_process(run_id: str, progress: bool = True) -> int:
 
 def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
     device = engine.pick_device(config.device)
+    queued = run_id is not None
     with distributed.process_group(device):
         if not distributed.is_main():
-            return _follow(config)
+            return _follow(config, queued)
         client = tracking.connect()
         data = _load(config) if run_id is None else None  # a new run: fail before it exists
         experiment = tracking.experiment_id(client, config.experiment) if run_id is None else ""
@@ -73,10 +77,18 @@ def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
                 names.TAG_STEPS_PER_EPOCH: engine.steps_per_epoch(len(data.train), config.batch_size,
                                                                   distributed.world_size()),
             })
-            # duration and relative time count from here: queueing, process start and data loading are not training
-            lifecycle.set_tags(client, run_id, {names.TAG_TRAIN_STARTED: f"{time.time():.3f}"})
-            result = engine.fit(config, data, tracking.MlflowTracker(client, run_id), progress=progress)
-            log_evaluation(client, run_id, result, data)
+            tracker, resume = tracking.MlflowTracker(client, run_id), None
+            if queued:  # maybe a later attempt: continue where the last checkpoint left off, logging no step twice
+                resume = checkpoints.load(client, run_id)
+                tracker = checkpoints.ContinuingTracker(tracker, checkpoints.logged_steps(client, run_id))
+            if resume is None:  # duration and relative time count from here: queueing and data loading are not training
+                lifecycle.set_tags(client, run_id, {names.TAG_TRAIN_STARTED: f"{time.time():.3f}"})
+            writer = checkpoints.CheckpointWriter(client, run_id)
+            try:
+                result = engine.fit(config, data, tracker, progress=progress, resume=resume, checkpoint=writer)
+            finally:
+                writer.close()
+            log_evaluation(client, run_id, result, data, tracker)
             log_explanations(client, run_id, result, data, preprocessing(data, config))
             lifecycle.set_tags(client, run_id, {names.TAG_EPOCHS_RUN: result.epochs_run,
                                                 names.TAG_BEST_EPOCH: result.best_epoch,
@@ -90,11 +102,12 @@ def _load(config: RunConfig) -> datasets.ImageData:
         return datasets.load(config)
 
 
-def _follow(config: RunConfig) -> str:
+def _follow(config: RunConfig, queued: bool) -> str:
     """A rank other than 0: the same data and training steps, reporting nowhere; rank 0's run id."""
     data = _load(config)
     run_id = distributed.share(None)
-    engine.fit(config, data, engine.NullTracker(), progress=False)
+    resume = checkpoints.load(tracking.connect(), run_id) if queued else None  # read-only, like rank 0's
+    engine.fit(config, data, engine.NullTracker(), progress=False, resume=resume)
     return run_id
 
 
@@ -106,10 +119,11 @@ def log_data(client: MlflowClient, run_id: str, data: datasets.ImageData) -> Non
         client.log_text(run_id, "\n".join(data.skipped) + "\n", names.SKIPPED_FILES_TXT)
 
 
-def log_evaluation(client: MlflowClient, run_id: str, result: engine.TrainResult, data: datasets.ImageData) -> None:
+def log_evaluation(client: MlflowClient, run_id: str, result: engine.TrainResult, data: datasets.ImageData,
+                   tracker: engine.Tracker | None = None) -> None:
     """Final test metrics (at the last epoch's step) and the evaluation/ artifacts."""
     values, matrix, per_class = engine.test_metrics(result.test, data.classes)
-    tracker = tracking.MlflowTracker(client, run_id)
+    tracker = tracker or tracking.MlflowTracker(client, run_id)
     tracker.log_metrics(values, step=result.epochs_run)
     tracker.flush()
     tracking.log_json(client, run_id, {"labels": data.classes, "matrix": matrix.tolist()}, names.CONFUSION_MATRIX_JSON)

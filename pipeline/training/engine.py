@@ -12,7 +12,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -35,6 +35,8 @@ ONECYCLE_START = 0.1    # the warm-up starts at this fraction of the peak learni
 
 class TrainingError(ServiceError):
     """Training went wrong in a way the user can act on (diverged loss, out of memory)."""
+
+    retriable = False  # another attempt from the checkpoint would fail the same way
 
 
 class Tracker(Protocol):
@@ -209,8 +211,13 @@ def train_one_epoch(model, optimizer, scheduler, scaler, criterion, batches, dev
     return step, loss / n, right / n
 
 
-def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, progress: bool = True) -> TrainResult:
-    """Train `config.model` on `data`, reporting metrics to `tracker`; score the best model on test."""
+def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, progress: bool = True,
+        resume: dict | None = None, checkpoint: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train `config.model` on `data`, reporting metrics to `tracker`; score the best model on test.
+
+    `checkpoint` receives a copy of the training state (see `training_state`) after every epoch;
+    `resume` is such a state: training continues after its epoch exactly as it would have.
+    """
     tracker = tracker or NullTracker()
     device = pick_device(config.device)
     hardware.configure(device)
@@ -241,11 +248,20 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
                                    len(data.classes), device, dtype, layout)
         tracker.log_metrics({names.COMPILE_SECONDS: seconds}, step=0)
 
-    best_loss, best_epoch, best_state, history, step = math.inf, 0, None, [], 0
-    with tqdm(total=total, desc=f"{config.model} on {config.dataset}", unit="step",
+    parts = _Parts(net, optimizer, scheduler, scaler, gen, device)
+    best_loss, best_epoch, best_state, history, step, first = math.inf, 0, None, [], 0, 1
+    if resume is not None:  # last: the set-up above drew from the generators too
+        _check_resumable(resume, per_epoch, config)
+        parts.load(resume, rng=rank == 0)  # other ranks keep fresh streams: statistically the same
+        best_loss, best_epoch, best_state = resume["best_loss"], resume["best_epoch"], resume["best_model"]
+        history, step = list(resume["history"]), resume["step"]
+        first = config.epochs + 1 if resume["stopped"] else resume["epoch"] + 1
+    with tqdm(total=total, initial=step, desc=f"{config.model} on {config.dataset}", unit="step",
               disable=not progress or rank != 0, dynamic_ncols=True, mininterval=0.5) as bar:
         step_log = _StepLog(tracker, bar)
-        for epoch in range(1, config.epochs + 1):
+        if resume is not None and progress and rank == 0:
+            bar.write(f"resumed from the checkpoint of epoch {resume['epoch']} (step {step})")
+        for epoch in range(first, config.epochs + 1):
             bar.set_description(f"epoch {epoch}/{config.epochs}")
             if config.freeze_epochs:  # fine-tuning: the new classifier first, then the whole network
                 models.freeze_backbone(net, epoch <= config.freeze_epochs)
@@ -266,11 +282,18 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
             if progress and rank == 0:
                 bar.write(f"epoch {epoch}: train_loss {train_loss:.4f}  val_loss {val_loss:.4f}  "
                           f"val_accuracy {val_acc:.4f}  {row[names.THROUGHPUT]:,.0f} img/s")
+            stop = False
             if val_loss < best_loss:
                 best_loss, best_epoch = val_loss, epoch
                 if config.patience:
                     best_state = copy.deepcopy(net.state_dict())
             elif config.patience and epoch - best_epoch >= config.patience:
+                stop = True
+            if checkpoint is not None and rank == 0:
+                checkpoint(training_state(parts, epoch=epoch, step=step, stopped=stop or epoch == config.epochs,
+                                          best_loss=best_loss, best_epoch=best_epoch, best_model=best_state,
+                                          history=history, steps_per_epoch=per_epoch))
+            if stop:
                 if progress and rank == 0:
                     bar.write(f"early stop: val_loss has not improved for {config.patience} epochs")
                 break
@@ -279,6 +302,65 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
     # only rank 0 reports the test split; the others skip the work
     test_eval = evaluate(net, test, normalize, device) if rank == 0 else _skipped()
     return TrainResult(net.eval(), test_eval, epochs_run=len(history), best_epoch=best_epoch, history=history)
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints: plain data and tensors only, so torch.load(weights_only=True) reads them back
+
+@dataclass
+class _Parts:
+    """What training changes as it goes, besides the counters: weights, optimizer, schedule, RNG streams."""
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    gen: torch.Generator   # augmentation, on the training device
+    device: torch.device
+
+    def state(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "augment": self.gen.get_state()}
+        if self.device.type == "cuda":  # dropout on the GPU draws from the device's default generator
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng}
+
+    def load(self, state: dict, rng: bool = True) -> None:
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if rng:
+            torch.set_rng_state(state["rng"]["torch"])
+            self.gen.set_state(state["rng"]["augment"])
+            if self.device.type == "cuda" and "cuda" in state["rng"]:
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+
+
+CHECKPOINT_VERSION = 1
+
+
+def training_state(parts: _Parts, **counters) -> dict:
+    """A copy on the CPU of everything needed to continue exactly: the caller may save it while training goes on."""
+    return _to_cpu({"version": CHECKPOINT_VERSION, **counters, **parts.state()})
+
+
+def _to_cpu(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def _check_resumable(state: dict, per_epoch: int, config: RunConfig) -> None:
+    if state.get("version") != CHECKPOINT_VERSION or state.get("steps_per_epoch") != per_epoch:
+        raise TrainingError(f"the checkpoint does not fit this run (version {state.get('version')}, "
+                            f"{state.get('steps_per_epoch')} steps per epoch, not {per_epoch}); "
+                            "resume it with the same data and processes, or start a new run")
+    if state["epoch"] > config.epochs:
+        raise TrainingError(f"the checkpoint is of epoch {state['epoch']}, past the run's {config.epochs} epochs")
 
 
 def _skipped() -> Evaluation:

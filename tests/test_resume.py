@@ -1,0 +1,178 @@
+"""Checkpoints and attempts without a worker: the engine continues exactly from a saved state, a
+checkpoint round-trips through the run's artifacts, a resumed attempt logs no step twice, and
+requeueing (by hand or automatically) follows the rules. Tiny digits runs, in process.
+
+Run: .venv/bin/python -m pytest tests/test_resume.py (the real kill -9 checks are in test_worker_resume.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pytest
+import torch
+
+from pipeline import names, settings
+from pipeline.config import RunConfig
+from pipeline.queue import jobs
+from pipeline.runs import checkpoints, lifecycle, tracking
+from pipeline.training import data as datasets
+from pipeline.training import engine
+
+EXPERIMENT = "resume-unit"
+CONFIG = RunConfig(dataset="digits", model="mlp", epochs=4, batch_size=128, augment="strong", patience=3,
+                   experiment=EXPERIMENT)
+
+
+@pytest.fixture(scope="module")
+def client(store):
+    return tracking.connect()
+
+
+def _round_trip(state: dict) -> dict:
+    """What a checkpoint file gives back: torch.save, then torch.load with weights_only (no pickle)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_a_run_resumed_from_epoch_2_ends_exactly_as_the_uninterrupted_one():
+    data = datasets.load(CONFIG)
+    states = []
+    whole = engine.fit(CONFIG, data, progress=False, checkpoint=lambda s: states.append(_round_trip(s)))
+    assert [s["epoch"] for s in states] == [1, 2, 3, 4] and states[-1]["stopped"]
+    # killed in epoch 3: the next attempt starts from epoch 2's checkpoint
+    resumed = engine.fit(CONFIG, data, progress=False, resume=states[1])
+    assert [h[names.VAL_LOSS] for h in resumed.history] == [h[names.VAL_LOSS] for h in whole.history]
+    assert resumed.test.accuracy == whole.test.accuracy and resumed.best_epoch == whole.best_epoch
+    # a checkpoint of the finished loop resumes to the end at once
+    assert engine.fit(CONFIG, data, progress=False, resume=states[-1]).test.accuracy == whole.test.accuracy
+
+
+def test_a_checkpoint_of_other_data_is_refused():
+    data = datasets.load(CONFIG)
+    states = []
+    engine.fit(dataclasses.replace(CONFIG, epochs=1), data, progress=False, checkpoint=states.append)
+    with pytest.raises(engine.TrainingError, match="does not fit"):
+        engine.fit(dataclasses.replace(CONFIG, batch_size=64), data, progress=False, resume=states[0])
+
+
+def test_checkpoints_are_the_runs_artifact_and_only_the_latest_is_kept(client):
+    run_id = jobs.submit(CONFIG, client=client)
+    assert checkpoints.load(client, run_id) is None
+    writer = checkpoints.CheckpointWriter(client, run_id)
+    for epoch in (1, 2):
+        writer({"epoch": epoch, "weights": torch.full((3,), float(epoch)), "rng": torch.get_rng_state()})
+        writer.wait()
+    writer({"epoch": 3, "weights": torch.zeros(3)})  # while epoch 3's upload goes on, epoch 4's is skipped
+    writer({"epoch": 4, "weights": torch.zeros(3)})
+    writer.close()
+    assert writer.skipped == 1 and client.get_run(run_id).data.tags[names.TAG_CHECKPOINT] == "3"
+    writer = checkpoints.CheckpointWriter(client, run_id)
+    writer({"epoch": 2, "weights": torch.full((3,), 2.0), "rng": torch.get_rng_state()})
+    writer.close()
+    assert [a.path for a in client.list_artifacts(run_id, names.CHECKPOINT_DIR)] == [checkpoints.PATH]
+    state = checkpoints.load(client, run_id)
+    assert state["epoch"] == 2 and state["weights"].tolist() == [2.0, 2.0, 2.0]
+    assert client.get_run(run_id).data.tags[names.TAG_CHECKPOINT] == "2"
+    assert len(writer.timings) == 1 and writer.timings[-1]["bytes"] > 0
+    jobs.cancel(run_id, client)
+
+
+def test_a_resumed_attempt_logs_each_step_once(client):
+    run_id = jobs.submit(CONFIG, client=client)
+    dead = tracking.MlflowTracker(client, run_id)  # the dead attempt got past its checkpoint (step 3)
+    for step in range(1, 6):
+        dead.log_metrics({names.TRAIN_LOSS_STEP: step / 10}, step)
+    dead.log_metrics({names.VAL_LOSS: 1.0}, 1)
+    dead.flush()
+    logged = checkpoints.logged_steps(client, run_id)
+    assert logged == {names.TRAIN_LOSS_STEP: 5, names.VAL_LOSS: 1}
+    again = checkpoints.ContinuingTracker(tracking.MlflowTracker(client, run_id), logged)
+    for step in range(4, 9):  # resumed from step 3
+        again.log_metrics({names.TRAIN_LOSS_STEP: step / 10}, step)
+    again.log_metrics({names.VAL_LOSS: 0.5}, 2)
+    again.flush()
+    steps = [m.step for m in client.get_metric_history(run_id, names.TRAIN_LOSS_STEP)]
+    assert sorted(steps) == list(range(1, 9))
+    assert [m.step for m in client.get_metric_history(run_id, names.VAL_LOSS)] in ([1, 2], [2, 1])
+    jobs.cancel(run_id, client)
+
+
+def _failed(client, tags: dict | None = None) -> str:
+    run_id = jobs.submit(CONFIG, client=client)
+    assert lifecycle.claim(client, run_id, "worker:1")
+    lifecycle.mark_running(client, run_id, {names.TAG_PID: 1})
+    lifecycle.set_tags(client, run_id, tags or {})
+    lifecycle.finish(client, run_id, names.FAILED, "the training process was killed by SIGKILL")
+    return run_id
+
+
+def test_a_dead_run_is_retried_up_to_the_limit_and_a_hopeless_one_never(client, monkeypatch):
+    monkeypatch.setenv("RUNBOARD_MAX_ATTEMPTS", "2")
+    run_id = _failed(client)
+    assert jobs.retry(client, run_id) == 2
+    run = client.get_run(run_id)
+    assert run.info.status == names.SCHEDULED and lifecycle.attempt_of(run) == 2
+    assert run.data.tags[names.TAG_RETRIES] == "1" and "SIGKILL" in run.data.tags[names.TAG_ATTEMPT_REASON]
+    assert names.TAG_ERROR not in run.data.tags and names.TAG_PID not in run.data.tags
+    assert lifecycle.Claim.of(run) is None  # attempt 2 is free to claim, once
+    assert lifecycle.claim(client, run_id, "worker:2", 2) and not lifecycle.claim(client, run_id, "worker:3", 2)
+    lifecycle.finish(client, run_id, names.FAILED, "killed again")
+    assert jobs.retry(client, run_id) is None  # two attempts were all it had
+    assert "attempt 2 (automatic)" in client.get_run(run_id).data.tags[names.TAG_ATTEMPT_HISTORY]
+    # by hand it goes on, and the automatic count starts again
+    assert "attempt 3" in jobs.resume(run_id, client)
+    run = client.get_run(run_id)
+    assert run.data.tags[names.TAG_RETRIES] == "0" and lifecycle.attempt_of(run) == 3
+    assert lifecycle.requeue(client, run_id, "twice", automatic=False) is None  # not ended: nothing to do
+    jobs.cancel(run_id, client)
+    hopeless = _failed(client, {names.TAG_RETRY: "no"})  # bad input or a diverged loss
+    assert jobs.retry(client, hopeless) is None
+
+
+def test_resume_by_hand_refuses_what_cannot_resume(client):
+    queued = jobs.submit(CONFIG, client=client)
+    with pytest.raises(jobs.JobError, match="only a FAILED or KILLED run"):
+        jobs.resume(queued, client)
+    with pytest.raises(jobs.JobError, match="no run"):
+        jobs.resume("0" * 32, client)
+    jobs.cancel(queued, client)
+    assert "attempt 2" in jobs.resume(queued, client)  # cancelled before it started: it may go again
+    assert client.get_run(queued).info.status == names.SCHEDULED
+    jobs.cancel(queued, client)
+
+
+def test_retriable_failures():
+    from pipeline.config import ConfigError
+
+    assert lifecycle.retriable(RuntimeError("CUDA error: an illegal memory access"))
+    assert not lifecycle.retriable(ConfigError("lr must be > 0"))
+    assert not lifecycle.retriable(engine.TrainingError("loss became nan at step 3"))
+    assert settings.max_attempts() >= 1
+
+
+def test_every_attempts_log_ends_up_in_train_log(client, tmp_path):
+    run_id = jobs.submit(CONFIG, client=client)
+    first, second = tmp_path / "1" / names.LOG_NAME, tmp_path / "2" / names.LOG_NAME
+    for path, text in ((first, "attempt one\n"), (second, "attempt two\n")):
+        path.parent.mkdir()
+        path.write_text(text)
+    lifecycle.attach_log(client, run_id, first)
+    lifecycle.set_tags(client, run_id, {names.TAG_ATTEMPT: 2, names.TAG_ATTEMPT_REASON: "killed"})
+    lifecycle.attach_log(client, run_id, second)
+    log = open(client.download_artifacts(run_id, "logs/train.log", str(tmp_path / "out"))).read()
+    assert log.index("attempt one") < log.index("attempt 2: killed") < log.index("attempt two")
+    jobs.cancel(run_id, client)
+
+
+def test_the_resume_command(client, capsys):
+    from pipeline import cli
+
+    run_id = jobs.submit(CONFIG, client=client)
+    assert cli.main(["resume", run_id]) == 2 and "only a FAILED or KILLED run" in capsys.readouterr().err
+    jobs.cancel(run_id, client)
+    assert cli.main(["resume", run_id]) == 0 and "attempt 2" in capsys.readouterr().out
+    assert cli.main(["queue"]) == 0 and "(attempt 2)" in capsys.readouterr().out
+    jobs.cancel(run_id, client)
