@@ -12,6 +12,7 @@ from pipeline.queue import launcher, ray_launcher
 
 def test_the_submission_id_is_derived_from_the_run_id_and_shell_safe():
     assert ray_launcher.submission_id("0123abcd") == "runboard-0123abcd"
+    assert ray_launcher.submission_id("0123abcd", attempt=2) == "runboard-0123abcd-2"  # Ray never reuses an id
     with pytest.raises(ValueError):
         ray_launcher.submission_id("x; rm -rf /")
 

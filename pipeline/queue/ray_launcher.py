@@ -42,11 +42,12 @@ class RayUnavailable(ServiceError):
     """The Ray cluster's job API cannot be reached or refused a request."""
 
 
-def submission_id(run_id: str) -> str:
-    """The Ray job of a run: derived from its id, so any worker can find it again."""
+def submission_id(run_id: str, attempt: int = 1) -> str:
+    """The Ray job of a run's attempt: derived from its id, so any worker can find it again. Ray never
+    reuses a submission id, so a resumed run's later attempts get their own (`runboard-<id>-2`, ...)."""
     if not re.fullmatch(r"[0-9A-Za-z_-]+", run_id):
         raise ValueError(f"not a run id: {run_id!r}")
-    return SUBMISSION_PREFIX + run_id
+    return SUBMISSION_PREFIX + run_id + (f"-{attempt}" if attempt > 1 else "")
 
 
 def _reason(message: str | None) -> str:
@@ -60,9 +61,9 @@ class RayJob:
 
     pid = None  # the process lives on a Ray node, not here
 
-    def __init__(self, launcher: "RayLauncher", run_id: str, log_path: Path):
+    def __init__(self, launcher: "RayLauncher", run_id: str, log_path: Path, attempt: int = 1):
         self.launcher, self.run_id, self.log_path = launcher, run_id, log_path
-        self.submission_id = submission_id(run_id)
+        self.submission_id = submission_id(run_id, attempt)
         self.reason: str | None = None  # Ray's reason once the job failed
         self._code: int | None = None
         self._logs_at = 0.0
@@ -181,13 +182,14 @@ class RayLauncher:
         return {"working_dir": str(settings.PROJECT_ROOT), "excludes": EXCLUDES, "env_vars": env}
 
     # --- the launcher verbs ---------------------------------------------------------------------
-    def _job(self, run_id: str) -> RayJob:
+    def _job(self, run_id: str, attempt: int) -> RayJob:
         log_path = self.log_dir / run_id / names.LOG_NAME
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        return RayJob(self, run_id, log_path)
+        return RayJob(self, run_id, log_path, attempt)
 
     def start(self, run_id: str, slot: int = 0) -> RayJob:
-        job, resources = self._job(run_id), self.resources()
+        attempt = lifecycle.attempt_of(self.mlflow.get_run(run_id))
+        job, resources = self._job(run_id, attempt), self.resources()
         try:
             self.client.submit_job(entrypoint=self.entrypoint(run_id), submission_id=job.submission_id,
                                    runtime_env=self.runtime_env(int(resources["entrypoint_num_cpus"])),
@@ -203,14 +205,14 @@ class RayLauncher:
         """The Ray job of a run a dead worker had started, when Ray still knows it; None otherwise."""
         if names.TAG_RAY_JOB not in run.data.tags:
             return None
-        run_id = run.info.run_id
+        run_id, attempt = run.info.run_id, lifecycle.attempt_of(run)
         try:
-            self.client.get_job_status(submission_id(run_id))
+            self.client.get_job_status(submission_id(run_id, attempt))
         except RuntimeError as e:  # Ray knows no such job: the caller treats the run as an orphan
             if "does not exist" in str(e):
                 return None
             raise  # Ray unreachable: decide later rather than fail a run that may be training
-        return self._job(run_id)
+        return self._job(run_id, attempt)
 
     def record_node(self, run_id: str, agent_address: str | None, node_id: str) -> None:
         """Tag the run with the node Ray placed it on."""
