@@ -58,14 +58,6 @@ def _value(row: pd.Series, column: str):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def _cancel(run_id: str) -> None:
-    try:
-        st.toast(jobs.cancel(run_id, store.client()))
-    except jobs.JobError as e:
-        st.error(str(e))
-    store.forget_queue()
-
-
 def _running_card(row: pd.Series, history: pd.DataFrame, experiment: str, now: float) -> None:
     run_id = row["run_id"]
     with st.container(border=True):
@@ -79,7 +71,7 @@ def _running_card(row: pd.Series, history: pd.DataFrame, experiment: str, now: f
                 st.button("Stopping…", key=f"stopping-{run_id}", disabled=True)
             elif st.button("Cancel", key=f"cancel-{run_id}", icon=":material/stop_circle:",
                            help="stop it: it ends KILLED and keeps what it logged so far"):
-                _cancel(run_id)  # a button, not a popover: the 2 s refresh must not close a half-made choice
+                ui.queue_request(jobs.cancel, run_id)  # a button, not a popover: the 2 s refresh must not close a half-made choice
         steps = history[(history["run_id"] == run_id) & (history["key"] == names.TRAIN_LOSS_STEP)]
         p = progress(steps, float(_value(row, f"tags.{names.TAG_STEPS_PER_EPOCH}") or 0),
                      float(_value(row, "params.epochs") or 0))
@@ -117,7 +109,7 @@ def _queued_rows(queued: pd.DataFrame, experiments: dict[str, str], now: float) 
         waited = _age(_value(row, f"tags.{names.TAG_QUEUED}"), now)
         cols[2].caption(f"queued {tables.format_duration(waited)} ago")
         if cols[3].button("Cancel", key=f"cancel-{run_id}", icon=":material/close:"):
-            _cancel(run_id)
+            ui.queue_request(jobs.cancel, run_id)
 
 
 def _worker_hint(running: pd.DataFrame, queued: pd.DataFrame, now: float) -> None:

@@ -8,19 +8,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import store
+from dashboard import ui
 from pipeline import names
 from pipeline.queue import jobs
 
 RESUMABLE = (names.FAILED, names.KILLED)
-
-
-def _resume(run_id: str) -> None:
-    try:
-        st.toast(jobs.resume(run_id, store.client()))
-    except jobs.JobError as e:
-        st.error(str(e))
-    store.forget_queue()
 
 
 def resume_button(run_id: str, status: str, key: str = "detail") -> None:
@@ -28,7 +20,7 @@ def resume_button(run_id: str, status: str, key: str = "detail") -> None:
     if status in RESUMABLE and st.button("Resume", key=f"resume-{key}-{run_id}", icon=":material/replay:",
                                          help="queue it again: a worker continues it from its last "
                                               "checkpoint, in this same run"):
-        _resume(run_id)
+        ui.queue_request(jobs.resume, run_id)
 
 
 def attempts_caption(tags: dict[str, str]) -> None:
@@ -49,4 +41,4 @@ def resume_buttons(recent: pd.DataFrame) -> None:
         with column:
             if st.button(f"Resume {row['run_name']}", key=f"resume-ended-{row['run_id']}", icon=":material/replay:",
                          help="queue it again: it continues from its last checkpoint"):
-                _resume(row["run_id"])
+                ui.queue_request(jobs.resume, row["run_id"])

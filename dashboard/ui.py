@@ -55,6 +55,17 @@ def reading_page(title: str):
     return all_runs
 
 
+def queue_request(action, run_id: str) -> None:
+    """Cancel or resume a run (pipeline.queue.jobs.cancel/resume): its answer as a toast, a refusal in place."""
+    from pipeline.queue import jobs
+
+    try:
+        st.toast(action(run_id, store.client()))
+    except jobs.JobError as e:
+        st.error(str(e))
+    store.forget_queue()
+
+
 def status_badge(status: str) -> None:
     st.badge(status, icon=STATUS_ICONS.get(status), color=STATUS_COLORS.get(status, "gray"))
 
