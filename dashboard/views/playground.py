@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import time
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image

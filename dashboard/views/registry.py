@@ -251,7 +251,7 @@ def variants_section(versions: list) -> None:
     ready = [v for v in versions if v.status == "READY"]
     if not ready:
         return
-    version = st.selectbox("Version", ready, key="variants_version",
+    version = st.selectbox("Variants of", ready, key="variants_version",
                            format_func=lambda v: f"{v.name} v{v.version} · {v.architecture or '?'} · "
                                                  f"acc {_pct(v.test_accuracy)}")
     try:

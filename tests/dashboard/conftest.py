@@ -116,8 +116,8 @@ def plotted(values) -> list:
 SWEEP_EXPERIMENT = "dashboard-sweep"
 
 
-@pytest.fixture(scope="session")
-def sweep_runs(store) -> dict[str, str]:
+@pytest.fixture(scope="package")
+def sweep_runs(store):
     """A sweep as the queue makes it: a parent that only groups, two ended runs and one still queued.
 
     The first run waited 20 s in the queue and trained for 12 s (its tags say so), as the worker and
@@ -149,4 +149,5 @@ def sweep_runs(store) -> dict[str, str]:
             client.update_run(run_id, status="SCHEDULED")
         runs[f"run{i}"] = run_id
     client.set_tag(parent, names.TAG_SWEEP_RUNS, ",".join(runs[f"run{i}"] for i in (1, 2, 3)))
-    return runs
+    yield runs
+    client.set_terminated(runs["run3"], "KILLED")  # out of the queue: a later worker test must not train it
