@@ -53,7 +53,7 @@ def sql_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: Sequence
 
 def server_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str]) -> list[tuple] | None:
     """The same rows as sql_metric_rows, from a tracking server's bulk history endpoint (one request per
-    metric and 100 runs); None when `client` does not talk to a tracking server.
+    metric and SERVER_BULK_RUNS runs, in parallel); None when `client` does not talk to a tracking server.
 
     A (run, metric) that reaches the endpoint's 2500-point cap may have come back down-sampled: that
     one is read again through the public API, so every logged point is kept. Raises InternalsChanged

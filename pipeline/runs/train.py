@@ -88,12 +88,13 @@ def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
                 result = engine.fit(config, data, tracker, progress=progress, resume=resume, checkpoint=writer)
             finally:
                 writer.close()
+            prepared = preprocessing(data, config)  # the train split's mean/std: computed once
             log_evaluation(client, run_id, result, data, tracker)
-            log_explanations(client, run_id, result, data, preprocessing(data, config))
+            log_explanations(client, run_id, result, data, prepared)
             lifecycle.set_tags(client, run_id, {names.TAG_EPOCHS_RUN: result.epochs_run,
                                                 names.TAG_BEST_EPOCH: result.best_epoch,
                                                 names.TAG_TRAIN_ENDED: f"{time.time():.3f}"})
-            tracking.log_model(result.model, preprocessing(data, config), config.register)
+            tracking.log_model(result.model, prepared, config.register)
     return run_id
 
 
