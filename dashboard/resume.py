@@ -27,8 +27,9 @@ def attempts_caption(tags: dict[str, str]) -> None:
     """Which attempt the run is on and why each resume happened, when it was ever resumed."""
     history = tags.get(names.TAG_ATTEMPT_HISTORY)
     if history:
-        checkpoint = tags.get(names.TAG_CHECKPOINT)
-        where = f" · last checkpoint: epoch {checkpoint}" if checkpoint else ""
+        epoch, step = tags.get(names.TAG_CHECKPOINT), tags.get(names.TAG_CHECKPOINT_STEP)
+        where = (f" · last checkpoint: step {step} (epoch {epoch} done)" if step else
+                 f" · last checkpoint: epoch {epoch}" if epoch else "")
         st.caption(f"attempt {tags.get(names.TAG_ATTEMPT, '1')}{where}  \n" + "  \n".join(history.splitlines()))
 
 

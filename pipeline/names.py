@@ -87,7 +87,8 @@ TAG_ATTEMPT_REASON = "runboard.attempt_reason"    # why the current attempt was 
 TAG_ATTEMPT_HISTORY = "runboard.attempt_history"  # one line per resume: "attempt N (automatic|by hand): why"
 TAG_RETRIES = "runboard.retries"          # automatic resumes since the run was last started by hand
 TAG_RETRY = "runboard.retry"              # "no" on a failure that another attempt would repeat (bad input, divergence)
-TAG_CHECKPOINT = "runboard.checkpoint_epoch"  # the epoch checkpoints/last.pt holds, once uploaded
+TAG_CHECKPOINT = "runboard.checkpoint_epoch"  # the last whole epoch checkpoints/last.pt holds, once uploaded
+TAG_CHECKPOINT_STEP = "runboard.checkpoint_step"  # ...and its optimizer step (mid-epoch checkpoints: past that epoch)
 # sweeps
 TAG_SWEEP = "runboard.sweep"              # on a sweep's parent run: grid or random
 TAG_SWEEP_SPACE = "runboard.sweep_space"  # on the parent: the values swept, as JSON

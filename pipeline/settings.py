@@ -103,6 +103,15 @@ def max_attempts() -> int:
     return max(1, _int("RUNBOARD_MAX_ATTEMPTS", 3))
 
 
+def checkpoint_seconds() -> int | None:
+    """RUNBOARD_CHECKPOINT_SECONDS: a checkpoint within an epoch this often (every epoch's end has one
+    anyway); 0 keeps to epoch ends. Default 300: a long epoch cut off loses five minutes, not hours."""
+    seconds = _int("RUNBOARD_CHECKPOINT_SECONDS", 300)
+    if seconds < 0:
+        raise SettingError(f"RUNBOARD_CHECKPOINT_SECONDS must be 0 or more, got {seconds}")
+    return seconds or None
+
+
 def log_dir() -> Path:
     """RUNBOARD_LOG_DIR: where the worker writes a run's log while it trains (uploaded when it ends)."""
     return Path(os.environ.get("RUNBOARD_LOG_DIR") or PROJECT_ROOT / "mlruns" / "logs").expanduser()

@@ -50,6 +50,36 @@ def test_a_run_resumed_from_epoch_2_ends_exactly_as_the_uninterrupted_one():
     assert engine.fit(CONFIG, data, progress=False, resume=states[-1]).test.accuracy == whole.test.accuracy
 
 
+def test_a_run_resumed_from_the_middle_of_an_epoch_ends_exactly_as_the_uninterrupted_one():
+    data = datasets.load(CONFIG)
+    states = []  # checkpoint_every=0: a state after every step, as a long epoch gets every few minutes
+    whole = engine.fit(CONFIG, data, progress=False, checkpoint=lambda s: states.append(_round_trip(s)),
+                       checkpoint_every=0)
+    per_epoch = states[0]["steps_per_epoch"]
+    cut = next(s for s in states if s.get("partial") and s["partial"]["epoch"] == 3)
+    half = next(s for s in states if s.get("partial") and s["partial"]["epoch"] == 3
+                and s["partial"]["steps"] == per_epoch // 2)
+    assert cut["epoch"] == 2 and cut["step"] == 2 * per_epoch + 1 and cut["partial"]["steps"] == 1
+    assert len([s for s in states if not s.get("partial")]) == CONFIG.epochs  # and every epoch's end
+    untimed = [{k: v for k, v in h.items() if k not in (names.EPOCH_SECONDS, names.THROUGHPUT)} for h in whole.history]
+    for state in (cut, half):  # killed one step into epoch 3, and halfway through it
+        resumed = engine.fit(CONFIG, data, progress=False, resume=state)
+        assert [{k: v for k, v in h.items() if k not in (names.EPOCH_SECONDS, names.THROUGHPUT)}
+                for h in resumed.history] == untimed  # train loss and accuracy of the cut epoch too
+        assert resumed.test.accuracy == whole.test.accuracy and resumed.best_epoch == whole.best_epoch
+        assert resumed.history[2][names.EPOCH_SECONDS] >= state["partial"]["seconds"]  # the cut epoch's time adds up
+
+
+def test_a_checkpoint_every_few_seconds_is_a_setting(monkeypatch):
+    monkeypatch.setenv("RUNBOARD_CHECKPOINT_SECONDS", "0")
+    assert settings.checkpoint_seconds() is None  # epoch ends only
+    monkeypatch.setenv("RUNBOARD_CHECKPOINT_SECONDS", "-5")
+    with pytest.raises(settings.SettingError, match="RUNBOARD_CHECKPOINT_SECONDS"):
+        settings.checkpoint_seconds()
+    monkeypatch.delenv("RUNBOARD_CHECKPOINT_SECONDS")
+    assert settings.checkpoint_seconds() == 300
+
+
 def test_a_checkpoint_of_other_data_is_refused():
     data = datasets.load(CONFIG)
     states = []

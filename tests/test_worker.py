@@ -292,6 +292,35 @@ def test_a_run_killed_four_times_still_finishes_with_one_point_per_step(client, 
     assert [m.value for m in history] == pytest.approx(uninterrupted[0], rel=1e-5)
 
 
+MIDWAY = dataclasses.replace(QUICK, model="cnn", epochs=3, batch_size=2, augment="strong", run_name="midway")
+
+
+def test_a_run_killed_within_a_long_epoch_resumes_from_within_it(client, tmp_path):
+    from pipeline.training import data as datasets
+
+    whole = engine.fit(MIDWAY, datasets.load(MIDWAY), progress=False)  # epochs of ~2-4 s here
+    per_epoch = math.ceil(TRAIN_IMAGES / MIDWAY.batch_size)
+    run_id = jobs.submit(MIDWAY, client=client)
+    w = worker(env={"RUNBOARD_CHECKPOINT_SECONDS": "1"})
+    try:
+        def within_epoch_2():
+            """a checkpoint from within epoch 2 or later is uploaded"""
+            step = int(client.get_run(run_id).data.tags.get(names.TAG_CHECKPOINT_STEP) or 0)
+            return step > per_epoch and step % per_epoch
+        wait_for(within_epoch_2, every=0.05)
+        os.kill(int(client.get_run(run_id).data.tags[names.TAG_PID]), signal.SIGKILL)  # long before the next one
+        wait_for(lambda: client.get_run(run_id).info.status == "FINISHED", timeout=180)
+    finally:
+        out = stop(w)
+    assert "requeued as attempt 2" in out, out
+    assert_seamless(client, run_id, MIDWAY)
+    history = sorted(client.get_metric_history(run_id, names.VAL_LOSS), key=lambda m: m.step)
+    assert [m.value for m in history] == pytest.approx([h[names.VAL_LOSS] for h in whole.history], rel=1e-5)
+    assert client.get_run(run_id).data.metrics[names.TEST_ACCURACY] == pytest.approx(whole.test.accuracy, abs=1e-6)
+    log = open(client.download_artifacts(run_id, "logs/train.log", str(tmp_path))).read()
+    assert "resumed from the checkpoint within epoch" in log, log[-2000:]
+
+
 def test_a_run_whose_worker_was_killed_resumes_when_a_worker_restarts(client):
     run_id = jobs.submit(RESUMABLE, client=client)
     w = worker()

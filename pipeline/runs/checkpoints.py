@@ -1,12 +1,13 @@
 """A run's training checkpoint as its artifact `checkpoints/last.pt`, and a seamless metric history after a resume.
 
-The engine hands over a CPU copy of its state after every epoch; writing and uploading it happen in a
+The engine hands over a CPU copy of its state after every epoch (and every few minutes within a long
+one, see RUNBOARD_CHECKPOINT_SECONDS); writing and uploading it happen in a
 background thread, so training waits only for that copy. When the previous upload is still going
 (epochs shorter than an upload), that epoch's state is skipped: a checkpoint never holds training up. The upload overwrites the same artifact
 path, so only the latest checkpoint is kept (a local artifact folder and a tracking server's proxied
 artifacts both replace the file). The file holds tensors and plain data only: it is read back with
-`torch.load(weights_only=True)`, never unpickled. The tag `runboard.checkpoint_epoch` names the epoch
-it holds once the upload is complete.
+`torch.load(weights_only=True)`, never unpickled. Once the upload is complete, the tags
+`runboard.checkpoint_epoch` and `runboard.checkpoint_step` name the last whole epoch and the step it holds.
 """
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ class CheckpointWriter:
             partial.replace(path)
             t1 = time.perf_counter()
             self.client.log_artifact(self.run_id, str(path), names.CHECKPOINT_DIR)
-            lifecycle.set_tags(self.client, self.run_id, {names.TAG_CHECKPOINT: state["epoch"]})
+            lifecycle.set_tags(self.client, self.run_id, {names.TAG_CHECKPOINT: state["epoch"],
+                                                          names.TAG_CHECKPOINT_STEP: state.get("step", "")})
             self.timings.append({"save_s": t1 - t0, "upload_s": time.perf_counter() - t1,
                                  "bytes": path.stat().st_size})
         except Exception as e:  # training goes on; a resume then starts from an older checkpoint

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from mlflow import MlflowClient
 
-from pipeline import names
+from pipeline import names, settings
 from pipeline.config import RunConfig
 from pipeline.runs import checkpoints, lifecycle, tracking
 from pipeline.training import data as datasets
@@ -59,6 +59,7 @@ def queued_process(run_id: str, progress: bool = True) -> int:
 def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
     device = engine.pick_device(config.device)
     queued = run_id is not None
+    every = settings.checkpoint_seconds()  # a bad value stops here, before a run exists
     with distributed.process_group(device):
         if not distributed.is_main():
             return _follow(config, queued)
@@ -85,7 +86,8 @@ def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
                 lifecycle.set_tags(client, run_id, {names.TAG_TRAIN_STARTED: f"{time.time():.3f}"})
             writer = checkpoints.CheckpointWriter(client, run_id)
             try:
-                result = engine.fit(config, data, tracker, progress=progress, resume=resume, checkpoint=writer)
+                result = engine.fit(config, data, tracker, progress=progress, resume=resume, checkpoint=writer,
+                                    checkpoint_every=every)
             finally:
                 writer.close()
             prepared = preprocessing(data, config)  # the train split's mean/std: computed once

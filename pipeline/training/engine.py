@@ -9,6 +9,7 @@ processes, so every rank reports the same numbers and only rank 0's tracker need
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pipeline.errors import ServiceError
 from pipeline.training import distributed, hardware, metrics, models
 from pipeline.training.batches import Normalizer, epoch_order, eval_batches, to_device, train_batches
 from pipeline.training.data import ImageData, Split
+from pipeline.training.state import Parts, training_state, unfit
 
 LOG_EVERY = 50          # optimizer steps between reads of the step losses (one host sync each)
 SGD_MOMENTUM = 0.9      # with Nesterov: the torchvision reference recipe's, good from digits to ImageNet
@@ -184,12 +186,18 @@ class _StepLog:
 
 
 def train_one_epoch(model, optimizer, scheduler, scaler, criterion, batches, device, dtype,
-                    step: int, step_log: _StepLog) -> tuple[int, float, float]:
-    """One pass over this rank's batches; returns (global step, mean loss, accuracy) over all ranks."""
+                    step: int, step_log: _StepLog, sums: dict | None = None,
+                    midway: Callable[[int, dict], None] | None = None) -> tuple[int, float, float]:
+    """One pass over this rank's batches; returns (global step, mean loss, accuracy) over all ranks.
+
+    `sums` continues an epoch cut off midway (its running loss, correct and seen); `midway` is
+    called after every step with the global step and the running sums, to checkpoint within the epoch.
+    """
     model.train()
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    sums = sums or {}
+    total_loss = sums.get("loss", torch.zeros(())).to(device).clone()  # a copy: the resume state stays as it was
+    correct = sums.get("correct", torch.zeros((), dtype=torch.long)).to(device).clone()
+    seen = int(sums.get("seen", 0))
     for x, y in batches:
         with hardware.autocast(device, dtype):
             logits = model(x)
@@ -205,6 +213,8 @@ def train_one_epoch(model, optimizer, scheduler, scaler, criterion, batches, dev
         seen += len(y)
         step_log.add(step, loss)
         step_log.bar.update(1)
+        if midway is not None:
+            midway(step, {"loss": total_loss, "correct": correct, "seen": seen})
     step_log.flush()
     sums = torch.stack([total_loss.double(), correct.double(), torch.tensor(seen, device=device).double()])
     loss, right, n = distributed.all_sum(sums).tolist()
@@ -212,11 +222,14 @@ def train_one_epoch(model, optimizer, scheduler, scaler, criterion, batches, dev
 
 
 def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, progress: bool = True,
-        resume: dict | None = None, checkpoint: Callable[[dict], None] | None = None) -> TrainResult:
+        resume: dict | None = None, checkpoint: Callable[[dict], None] | None = None,
+        checkpoint_every: float | None = None) -> TrainResult:
     """Train `config.model` on `data`, reporting metrics to `tracker`; score the best model on test.
 
-    `checkpoint` receives a copy of the training state (see `training_state`) after every epoch;
-    `resume` is such a state: training continues after its epoch exactly as it would have.
+    `checkpoint` receives a copy of the training state (see `training_state`) after every epoch and,
+    with one process, also within an epoch once `checkpoint_every` seconds have passed since the last
+    one (long epochs lose minutes, not hours). `resume` is such a state: training continues after its
+    epoch, or from the middle of one, exactly as it would have.
     """
     tracker = tracker or NullTracker()
     device = pick_device(config.device)
@@ -248,30 +261,59 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
                                    len(data.classes), device, dtype, layout)
         tracker.log_metrics({names.COMPILE_SECONDS: seconds}, step=0)
 
-    parts = _Parts(net, optimizer, scheduler, scaler, gen, device)
+    parts = Parts(net, optimizer, scheduler, scaler, gen, device)
     best_loss, best_epoch, best_state, history, step, first = math.inf, 0, None, [], 0, 1
+    partial = None  # an epoch cut off midway: where it stopped, its augmentation stream and running sums
     if resume is not None:  # last: the set-up above drew from the generators too
-        _check_resumable(resume, per_epoch, config)
+        if reason := unfit(resume, per_epoch, config.epochs):
+            raise TrainingError(reason)
         parts.load(resume, rng=rank == 0)  # other ranks keep fresh streams: statistically the same
         best_loss, best_epoch, best_state = resume["best_loss"], resume["best_epoch"], resume["best_model"]
         history, step = list(resume["history"]), resume["step"]
         first = config.epochs + 1 if resume["stopped"] else resume["epoch"] + 1
+        partial = resume.get("partial")
+    saved = time.monotonic()
     with tqdm(total=total, initial=step, desc=f"{config.model} on {config.dataset}", unit="step",
               disable=not progress or rank != 0, dynamic_ncols=True, mininterval=0.5) as bar:
         step_log = _StepLog(tracker, bar)
         if resume is not None and progress and rank == 0:
-            bar.write(f"resumed from the checkpoint of epoch {resume['epoch']} (step {step})")
+            where = f"within epoch {partial['epoch']}" if partial else f"of epoch {resume['epoch']}"
+            bar.write(f"resumed from the checkpoint {where} (step {step})")
         for epoch in range(first, config.epochs + 1):
             bar.set_description(f"epoch {epoch}/{config.epochs}")
             if config.freeze_epochs:  # fine-tuning: the new classifier first, then the whole network
                 models.freeze_backbone(net, epoch <= config.freeze_epochs)
             lr = optimizer.param_groups[0]["lr"]
-            start = time.perf_counter()
+            start, before, skip, sums = time.perf_counter(), 0.0, 0, None
+            if partial is not None and partial["epoch"] == epoch:  # go on from where the epoch was cut off
+                lr, before, skip = partial["lr"], partial["seconds"], partial["steps"]
+                if rank == 0:  # the epoch's augmentation draws replay from its start; its sums go on
+                    gen.set_state(partial["augment"])
+                    sums = partial["sums"]
+            augment_state, epoch_first_step = gen.get_state(), step - skip
             order = distributed.shard(epoch_order(len(train), config.seed, epoch))
-            batches = train_batches(train, order, batch, config.augment, data.flip, gen, normalize)
-            step, train_loss, train_acc = train_one_epoch(model, optimizer, scheduler, scaler, criterion,
-                                                          batches, device, dtype, step, step_log)
-            seconds = time.perf_counter() - start
+            batches = itertools.islice(train_batches(train, order, batch, config.augment, data.flip, gen, normalize),
+                                       skip, None)
+
+            def midway(at: int, running: dict) -> None:
+                """Checkpoint within the epoch once `checkpoint_every` seconds have passed since the last one."""
+                nonlocal saved
+                if time.monotonic() - saved < checkpoint_every:
+                    return
+                step_log.flush()  # every step the state holds is stored first: a resumed attempt repeats none
+                tracker.flush()
+                cut = {"epoch": epoch, "steps": at - epoch_first_step, "augment": augment_state, "lr": lr,
+                       "seconds": before + time.perf_counter() - start, "sums": running}
+                checkpoint(training_state(parts, epoch=epoch - 1, step=at, stopped=False, best_loss=best_loss,
+                                          best_epoch=best_epoch, best_model=best_state, history=history,
+                                          steps_per_epoch=per_epoch, partial=cut))
+                saved = time.monotonic()
+
+            within = checkpoint is not None and checkpoint_every is not None and world == 1
+            step, train_loss, train_acc = train_one_epoch(model, optimizer, scheduler, scaler, criterion, batches,
+                                                          device, dtype, step, step_log, sums,
+                                                          midway if within else None)
+            seconds = before + time.perf_counter() - start
             val_loss, val_acc = validate(net, val, normalize, device)
             row = {names.TRAIN_LOSS: train_loss, names.TRAIN_ACCURACY: train_acc, names.VAL_LOSS: val_loss,
                    names.VAL_ACCURACY: val_acc, names.LR: lr, names.EPOCH_SECONDS: seconds,
@@ -293,6 +335,7 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
                 checkpoint(training_state(parts, epoch=epoch, step=step, stopped=stop or epoch == config.epochs,
                                           best_loss=best_loss, best_epoch=best_epoch, best_model=best_state,
                                           history=history, steps_per_epoch=per_epoch))
+                saved = time.monotonic()
             if stop:
                 if progress and rank == 0:
                     bar.write(f"early stop: val_loss has not improved for {config.patience} epochs")
@@ -302,65 +345,6 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
     # only rank 0 reports the test split; the others skip the work
     test_eval = evaluate(net, test, normalize, device) if rank == 0 else _skipped()
     return TrainResult(net.eval(), test_eval, epochs_run=len(history), best_epoch=best_epoch, history=history)
-
-
-# ---------------------------------------------------------------------------------------------
-# checkpoints: plain data and tensors only, so torch.load(weights_only=True) reads them back
-
-@dataclass
-class _Parts:
-    """What training changes as it goes, besides the counters: weights, optimizer, schedule, RNG streams."""
-    net: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    gen: torch.Generator   # augmentation, on the training device
-    device: torch.device
-
-    def state(self) -> dict:
-        rng = {"torch": torch.get_rng_state(), "augment": self.gen.get_state()}
-        if self.device.type == "cuda":  # dropout on the GPU draws from the device's default generator
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng}
-
-    def load(self, state: dict, rng: bool = True) -> None:
-        self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        if rng:
-            torch.set_rng_state(state["rng"]["torch"])
-            self.gen.set_state(state["rng"]["augment"])
-            if self.device.type == "cuda" and "cuda" in state["rng"]:
-                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-
-
-CHECKPOINT_VERSION = 1
-
-
-def training_state(parts: _Parts, **counters) -> dict:
-    """A copy on the CPU of everything needed to continue exactly: the caller may save it while training goes on."""
-    return _to_cpu({"version": CHECKPOINT_VERSION, **counters, **parts.state()})
-
-
-def _to_cpu(value):
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
-    return value
-
-
-def _check_resumable(state: dict, per_epoch: int, config: RunConfig) -> None:
-    if state.get("version") != CHECKPOINT_VERSION or state.get("steps_per_epoch") != per_epoch:
-        raise TrainingError(f"the checkpoint does not fit this run (version {state.get('version')}, "
-                            f"{state.get('steps_per_epoch')} steps per epoch, not {per_epoch}); "
-                            "resume it with the same data and processes, or start a new run")
-    if state["epoch"] > config.epochs:
-        raise TrainingError(f"the checkpoint is of epoch {state['epoch']}, past the run's {config.epochs} epochs")
 
 
 def _skipped() -> Evaluation:

@@ -27,6 +27,10 @@ def test_a_killed_run_resumes_from_its_page_and_from_the_queue_view(store):
     st.cache_data.clear()
     at = open_page("run_detail", run=run_id)
     assert "attempt 2 (by hand)" in texts(at.caption)
+    lifecycle.set_tags(client, run_id, {names.TAG_CHECKPOINT: 2, names.TAG_CHECKPOINT_STEP: 25})  # within epoch 3
+    st.cache_data.clear()
+    at = open_page("run_detail", run=run_id)
+    assert "last checkpoint: step 25 (epoch 2 done)" in texts(at.caption)
     assert not [b for b in at.button if b.key == f"resume-detail-{run_id}"]  # queued: nothing to resume
     jobs.cancel(run_id, client)
     st.cache_data.clear()
