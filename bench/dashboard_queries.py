@@ -37,7 +37,6 @@ from dashboard.store import histories  # noqa: E402
 from dashboard.views.compare import DEFAULT_METRICS  # noqa: E402
 from pipeline import names  # noqa: E402
 from pipeline.runs import tracking  # noqa: E402
-from pipeline.training import engine  # noqa: E402
 from pipeline.config import RunConfig  # noqa: E402
 
 EPOCHS = 10

@@ -44,7 +44,7 @@ def main() -> None:
 
     from pipeline.queue import jobs
     from pipeline.runs import tracking
-    from pipeline.training import engine
+    from pipeline import names
     from pipeline.config import RunConfig
 
     client = tracking.connect()

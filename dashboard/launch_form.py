@@ -172,10 +172,10 @@ def _widget(name: str, experiments: list[str]) -> None:
 
 def config_widgets(experiments: list[str]) -> None:
     """Every RunConfig field as a widget, the common ones in columns, the rest under More options."""
-    for column, (title, names) in zip(st.columns(len(MAIN)), MAIN.items()):
+    for column, (title, fields) in zip(st.columns(len(MAIN)), MAIN.items()):
         with column:
             st.markdown(f"**{title}**")
-            for name in names:
+            for name in fields:
                 _widget(name, experiments)
     with st.expander("More options"):
         for column, name in zip(st.columns(len(MORE)), MORE):

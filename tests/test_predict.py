@@ -21,9 +21,8 @@ from PIL import Image
 
 from pipeline import names
 from pipeline.training import data as datasets
-from pipeline.runs import tracking
 from pipeline.serving import predict, registry
-from pipeline.training import engine
+from pipeline.training import engine, evaluation
 from pipeline.cli import main
 from pipeline.config import RunConfig
 
@@ -120,7 +119,7 @@ def test_metadata_without_preprocessing_is_refused():
 # --- predictions ------------------------------------------------------------------------------------
 
 class _Exported(torch.nn.Module):
-    """The logged graph under engine.evaluate, which calls .eval(): an exported graph is already in
+    """The logged graph under evaluation.evaluate, which calls .eval(): an exported graph is already in
     eval mode (batch norm and dropout were frozen at export) and refuses the call."""
 
     def __init__(self, graph):
@@ -138,12 +137,12 @@ def test_test_split_predictions_equal_the_pipelines_own_evaluation(model, digits
     """Each test image, as an uploaded PNG through the playground's path, gets the evaluation's answer."""
     test = digits.test
     cpu = torch.device("cpu")
-    evaluation = engine.evaluate(_Exported(model.module), test, engine.Normalizer(digits.mean, digits.std, cpu), cpu)
+    scored = evaluation.evaluate(_Exported(model.module), test, engine.Normalizer(digits.mean, digits.std, cpu), cpu)
     uploads = [(f"test-{i}.png", png(test.images[i, 0].numpy())) for i in range(len(test))]
     results = predict.predict_many(model, uploads, top=3)
-    assert [r.prediction.label for r in results] == [digits.classes[i] for i in evaluation.predictions]
+    assert [r.prediction.label for r in results] == [digits.classes[i] for i in scored.predictions]
     probabilities = np.array([r.prediction.probabilities for r in results])
-    np.testing.assert_allclose(probabilities, evaluation.probabilities, atol=1e-5)
+    np.testing.assert_allclose(probabilities, scored.probabilities, atol=1e-5)
     # and the confusion matrix the training run logged is rebuilt exactly from these predictions
     logged = MlflowClient().download_artifacts(registered, "evaluation/confusion_matrix.json")
     matrix = np.zeros((10, 10), dtype=int)

@@ -12,7 +12,6 @@ from mlflow import MlflowClient
 
 from pipeline import names
 from pipeline.serving import registry
-from pipeline.training import engine
 from pipeline.serving.registry import ModelVersionInfo
 
 

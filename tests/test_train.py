@@ -13,7 +13,7 @@ import torch
 
 from pipeline import names
 from pipeline.runs import tracking, train
-from pipeline.training import data, engine, models
+from pipeline.training import data, models
 from pipeline.config import RunConfig
 from tests.conftest import TINY
 

@@ -11,7 +11,7 @@ from pipeline import names, settings
 from pipeline.config import RunConfig
 from pipeline.runs import checkpoints, lifecycle, tracking
 from pipeline.training import data as datasets
-from pipeline.training import distributed, engine, figures
+from pipeline.training import distributed, engine, evaluation, figures
 
 
 def preprocessing(data: datasets.ImageData, config: RunConfig) -> dict:
@@ -125,7 +125,7 @@ def log_data(client: MlflowClient, run_id: str, data: datasets.ImageData) -> Non
 def log_evaluation(client: MlflowClient, run_id: str, result: engine.TrainResult, data: datasets.ImageData,
                    tracker: engine.Tracker | None = None) -> None:
     """Final test metrics (at the last epoch's step) and the evaluation/ artifacts."""
-    values, matrix, per_class = engine.test_metrics(result.test, data.classes)
+    values, matrix, per_class = evaluation.test_metrics(result.test, data.classes)
     tracker = tracker or tracking.MlflowTracker(client, run_id)
     tracker.log_metrics(values, step=result.epochs_run)
     tracker.flush()

@@ -15,18 +15,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from pipeline import names
 from pipeline.config import RunConfig
 from pipeline.errors import ServiceError
-from pipeline.training import distributed, hardware, metrics, models
-from pipeline.training.batches import Normalizer, epoch_order, eval_batches, to_device, train_batches
-from pipeline.training.data import ImageData, Split
+from pipeline.training import distributed, hardware, models
+from pipeline.training.batches import Normalizer, epoch_order, to_device, train_batches
+from pipeline.training.data import ImageData
+from pipeline.training.evaluation import Evaluation, evaluate, skipped, validate
 from pipeline.training.state import Parts, training_state, unfit
 
 LOG_EVERY = 50          # optimizer steps between reads of the step losses (one host sync each)
@@ -54,15 +53,6 @@ class NullTracker:
 
     def flush(self) -> None:
         pass
-
-
-@dataclass
-class Evaluation:
-    loss: float
-    accuracy: float
-    labels: np.ndarray         # true class per image
-    predictions: np.ndarray    # predicted class per image
-    probabilities: np.ndarray  # (N, classes) softmax
 
 
 @dataclass
@@ -127,36 +117,6 @@ def make_optimizer(model: nn.Module, config: RunConfig, device: torch.device) ->
 
 # ---------------------------------------------------------------------------------------------
 # loops
-
-@torch.no_grad()
-def _logits(model: nn.Module, split: Split, indices, normalize: Normalizer, device: torch.device):
-    model.eval()
-    dtype, logits, labels = hardware.amp_dtype(device), [], []
-    for x, y in eval_batches(split, indices, device, normalize):
-        with hardware.autocast(device, dtype):
-            logits.append(model(x).float())
-        labels.append(y)
-    return torch.cat(logits), torch.cat(labels)
-
-
-def evaluate(model: nn.Module, split: Split, normalize: Normalizer, device: torch.device) -> Evaluation:
-    """Scores of every image of `split`, in large batches on the device."""
-    logits, labels = _logits(model, split, None, normalize, device)
-    probs = logits.softmax(1)
-    preds = probs.argmax(1)
-    return Evaluation(F.cross_entropy(logits, labels).item(), (preds == labels).float().mean().item(),
-                      labels.cpu().numpy(), preds.cpu().numpy(), probs.cpu().numpy())
-
-
-def validate(model: nn.Module, split: Split, normalize: Normalizer, device: torch.device) -> tuple[float, float]:
-    """(loss, accuracy) of `split`: each rank scores its shard, the sums are added up across ranks."""
-    shard = distributed.shard(torch.arange(len(split)), pad=False) if distributed.world_size() > 1 else None
-    logits, labels = _logits(model, split, shard, normalize, device)
-    sums = torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
-                        (logits.argmax(1) == labels).sum().double(), torch.tensor(len(labels), device=device).double()])
-    loss, correct, n = distributed.all_sum(sums).tolist()
-    return loss / n, correct / n
-
 
 class _StepLog:
     """Keeps step losses on the device and hands them to the tracker LOG_EVERY steps at a time."""
@@ -343,20 +303,5 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
     if best_state is not None:  # early stopping keeps the best epoch's weights
         net.load_state_dict(best_state)
     # only rank 0 reports the test split; the others skip the work
-    test_eval = evaluate(net, test, normalize, device) if rank == 0 else _skipped()
+    test_eval = evaluate(net, test, normalize, device) if rank == 0 else skipped()
     return TrainResult(net.eval(), test_eval, epochs_run=len(history), best_epoch=best_epoch, history=history)
-
-
-def _skipped() -> Evaluation:
-    empty = np.zeros(0, dtype=np.int64)
-    return Evaluation(math.nan, math.nan, empty, empty, np.zeros((0, 0), dtype=np.float32))
-
-
-def test_metrics(test: Evaluation, classes: list[str]) -> tuple[dict[str, float], np.ndarray, dict]:
-    """Final metric values, the confusion matrix and per-class scores of a test evaluation."""
-    matrix = metrics.confusion_matrix(test.labels, test.predictions, len(classes))
-    per_class = metrics.per_class_metrics(matrix, classes)
-    macro = metrics.macro_scores(per_class)
-    values = {names.TEST_LOSS: test.loss, names.TEST_ACCURACY: test.accuracy,
-              names.TEST_PRECISION: macro["precision"], names.TEST_RECALL: macro["recall"], names.TEST_F1: macro["f1"]}
-    return values, matrix, per_class

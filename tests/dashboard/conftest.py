@@ -16,7 +16,6 @@ from streamlit.testing.v1 import AppTest
 
 from pipeline import names
 from pipeline.runs import tracking
-from pipeline.training import engine
 from pipeline.config import RunConfig
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"

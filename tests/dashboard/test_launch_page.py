@@ -19,7 +19,6 @@ from pipeline.runs import lifecycle
 from pipeline import names
 from pipeline.queue import jobs
 from pipeline.runs import tracking
-from pipeline.training import engine
 from pipeline.config import ConfigError, RunConfig
 from tests.dashboard.conftest import figures, open_page, texts
 
