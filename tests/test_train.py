@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pipeline import names
-from pipeline.runs import tracking, train
+from pipeline.runs import lifecycle, tracking, train
 from pipeline.training import data, models
 from pipeline.config import RunConfig
 from tests.conftest import TINY
@@ -46,7 +46,15 @@ def test_metric_histories_use_the_contract_names_and_steps(client, trained_run):
     for key in names.TEST_METRICS:
         assert [m.step for m in client.get_metric_history(trained_run, key)] == [2], key
     assert final[names.TEST_ACCURACY] > 0.9
-    assert any(k.startswith("system/cpu_utilization") for k in final)  # MLflow's system metrics
+
+
+def test_runs_carry_mlflow_system_metrics(client, monkeypatch):
+    """Sampled every 2 s while a run trains; sampled faster here, as a warm tiny run may take under 2 s."""
+    monkeypatch.setattr(lifecycle, "SYSTEM_METRICS_INTERVAL", 0.2)
+    run_id = train.run(RunConfig(**{**TINY, "model": "mlp"}, experiment="system-metrics", run_name="system-metrics"),
+                       progress=False)
+    metrics = client.get_run(run_id).data.metrics
+    assert any(k.startswith("system/cpu_utilization") for k in metrics), sorted(metrics)
 
 
 def test_evaluation_artifacts(client, trained_run, tmp_path):
