@@ -158,7 +158,8 @@ def test_imagenet_weights_bring_imagenet_preprocessing_and_freezing_trains_the_h
     assert data.load(RunConfig(dataset="imagefolder:f", model="resnet18", weights=str(weights))).image_size \
         == (224, 224)
     from pipeline.runs.train import preprocessing
-    assert preprocessing(d, config)["normalization"] == "imagenet"
+    assert preprocessing(d, config)["normalization"] == "imagenet" and d.crop
+    assert preprocessing(d, config)["resize"] == "center_crop"  # Resize 256 / CenterCrop 224, scaled to 32
     loaded = torch.load(weights, weights_only=True)["layer1.0.conv1.weight"]  # (conv1 is a small-image stem at 32 px)
     trained = engine.fit(config, d, progress=False).model  # epoch 1 the head alone, epoch 2 everything
     assert all(p.requires_grad for p in trained.parameters()) and not torch.equal(trained.layer1[0].conv1.weight, loaded)

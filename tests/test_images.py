@@ -142,6 +142,55 @@ def test_training_and_prediction_share_one_resize(channels, size):
     assert np.array_equal(x[0].numpy(), images.to_array(img, channels, size))
 
 
+def test_imagenet_resize_keeps_the_aspect_and_cuts_out_the_centre():
+    """Resize 256 / CenterCrop 224 the torchvision way: a wide photo is not squashed into the square."""
+    wide = np.zeros((200, 400, 3), np.uint8)
+    wide[:, :100], wide[:, 100:300], wide[:, 300:] = RED, (0, 255, 0), (0, 0, 255)  # red | green | blue
+    img = Image.fromarray(wide)
+    cropped = images.to_array(img, 3, (64, 64), crop=True)
+    assert cropped.shape == (3, 64, 64) and (cropped[1] > 200).all() and (cropped[0] < 30).all()  # all green
+    stretched = images.to_array(img, 3, (64, 64))
+    assert (stretched[0, :, :8] > 200).all()  # squashed: red on the left
+    assert images.resize(Image.new("RGB", (500, 375)), (224, 224), crop=True).size == (224, 224)
+    scaled = images.resize(Image.fromarray(np.full((256, 341, 3), 9, np.uint8)), (224, 224), crop=True)
+    assert scaled.size == (224, 224)  # 256 shorter side: the centre 224 of it, as CenterCrop(224) after Resize(256)
+
+
+@pytest.mark.parametrize("size", [(16, 16), (40, 40)])  # smaller and larger than the files
+def test_imagenet_models_see_at_prediction_the_crop_they_trained_on(tmp_path, size):
+    """An image folder decoded for ImageNet weights, and the same file uploaded: the same pixels."""
+    import torch
+
+    from pipeline.training import data
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(noise(30, 50)).save(tmp_path / cls / f"{i}.png")  # 50 wide, 30 tall
+    x, _, _, _ = data._imagefolder(tmp_path, size, imagenet=True)
+    uploaded = Preprocessing(("a", "b"), 3, size, (0.5,) * 3, (0.5,) * 3, crop=True).to_array(
+        images.open_image((tmp_path / "a" / "0.png").read_bytes()))
+    assert np.array_equal(x[0].numpy(), uploaded)
+    streamed = data.FileImages([tmp_path / "a" / "0.png"], 3, size, crop=True)  # a folder too big for memory
+    assert np.array_equal(streamed[0], uploaded) and np.array_equal(streamed.subset(torch.tensor([0]))[0], uploaded)
+    cifar_like = torch.from_numpy(noise(40, 40).transpose(2, 0, 1)[None].copy())  # a built-in dataset's tensor
+    prepared, _ = data._prepare((cifar_like, torch.zeros(1)), size, rgb=True, crop=True)
+    same = Preprocessing(("a",), 3, size, (0.5,) * 3, (0.5,) * 3, crop=True).to_array(
+        Image.fromarray(cifar_like[0].numpy().transpose(1, 2, 0)))
+    assert np.array_equal(prepared[0].numpy(), same)  # cropped even at the same size, as an upload is
+
+
+def test_logged_resize_reaches_prediction():
+    meta = {"classes": ["a"], "channels": 3, "image_size": [8, 8], "mean": [0.5] * 3, "std": [0.5] * 3}
+    from pipeline import names
+    from pipeline.serving.predict import ModelError
+
+    assert not Preprocessing.from_metadata({names.PREPROCESSING_KEY: meta}).crop  # models from before: stretch
+    assert Preprocessing.from_metadata({names.PREPROCESSING_KEY: {**meta, "resize": "center_crop"}}).crop
+    with pytest.raises(ModelError, match="unknown resize 'fisheye'"):
+        Preprocessing.from_metadata({names.PREPROCESSING_KEY: {**meta, "resize": "fisheye"}})
+
+
 def test_shrinking_averages_areas_so_an_enlarged_image_comes_back():
     small = Image.fromarray(noise(8, 8)[:, :, 0], "L")
     original = np.asarray(small, dtype=int)

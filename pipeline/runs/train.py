@@ -19,9 +19,12 @@ def preprocessing(data: datasets.ImageData, config: RunConfig) -> dict:
     return {
         "classes": data.classes, "channels": data.channels, "image_size": list(data.image_size),
         "mean": data.mean, "std": data.std, "layout": "NCHW float32",
+        "resize": "center_crop" if data.crop else "stretch",
         "recipe": "convert to L (1 channel) or RGB (3), resize to image_size (height, width) averaging "
-                  "areas when shrinking (PIL BOX) and bilinearly when enlarging, divide by 255, subtract "
-                  "mean and divide by std per channel",
+                  "areas when shrinking (PIL BOX) and bilinearly when enlarging"
+                  + (" after scaling, aspect kept, until image_size is 0.875 of it and cutting out the centre "
+                     "(ImageNet's Resize 256 + CenterCrop 224)" if data.crop else "")
+                  + ", divide by 255, subtract mean and divide by std per channel",
         "normalization": "imagenet" if data.normalization else "dataset",
         "output": "logits; softmax gives class probabilities in the order of classes",
         "dataset": config.dataset, "model": config.model,

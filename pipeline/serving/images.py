@@ -3,7 +3,10 @@
 Used for image folders at training time and for uploads at prediction time, so both see the same
 conversion of odd modes (16-bit, CMYK, RGBA, palette) and the same resize (`resize`): it averages
 areas when it shrinks (PIL's BOX filter), so an image enlarged by a screenshot or a phone comes back
-to the pixels the model was trained on; it interpolates bilinearly when it enlarges.
+to the pixels the model was trained on; it interpolates bilinearly when it enlarges. Models on
+ImageNet weights take ImageNet's own preparation instead (`crop`): the shorter side scaled to
+size / 0.875 (256 for 224), keeping the aspect ratio, then the centre cut out (torchvision's
+Resize(256) + CenterCrop(224)), so photos of any shape are not squashed.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pipeline.errors import UserError
 
 MAX_PIXELS = 40_000_000  # refuse decompression bombs before decoding the pixels
+CROP_FRACTION = 0.875    # ImageNet's evaluation crop: 224 of 256
 
 
 class ImageError(UserError):
@@ -95,30 +99,36 @@ def is_grayscale(img: Image.Image) -> bool:
     return img.mode == "L"
 
 
-def resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+def resize(img: Image.Image, size: tuple[int, int], crop: bool = False) -> Image.Image:
     """The one resize of training and prediction, to `size` (height, width).
 
     Shrinking averages areas (BOX), so an enlarged copy comes back to the original; enlarging (or a
-    mix of the two) interpolates bilinearly.
+    mix of the two) interpolates bilinearly. With `crop`, ImageNet's way: scale keeping the aspect
+    ratio until `size` is CROP_FRACTION of it, then cut out the centre.
     """
     height, width = size
+    if crop:
+        scale = max(height / img.height, width / img.width) / CROP_FRACTION
+        scaled = resize(img, (max(height, round(img.height * scale)), max(width, round(img.width * scale))))
+        left, top = (scaled.width - width) // 2, (scaled.height - height) // 2
+        return scaled.crop((left, top, left + width, top + height))
     if img.size == (width, height):
         return img
     shrinking = width <= img.width and height <= img.height
     return img.resize((width, height), Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR)
 
 
-def resize_array(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_array(arr: np.ndarray, size: tuple[int, int], crop: bool = False) -> np.ndarray:
     """uint8 (C, H, W) with C 1 or 3, resized by `resize`: the tensors of built-in datasets take it too."""
-    if tuple(arr.shape[1:]) == tuple(size):
+    if tuple(arr.shape[1:]) == tuple(size) and not crop:
         return arr
     img = Image.fromarray(arr[0], "L") if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0), "RGB")
-    return _planes(resize(img, size))
+    return _planes(resize(img, size, crop))
 
 
-def to_array(img: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
+def to_array(img: Image.Image, channels: int, size: tuple[int, int], crop: bool = False) -> np.ndarray:
     """uint8 array (channels, H, W): converted to L or RGB and resized to `size` (height, width)."""
-    return _planes(resize(img.convert("L" if channels == 1 else "RGB"), size))
+    return _planes(resize(img.convert("L" if channels == 1 else "RGB"), size, crop))
 
 
 def _planes(img: Image.Image) -> np.ndarray:

@@ -48,6 +48,7 @@ class Preprocessing:
     std: tuple[float, ...]
     dataset: str = ""
     model: str = ""
+    crop: bool = False  # ImageNet's resize (metadata "resize": "center_crop"); older models stretch
 
     @classmethod
     def from_metadata(cls, metadata: dict | None, where: str = "the model") -> "Preprocessing":
@@ -59,9 +60,12 @@ class Preprocessing:
             made = cls(tuple(str(c) for c in pre["classes"]), int(pre["channels"]),
                        (int(pre["image_size"][0]), int(pre["image_size"][1])),
                        tuple(float(v) for v in pre["mean"]), tuple(float(v) for v in pre["std"]),
-                       str(pre.get("dataset", "")), str(pre.get("model", "")))
+                       str(pre.get("dataset", "")), str(pre.get("model", "")),
+                       crop=pre.get("resize", "stretch") == "center_crop")
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise ModelError(f"{where}: unusable preprocessing metadata ({e})") from None
+        if pre.get("resize", "stretch") not in ("stretch", "center_crop"):
+            raise ModelError(f"{where}: unknown resize {pre['resize']!r} in its preprocessing metadata")
         if made.channels not in (1, 3) or len(made.mean) != made.channels or len(made.std) != made.channels:
             raise ModelError(f"{where}: preprocessing metadata has {made.channels} channels but "
                              f"{len(made.mean)} means and {len(made.std)} stds")
@@ -69,7 +73,7 @@ class Preprocessing:
 
     def to_array(self, img: Image.Image) -> np.ndarray:
         """uint8 (C, H, W): the image as this model sees it before normalization."""
-        return images.to_array(img, self.channels, self.image_size)
+        return images.to_array(img, self.channels, self.image_size, self.crop)
 
     def normalize(self, batch: np.ndarray) -> torch.Tensor:
         """uint8 (N, C, H, W) -> float32 /255, minus mean, over std: the same ops as the trainer's."""

@@ -8,7 +8,7 @@ so runs with different seeds are scored on the same images; the validation split
 Sizes: image_size N resizes every image to N x N; 0 keeps a built-in dataset's size and lets an image
 folder's files choose (folders.resolve_size). Every resize is images.resize, the one prediction uses.
 Weights trained on ImageNet (models.imagenet_weights) bring their own preprocessing: RGB, 224 px
-unless image_size says otherwise, ImageNet's mean and std.
+unless image_size says otherwise, ImageNet's resize (shorter side to 256, centre 224) and its mean and std.
 """
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 class FileImages:
     """Image files decoded one at a time to uint8 (C, H, W): a folder too big to hold in memory."""
 
-    def __init__(self, files: list[Path], channels: int, size: tuple[int, int]):
-        self.files, self.channels, self.size = files, channels, tuple(size)
+    def __init__(self, files: list[Path], channels: int, size: tuple[int, int], crop: bool = False):
+        self.files, self.channels, self.size, self.crop = files, channels, tuple(size), crop
         self._stats: tuple[list[float], list[float]] | None = None
 
     @property
@@ -47,12 +47,12 @@ class FileImages:
 
     def __getitem__(self, i: int) -> np.ndarray:
         try:
-            return images.to_array(images.open_image(self.files[i]), self.channels, self.size)
+            return images.to_array(images.open_image(self.files[i]), self.channels, self.size, self.crop)
         except images.ImageError as e:  # found only now: the folder was never decoded as a whole
             raise DataError(f"image folder: unreadable file: {e}") from None
 
     def subset(self, idx: torch.Tensor) -> "FileImages":
-        return FileImages([self.files[i] for i in idx.tolist()], self.channels, self.size)
+        return FileImages([self.files[i] for i in idx.tolist()], self.channels, self.size, self.crop)
 
     def stats(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std in [0, 1], estimated from an evenly spread sample."""
@@ -86,6 +86,7 @@ class ImageData:
     flip: bool  # horizontal flips keep the label (natural images yes, digits no)
     normalization: tuple[list[float], list[float]] | None = None  # fixed mean/std (pretrained weights'), else the data's
     skipped: list[str] = field(default_factory=list)  # "path: why" of each unreadable file left out
+    crop: bool = False  # ImageNet's resize: shorter side to size / 0.875, then the centre (images.resize)
 
     @property
     def channels(self) -> int:
@@ -130,10 +131,12 @@ def load(config: RunConfig) -> ImageData:
     if imagenet:
         size = size or (folders.IMAGENET_SIDE, folders.IMAGENET_SIDE)
     train, val = _split(x, y, config.val_fraction, config.seed)
-    splits = [Split(*_prepare(s, size, imagenet)) for s in (train, val, test)]
+    crop = imagenet and not config.is_imagefolder  # a folder's files were cropped as they were decoded
+    splits = [Split(*_prepare(s, size, imagenet, crop)) for s in (train, val, test)]
     flip = config.flip or config.dataset == "cifar10"  # cifar10's classes all survive a mirror
     return ImageData(config.dataset, classes, *splits, flip=flip,
-                     normalization=(IMAGENET_MEAN, IMAGENET_STD) if imagenet else None, skipped=skipped)
+                     normalization=(IMAGENET_MEAN, IMAGENET_STD) if imagenet else None, skipped=skipped,
+                     crop=imagenet)
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
@@ -144,13 +147,15 @@ def _split(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
     return (take(keep), y[keep]), (take(out), y[out])
 
 
-def _prepare(split: tuple[torch.Tensor, torch.Tensor], size: tuple[int, int] | None, rgb: bool):
-    """In-memory images brought to `size` by the one shared resize (and to 3 channels for `rgb`)."""
+def _prepare(split: tuple[torch.Tensor, torch.Tensor], size: tuple[int, int] | None, rgb: bool,
+             crop: bool = False):
+    """In-memory images brought to `size` by the one shared resize (and to 3 channels for `rgb`);
+    with `crop`, ImageNet's resize, which prediction applies to every upload, same size or not."""
     x, y = split
     if not isinstance(x, torch.Tensor):  # decoded at its size already
         return x, y
-    if size and tuple(x.shape[2:]) != tuple(size):
-        x = torch.from_numpy(np.stack([images.resize_array(a, size) for a in x.numpy()])) if len(x) else \
+    if size and (crop or tuple(x.shape[2:]) != tuple(size)):
+        x = torch.from_numpy(np.stack([images.resize_array(a, size, crop) for a in x.numpy()])) if len(x) else \
             x.new_zeros((0, x.shape[1], *size))
     if rgb and x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
@@ -203,7 +208,8 @@ def _imagefolder(root: Path, size: tuple[int, int] | None, imagenet: bool):
                 continue  # named when the trainer reaches it
         channels = 3 if imagenet or not all(images.is_grayscale(img) for img in sample) else 1
         _warn(root, found.skipped)
-        return FileImages(found.files, channels, size), torch.tensor(found.labels), found.classes, found.skipped
+        return (FileImages(found.files, channels, size, crop=imagenet), torch.tensor(found.labels), found.classes,
+                found.skipped)
     decoded, files, labels = [], [], []
     for f, label in zip(found.files, found.labels):
         try:
@@ -217,7 +223,7 @@ def _imagefolder(root: Path, size: tuple[int, int] | None, imagenet: bool):
     folders.check(found)
     _warn(root, found.skipped)
     channels = 3 if imagenet or not all(images.is_grayscale(img) for img in decoded) else 1
-    x = np.stack([images.to_array(img, channels, size) for img in decoded])
+    x = np.stack([images.to_array(img, channels, size, crop=imagenet) for img in decoded])
     return torch.from_numpy(x), torch.tensor(labels), found.classes, found.skipped
 
 
