@@ -1,5 +1,6 @@
-"""Runs trained as Ray jobs, end to end: launch, two at once, cancel, a job killed from outside, and a
-worker killed with kill -9 and restarted while its run trains on.
+"""Runs trained as Ray jobs, end to end: launch, two at once, cancel, a job killed from outside (it
+resumes from its checkpoint as its next Ray job), and a worker killed with kill -9 and restarted
+while its run trains on.
 
 Run: .venv/bin/python -m pytest tests/cluster -q
 """
@@ -15,8 +16,8 @@ import pytest
 from pipeline import names
 from pipeline.queue import jobs
 from pipeline.queue.ray_launcher import submission_id
-from pipeline.runs import tracking
-from tests.cluster.conftest import ended, submit, training
+from pipeline.runs import lifecycle, tracking
+from tests.cluster.conftest import ended, submit, training, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -82,14 +83,26 @@ def _training_process(run_id: str) -> psutil.Process:
     raise AssertionError(f"no training process of {run_id}")
 
 
-def test_a_ray_job_killed_from_outside_fails_with_rays_reason(long_runs):
+def test_a_ray_job_killed_from_outside_fails_with_rays_reason_and_resumes_as_its_next_job(long_runs):
     run_id = long_runs["kill"]
-    os.kill(_training_process(run_id).pid, signal.SIGKILL)
-    run = ended(run_id, 90)
-    assert run.info.status == names.FAILED
-    assert run.data.tags[names.TAG_ERROR].startswith("Ray: ") and "137" in run.data.tags[names.TAG_ERROR]
-    assert run.data.tags[names.TAG_TRACEBACK]  # the tail of the job's log
-    assert names.TRAIN_LOSS_STEP in run.data.metrics
+    run = wait_for(run_id, lambda r: int(r.data.tags.get(names.TAG_CHECKPOINT) or 0) >= 1, 120, "checkpointed")
+    os.kill(_training_process(run_id).pid, signal.SIGKILL)  # what a lost node or the OOM killer does to it
+    run = wait_for(run_id, lambda r: lifecycle.attempt_of(r) == 2, 90, "requeued as attempt 2")
+    reason = run.data.tags[names.TAG_ATTEMPT_REASON]  # attempt 1 ended FAILED in Ray's words
+    assert reason.startswith("Ray: ") and "137" in reason, reason
+    killed_at = int(run.data.tags.get(names.TAG_CHECKPOINT) or 0)
+    run = wait_for(run_id, lambda r: r.data.tags.get(names.TAG_RAY_JOB) == submission_id(run_id, 2)
+                   and int(r.data.tags.get(names.TAG_CHECKPOINT) or 0) > killed_at, 180,
+                   "training on as a second Ray job past its checkpoint")
+    assert run.info.status == names.RUNNING
+    assert "stop requested" in jobs.cancel(run_id)  # 200 epochs: no need to see them all
+    assert ended(run_id, 90).info.status == names.KILLED
+    steps = [m.step for m in tracking.connect().get_metric_history(run_id, names.TRAIN_LOSS_STEP)]
+    assert len(steps) == len(set(steps)) and max(steps) == len(steps)  # no step twice, none missing
+    deadline = time.monotonic() + 60  # attempt 1's log is there already; attempt 2's joins it once it ended
+    while "# ---- attempt 2" not in (log := log_text(run_id)) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert "# ---- attempt 2: Ray: " in log and "resumed from the checkpoint of epoch" in log, log[-3000:]
 
 
 def test_a_worker_killed_and_restarted_adopts_its_running_ray_job(worker):
