@@ -48,7 +48,8 @@ def timing(info, tags: Mapping[str, str], now_s: float) -> tuple[float | None, f
     end = info.end_time / 1000 if info.end_time else None
     launched = _seconds(tags.get(names.TAG_STARTED))
     train_start = _seconds(tags.get(names.TAG_TRAIN_STARTED)) or launched or start
-    train_end = _seconds(tags.get(names.TAG_TRAIN_ENDED)) or end or (now_s if info.status == names.RUNNING else None)
+    # a resumed run is RUNNING again with its last attempt's end time still set: it runs until now
+    train_end = _seconds(tags.get(names.TAG_TRAIN_ENDED)) or (now_s if info.status == names.RUNNING else end)
     if info.status == names.SCHEDULED:
         train_start = train_end = None
     duration = train_end - train_start if train_start is not None and train_end is not None else None

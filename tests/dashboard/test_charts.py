@@ -169,6 +169,19 @@ def test_format_duration():
     assert shown == ["5s", "1m 15s", "1h 02m", "—", "—"]
 
 
+def test_a_resumed_run_trains_until_now_not_until_its_last_attempts_end():
+    from types import SimpleNamespace
+
+    tags = {names.TAG_TRAIN_STARTED: "1000.0", names.TAG_QUEUED: "990.0"}
+    resumed = SimpleNamespace(start_time=990_000, end_time=1_100_000, status=names.RUNNING)  # attempt 1 ended at 1100
+    assert tables.timing(resumed, tags, now_s=1_500.0)[1] == 500.0
+    ended = SimpleNamespace(start_time=990_000, end_time=1_100_000, status=names.FAILED)
+    assert tables.timing(ended, tags, now_s=1_500.0)[1] == 100.0
+    finished = {**tags, names.TAG_TRAIN_ENDED: "1090.0"}
+    assert tables.timing(SimpleNamespace(start_time=990_000, end_time=1_100_000, status=names.FINISHED), finished,
+                         now_s=1_500.0)[1] == 90.0
+
+
 def test_mlflow_links():
     assert tables.mlflow_run_url("http://h:5000", "3", "abc") == "http://h:5000/#/experiments/3/runs/abc"
     url = tables.mlflow_compare_url("http://h:5000", ["a", "b"], ["1"])
