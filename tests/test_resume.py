@@ -88,25 +88,44 @@ def test_a_checkpoint_of_other_data_is_refused():
         engine.fit(dataclasses.replace(CONFIG, batch_size=64), data, progress=False, resume=states[0])
 
 
-def test_checkpoints_are_the_runs_artifact_and_only_the_latest_is_kept(client):
+def test_checkpoints_are_the_runs_artifacts_in_two_slots_written_in_turn(client):
     run_id = jobs.submit(CONFIG, client=client)
     assert checkpoints.load(client, run_id) is None
     writer = checkpoints.CheckpointWriter(client, run_id)
     for epoch in (1, 2):
         writer({"epoch": epoch, "weights": torch.full((3,), float(epoch)), "rng": torch.get_rng_state()})
         writer.wait()
+        assert client.get_run(run_id).data.tags[names.TAG_CHECKPOINT_FILE] == checkpoints.SLOTS[epoch - 1]
     writer({"epoch": 3, "weights": torch.zeros(3)})  # while epoch 3's upload goes on, epoch 4's is skipped
     writer({"epoch": 4, "weights": torch.zeros(3)})
     writer.close()
     assert writer.skipped == 1 and client.get_run(run_id).data.tags[names.TAG_CHECKPOINT] == "3"
+    # a resumed attempt writes first the slot it did not resume from
     writer = checkpoints.CheckpointWriter(client, run_id)
     writer({"epoch": 2, "weights": torch.full((3,), 2.0), "rng": torch.get_rng_state()})
     writer.close()
-    assert [a.path for a in client.list_artifacts(run_id, names.CHECKPOINT_DIR)] == [checkpoints.PATH]
+    assert sorted(a.path for a in client.list_artifacts(run_id, names.CHECKPOINT_DIR)) == list(checkpoints.SLOTS)
     state = checkpoints.load(client, run_id)
     assert state["epoch"] == 2 and state["weights"].tolist() == [2.0, 2.0, 2.0]
-    assert client.get_run(run_id).data.tags[names.TAG_CHECKPOINT] == "2"
+    tags = client.get_run(run_id).data.tags
+    assert tags[names.TAG_CHECKPOINT] == "2" and tags[names.TAG_CHECKPOINT_FILE] == checkpoints.SLOTS[1]
     assert len(writer.timings) == 1 and writer.timings[-1]["bytes"] > 0
+    jobs.cancel(run_id, client)
+
+
+def test_an_upload_cut_off_by_a_kill_spares_the_complete_checkpoint(client, tmp_path):
+    run_id = jobs.submit(CONFIG, client=client)
+    writer = checkpoints.CheckpointWriter(client, run_id)
+    writer({"epoch": 1, "weights": torch.ones(3)})
+    writer.close()  # complete: checkpoints/a.pt, named by the tag
+    buffer = io.BytesIO()
+    torch.save({"epoch": 2, "weights": torch.full((3,), 2.0)}, buffer)
+    cut = tmp_path / names.CHECKPOINT_SLOTS[1]
+    cut.write_bytes(buffer.getvalue()[:40])  # the next upload, killed halfway: b.pt is half there, no tag yet
+    client.log_artifact(run_id, str(cut), names.CHECKPOINT_DIR)
+    assert checkpoints.load(client, run_id)["epoch"] == 1
+    lifecycle.set_tags(client, run_id, {names.TAG_CHECKPOINT_FILE: checkpoints.SLOTS[1]})  # even if named
+    assert checkpoints.load(client, run_id)["epoch"] == 1  # the other slot still reads
     jobs.cancel(run_id, client)
 
 
@@ -205,4 +224,13 @@ def test_the_resume_command(client, capsys):
     jobs.cancel(run_id, client)
     assert cli.main(["resume", run_id]) == 0 and "attempt 2" in capsys.readouterr().out
     assert cli.main(["queue"]) == 0 and "(attempt 2)" in capsys.readouterr().out
+    jobs.cancel(run_id, client)
+
+
+def test_a_run_checkpointed_before_the_two_slots_still_resumes(client, tmp_path):
+    run_id = jobs.submit(CONFIG, client=client)
+    old = tmp_path / names.CHECKPOINT_NAME
+    torch.save({"epoch": 3, "weights": torch.ones(3)}, old)
+    client.log_artifact(run_id, str(old), names.CHECKPOINT_DIR)  # checkpoints/last.pt, no file tag
+    assert checkpoints.load(client, run_id)["epoch"] == 3
     jobs.cancel(run_id, client)

@@ -1,13 +1,16 @@
-"""A run's training checkpoint as its artifact `checkpoints/last.pt`, and a seamless metric history after a resume.
+"""A run's training checkpoint as its artifacts `checkpoints/a.pt` and `b.pt`, and a seamless metric history after a resume.
 
 The engine hands over a CPU copy of its state after every epoch (and every few minutes within a long
-one, see RUNBOARD_CHECKPOINT_SECONDS); writing and uploading it happen in a
-background thread, so training waits only for that copy. When the previous upload is still going
-(epochs shorter than an upload), that epoch's state is skipped: a checkpoint never holds training up. The upload overwrites the same artifact
-path, so only the latest checkpoint is kept (a local artifact folder and a tracking server's proxied
-artifacts both replace the file). The file holds tensors and plain data only: it is read back with
-`torch.load(weights_only=True)`, never unpickled. Once the upload is complete, the tags
-`runboard.checkpoint_epoch` and `runboard.checkpoint_step` name the last whole epoch and the step it holds.
+one, see RUNBOARD_CHECKPOINT_SECONDS); writing and uploading it happen in a background thread, so
+training waits only for that copy. When the previous upload is still going (epochs shorter than an
+upload), that state is skipped: a checkpoint never holds training up.
+
+Uploads go to the two slots in turn, each overwriting the older one, so the run keeps its latest
+complete checkpoint and the one before: a process killed in the middle of an upload cuts off only
+the file being written, and the tag `runboard.checkpoint_file`, set once an upload is complete,
+still names the other. With it, `runboard.checkpoint_epoch` and `runboard.checkpoint_step` name the
+last whole epoch and the step it holds. The files hold tensors and plain data only: they are read
+back with `torch.load(weights_only=True)`, never unpickled.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from mlflow import MlflowClient
 from pipeline import names
 from pipeline.runs import lifecycle
 
-PATH = f"{names.CHECKPOINT_DIR}/{names.CHECKPOINT_NAME}"
+SLOTS = tuple(f"{names.CHECKPOINT_DIR}/{slot}" for slot in names.CHECKPOINT_SLOTS)
+LEGACY = f"{names.CHECKPOINT_DIR}/{names.CHECKPOINT_NAME}"  # a run checkpointed before the two slots
 
 
 class CheckpointWriter:
@@ -31,6 +35,8 @@ class CheckpointWriter:
 
     def __init__(self, client: MlflowClient, run_id: str):
         self.client, self.run_id = client, run_id
+        # a resumed attempt first writes the slot it did not resume from
+        self.complete = client.get_run(run_id).data.tags.get(names.TAG_CHECKPOINT_FILE)
         self.folder = Path(tempfile.mkdtemp(prefix="runboard-checkpoint-"))
         self._thread: threading.Thread | None = None
         self.timings: list[dict[str, float]] = []  # per checkpoint: save and upload seconds, bytes
@@ -50,15 +56,20 @@ class CheckpointWriter:
 
         try:
             t0 = time.perf_counter()
-            path, partial = self.folder / names.CHECKPOINT_NAME, self.folder / f"{names.CHECKPOINT_NAME}.partial"
+            slot = SLOTS[1] if self.complete == SLOTS[0] else SLOTS[0]  # never the complete one
+            path = self.folder / Path(slot).name
+            partial = path.with_suffix(".partial")
             torch.save(state, partial)
             partial.replace(path)
             t1 = time.perf_counter()
             self.client.log_artifact(self.run_id, str(path), names.CHECKPOINT_DIR)
             lifecycle.set_tags(self.client, self.run_id, {names.TAG_CHECKPOINT: state["epoch"],
-                                                          names.TAG_CHECKPOINT_STEP: state.get("step", "")})
+                                                          names.TAG_CHECKPOINT_STEP: state.get("step", ""),
+                                                          names.TAG_CHECKPOINT_FILE: slot})
+            self.complete = slot
             self.timings.append({"save_s": t1 - t0, "upload_s": time.perf_counter() - t1,
                                  "bytes": path.stat().st_size})
+            path.unlink()
         except Exception as e:  # training goes on; a resume then starts from an older checkpoint
             print(f"warning: the checkpoint of epoch {state.get('epoch')} was not saved: {e}", file=sys.stderr)
 
@@ -74,18 +85,22 @@ class CheckpointWriter:
 
 
 def load(client: MlflowClient, run_id: str) -> dict | None:
-    """The run's latest checkpoint, or None when it has none (or an unreadable one: it then starts over)."""
+    """The run's latest complete checkpoint (the one its tag names, else the other slot), or None when
+    it has none that reads: it then starts over."""
     import torch
 
-    if PATH not in {a.path for a in client.list_artifacts(run_id, names.CHECKPOINT_DIR)}:
-        return None
-    with tempfile.TemporaryDirectory(prefix="runboard-resume-") as folder:
-        local = client.download_artifacts(run_id, PATH, folder)
-        try:
-            return torch.load(local, map_location="cpu", weights_only=True)
-        except Exception as e:  # cut off mid-upload by a kill: nothing older is kept
-            print(f"warning: {PATH} of run {run_id} cannot be read ({e}); training starts over", file=sys.stderr)
-            return None
+    stored = {a.path for a in client.list_artifacts(run_id, names.CHECKPOINT_DIR)}
+    named = client.get_run(run_id).data.tags.get(names.TAG_CHECKPOINT_FILE)
+    for path in dict.fromkeys(p for p in (named, *SLOTS, LEGACY) if p in stored):
+        with tempfile.TemporaryDirectory(prefix="runboard-resume-") as folder:
+            try:
+                return torch.load(client.download_artifacts(run_id, path, folder), map_location="cpu",
+                                  weights_only=True)
+            except Exception as e:  # cut off mid-upload by a kill: the other slot may still read
+                print(f"warning: {path} of run {run_id} cannot be read ({e})", file=sys.stderr)
+    if stored:
+        print(f"warning: no checkpoint of run {run_id} can be read; training starts over", file=sys.stderr)
+    return None
 
 
 # --- one point per step -----------------------------------------------------------------------

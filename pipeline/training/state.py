@@ -1,7 +1,7 @@
 """A run's training state, for checkpoints: plain data and tensors only, so torch.load(weights_only=True) reads it back.
 
 The engine snapshots it at every epoch end (`training_state`) and loads it to resume (`Parts.load`);
-runs/checkpoints.py stores it as the run's checkpoints/last.pt.
+runs/checkpoints.py stores it as the run's checkpoints/a.pt or b.pt, in turn.
 """
 from __future__ import annotations
 
