@@ -97,8 +97,10 @@ def is_sweep(runs: pd.DataFrame) -> pd.Series:
 
 
 def trained(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs that train a model: every run but sweep parents."""
-    return runs[~is_sweep(runs)]
+    """The runs that train a model: every run but sweep parents and learning-rate range tests (no model)."""
+    kind = f"tags.{names.TAG_KIND}"
+    range_tests = runs[kind].eq(names.KIND_LR_FIND) if kind in runs else pd.Series(False, index=runs.index)
+    return runs[~is_sweep(runs) & ~range_tests]
 
 
 def sweep_children(runs: pd.DataFrame, parent_id: str) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 The run holds the config's params, the suggestion as metric `suggested_lr`, the curve as
 lr_find/lr_find.json and a picture as lr_find/lr_find.png, so it can be looked at later. It has no
-epochs and no model: pages that list training runs show it as a run without metrics.
+epochs and no model: the Runs page lists it (without scores); Register and Compare leave it out.
 """
 from __future__ import annotations
 

@@ -182,6 +182,13 @@ def test_a_resumed_run_trains_until_now_not_until_its_last_attempts_end():
                          now_s=1_500.0)[1] == 90.0
 
 
+def test_only_runs_with_a_model_are_offered_as_trained():
+    runs = pd.DataFrame({"run_id": ["run", "sweep", "lr"], f"tags.{names.TAG_SWEEP}": [None, "grid", None],
+                         f"tags.{names.TAG_KIND}": [None, None, names.KIND_LR_FIND]})
+    assert tables.trained(runs)["run_id"].tolist() == ["run"]  # Register, Compare, the confusion "versus"
+    assert tables.trained(pd.DataFrame({"run_id": ["a"]}))["run_id"].tolist() == ["a"]
+
+
 def test_mlflow_links():
     assert tables.mlflow_run_url("http://h:5000", "3", "abc") == "http://h:5000/#/experiments/3/runs/abc"
     url = tables.mlflow_compare_url("http://h:5000", ["a", "b"], ["1"])
