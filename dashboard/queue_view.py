@@ -19,6 +19,7 @@ from pipeline.queue import jobs
 
 NO_WORKER_AFTER_SECONDS = 20  # a run waiting this long with no live worker anywhere: say how to start one
 LATEST = (names.TRAIN_LOSS_STEP, names.TRAIN_LOSS, names.VAL_LOSS, names.VAL_ACCURACY)
+LOG_TAIL_CHARS = 3000  # as much of the log as the worker's heartbeat copy holds
 
 
 @dataclass
@@ -89,11 +90,13 @@ def _running_card(row: pd.Series, history: pd.DataFrame, experiment: str, now: f
         beat = _age(_value(row, f"tags.{names.TAG_HEARTBEAT}"), now)
         if beat is not None and beat > jobs.STALE_SECONDS:
             st.warning(f"Its worker sent no heartbeat for {beat:.0f} s; a restarted worker marks it FAILED.")
-        # the tail comes with the worker's heartbeat (every few seconds), the progress with the metrics (every
-        # flush): on sub-second epochs the tail is a few epochs behind, so it says how old it is
-        as_of = f"as of {tables.format_duration(beat)} ago" if beat is not None else "not sent yet"
+        # on the worker's machine the tail is read from its log file, current at every refresh; elsewhere it
+        # comes with the worker's heartbeat (every few seconds), so it says how old it is
+        live = store.live_log_tail(run_id, LOG_TAIL_CHARS)
+        as_of = "live" if live is not None else (
+            f"as of {tables.format_duration(beat)} ago" if beat is not None else "not sent yet")
         with st.expander(f"Log (tail, {as_of})", expanded=True):
-            st.code(_value(row, f"tags.{names.TAG_LOG_TAIL}") or "(nothing yet)", language=None, height=220)
+            st.code(live or _value(row, f"tags.{names.TAG_LOG_TAIL}") or "(nothing yet)", language=None, height=220)
         st.caption(f"worker {_value(row, f'tags.{names.TAG_WORKER}') or '—'} · heartbeat "
                    f"{tables.format_duration(beat)} ago")
         st.page_link("views/run_detail.py", label="Run details", icon=":material/analytics:",

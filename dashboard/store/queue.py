@@ -1,13 +1,15 @@
 """The run queue as the launch page's live view reads it; writes go through pipeline.queue.jobs."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 from mlflow.exceptions import MlflowException
 
 from dashboard import refresh, tables
 from dashboard.store.connection import client, store_failed, uri
-from pipeline import names
+from pipeline import names, settings
 
 
 @st.cache_data(ttl=refresh.QUEUE_TTL, show_spinner=False)
@@ -26,6 +28,17 @@ def _queue(uri: str, recent: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 def queue(recent: int = 8) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Queue runs as runs frames: (SCHEDULED and RUNNING ones, the `recent` latest to end)."""
     return _queue(uri(), recent)
+
+
+def live_log_tail(run_id: str, max_chars: int) -> str | None:
+    """The end of a running run's log as the worker writes it, when this machine holds the worker's log
+    folder (RUNBOARD_LOG_DIR; `make run`); None elsewhere: the heartbeat's copy in the run's tags then."""
+    from pipeline.queue.launcher import log_tail
+
+    if not re.fullmatch(r"[0-9a-f]{32}", run_id):  # a path part: MLflow's run ids only
+        return None
+    path = settings.log_dir() / run_id / names.LOG_NAME
+    return log_tail(path, max_chars) if path.is_file() else None
 
 
 def forget_queue() -> None:

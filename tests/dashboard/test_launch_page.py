@@ -16,7 +16,7 @@ from mlflow.entities import Metric
 from PIL import Image
 
 from pipeline.runs import lifecycle
-from pipeline import names
+from pipeline import names, settings
 from pipeline.queue import jobs
 from pipeline.runs import tracking
 from pipeline.config import ConfigError, RunConfig
@@ -140,7 +140,7 @@ def test_sweep_queues_runs_under_a_parent_and_links_to_compare(client, queued):
     assert len(at.dataframe[0].value) == 3
 
 
-def test_live_view_shows_a_running_runs_progress_metrics_curve_and_log(client, queued):
+def test_live_view_shows_a_running_runs_progress_metrics_curve_and_log(client, queued, monkeypatch, tmp_path):
     run_id = jobs.submit(RunConfig(model="mlp", epochs=2, batch_size=64, experiment=EXPERIMENT,
                                    run_name="live-one"), client=client)
     queued.append(run_id)
@@ -162,6 +162,13 @@ def test_live_view_shows_a_running_runs_progress_metrics_curve_and_log(client, q
     assert any(f["data"] and f["data"][0].get("name") == "live-one" for f in figures(at))
     assert "10/21" in at.code[0].value
     assert any(e.label.startswith("Log (tail, as of ") and e.label.endswith("s ago)") for e in at.expander)  # the tail says how old it is
+    monkeypatch.setenv("RUNBOARD_LOG_DIR", str(tmp_path))
+    log = settings.log_dir() / run_id / names.LOG_NAME  # on the worker's machine: its log file, as it is now
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("epoch 1/2:  48%|####  | 10/21\repoch 1/2:  95%|######| 20/21\nepoch 1: train_loss 0.3\n")
+    at = open_page("launch")
+    assert "epoch 1: train_loss 0.3" in at.code[0].value and "10/21" not in at.code[0].value
+    assert any(e.label == "Log (tail, live)" for e in at.expander)
     at.button(key=f"cancel-{run_id}").click().run()
     assert names.TAG_CANCEL in client.get_run(run_id).data.tags
 
