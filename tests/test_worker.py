@@ -298,7 +298,7 @@ MIDWAY = dataclasses.replace(QUICK, model="cnn", epochs=3, batch_size=2, augment
 def test_a_run_killed_within_a_long_epoch_resumes_from_within_it(client, tmp_path):
     from pipeline.training import data as datasets
 
-    whole = engine.fit(MIDWAY, datasets.load(MIDWAY), progress=False)  # epochs of ~2-4 s here
+    whole = engine.fit(MIDWAY, datasets.load(MIDWAY), progress=False)  # epochs of several seconds at batch 2
     per_epoch = math.ceil(TRAIN_IMAGES / MIDWAY.batch_size)
     run_id = jobs.submit(MIDWAY, client=client)
     w = worker(env={"RUNBOARD_CHECKPOINT_SECONDS": "1"})
