@@ -131,6 +131,7 @@ CHECKPOINT_SLOTS = ("a.pt", "b.pt")                         # written in turn, s
 CHECKPOINT_NAME = "last.pt"                                 # the one file of runs from before the two slots
 MODEL_NAME = "model"                                        # the logged model's name in every run
 PREPROCESSING_KEY = "runboard_preprocessing"                # key in the logged model's metadata
+RESIZE_STRETCH, RESIZE_CENTER_CROP = "stretch", "center_crop"  # ...its "resize": plain, or ImageNet's (no key: plain)
 VARIANT_KEY = "runboard_variant"                            # an exported variant's metadata: onnx or int8
 SOURCE_KEY = "runboard_source"                              # ...and its source model URI
 ORIGINAL, ONNX, INT8 = "original", "onnx", "int8"           # the variants of a registered version

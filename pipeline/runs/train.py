@@ -19,7 +19,7 @@ def preprocessing(data: datasets.ImageData, config: RunConfig) -> dict:
     return {
         "classes": data.classes, "channels": data.channels, "image_size": list(data.image_size),
         "mean": data.mean, "std": data.std, "layout": "NCHW float32",
-        "resize": "center_crop" if data.crop else "stretch",
+        "resize": names.RESIZE_CENTER_CROP if data.crop else names.RESIZE_STRETCH,
         "recipe": "convert to L (1 channel) or RGB (3), resize to image_size (height, width) averaging "
                   "areas when shrinking (PIL BOX) and bilinearly when enlarging"
                   + (" after scaling, aspect kept, until image_size is 0.875 of it and cutting out the centre "

@@ -48,7 +48,7 @@ class Preprocessing:
     std: tuple[float, ...]
     dataset: str = ""
     model: str = ""
-    crop: bool = False  # ImageNet's resize (metadata "resize": "center_crop"); older models stretch
+    crop: bool = False  # ImageNet's resize (metadata "resize": names.RESIZE_CENTER_CROP); older models stretch
 
     @classmethod
     def from_metadata(cls, metadata: dict | None, where: str = "the model") -> "Preprocessing":
@@ -56,16 +56,17 @@ class Preprocessing:
         if not isinstance(pre, dict):
             raise ModelError(f"{where} has no '{names.PREPROCESSING_KEY}' metadata: it was not logged "
                              "by Runboard's pipeline, so its inputs cannot be prepared")
+        resize = pre.get("resize", names.RESIZE_STRETCH)
+        if resize not in (names.RESIZE_STRETCH, names.RESIZE_CENTER_CROP):
+            raise ModelError(f"{where}: unknown resize {resize!r} in its preprocessing metadata")
         try:
             made = cls(tuple(str(c) for c in pre["classes"]), int(pre["channels"]),
                        (int(pre["image_size"][0]), int(pre["image_size"][1])),
                        tuple(float(v) for v in pre["mean"]), tuple(float(v) for v in pre["std"]),
                        str(pre.get("dataset", "")), str(pre.get("model", "")),
-                       crop=pre.get("resize", "stretch") == "center_crop")
+                       crop=resize == names.RESIZE_CENTER_CROP)
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise ModelError(f"{where}: unusable preprocessing metadata ({e})") from None
-        if pre.get("resize", "stretch") not in ("stretch", "center_crop"):
-            raise ModelError(f"{where}: unknown resize {pre['resize']!r} in its preprocessing metadata")
         if made.channels not in (1, 3) or len(made.mean) != made.channels or len(made.std) != made.channels:
             raise ModelError(f"{where}: preprocessing metadata has {made.channels} channels but "
                              f"{len(made.mean)} means and {len(made.std)} stds")
