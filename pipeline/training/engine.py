@@ -146,18 +146,18 @@ class _StepLog:
 
 
 def train_one_epoch(model, optimizer, scheduler, scaler, criterion, batches, device, dtype,
-                    step: int, step_log: _StepLog, sums: dict | None = None,
-                    midway: Callable[[int, dict], None] | None = None) -> tuple[int, float, float]:
+                    step: int, step_log: _StepLog, start: dict | None = None,
+                    midway: Callable[..., None] | None = None) -> tuple[int, float, float]:
     """One pass over this rank's batches; returns (global step, mean loss, accuracy) over all ranks.
 
-    `sums` continues an epoch cut off midway (its running loss, correct and seen); `midway` is
-    called after every step with the global step and the running sums, to checkpoint within the epoch.
+    `start` continues an epoch cut off midway (its running sums: loss, correct, seen); `midway` is
+    called after every step with the global step and those sums, to checkpoint within the epoch.
     """
     model.train()
-    sums = sums or {}
-    total_loss = sums.get("loss", torch.zeros(())).to(device).clone()  # a copy: the resume state stays as it was
-    correct = sums.get("correct", torch.zeros((), dtype=torch.long)).to(device).clone()
-    seen = int(sums.get("seen", 0))
+    start = start or {}
+    total_loss = start.get("loss", torch.zeros(())).to(device).clone()  # a copy: the resume state stays as it was
+    correct = start.get("correct", torch.zeros((), dtype=torch.long)).to(device).clone()
+    seen = int(start.get("seen", 0))
     for x, y in batches:
         with hardware.autocast(device, dtype):
             logits = model(x)
@@ -174,7 +174,7 @@ def train_one_epoch(model, optimizer, scheduler, scaler, criterion, batches, dev
         step_log.add(step, loss)
         step_log.bar.update(1)
         if midway is not None:
-            midway(step, {"loss": total_loss, "correct": correct, "seen": seen})
+            midway(step, total_loss, correct, seen)
     step_log.flush()
     sums = torch.stack([total_loss.double(), correct.double(), torch.tensor(seen, device=device).double()])
     loss, right, n = distributed.all_sum(sums).tolist()
@@ -233,6 +233,14 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
         first = config.epochs + 1 if resume["stopped"] else resume["epoch"] + 1
         partial = resume.get("partial")
     saved = time.monotonic()
+
+    def snapshot(**counters) -> None:
+        """Hand the training state to `checkpoint` (a CPU copy: it may be saved while training goes on)."""
+        nonlocal saved
+        checkpoint(training_state(parts, best_loss=best_loss, best_epoch=best_epoch, best_model=best_state,
+                                  history=history, steps_per_epoch=per_epoch, **counters))
+        saved = time.monotonic()
+
     with tqdm(total=total, initial=step, desc=f"{config.model} on {config.dataset}", unit="step",
               disable=not progress or rank != 0, dynamic_ncols=True, mininterval=0.5) as bar:
         step_log = _StepLog(tracker, bar)
@@ -255,19 +263,16 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
             batches = itertools.islice(train_batches(train, order, batch, config.augment, data.flip, gen, normalize),
                                        skip, None)
 
-            def midway(at: int, running: dict) -> None:
+            def midway(at: int, loss: torch.Tensor, correct: torch.Tensor, seen: int) -> None:
                 """Checkpoint within the epoch once `checkpoint_every` seconds have passed since the last one."""
-                nonlocal saved
                 if time.monotonic() - saved < checkpoint_every:
                     return
                 step_log.flush()  # every step the state holds is stored first: a resumed attempt repeats none
                 tracker.flush()
-                cut = {"epoch": epoch, "steps": at - epoch_first_step, "augment": augment_state, "lr": lr,
-                       "seconds": before + time.perf_counter() - start, "sums": running}
-                checkpoint(training_state(parts, epoch=epoch - 1, step=at, stopped=False, best_loss=best_loss,
-                                          best_epoch=best_epoch, best_model=best_state, history=history,
-                                          steps_per_epoch=per_epoch, partial=cut))
-                saved = time.monotonic()
+                snapshot(epoch=epoch - 1, step=at, stopped=False,
+                         partial={"epoch": epoch, "steps": at - epoch_first_step, "augment": augment_state, "lr": lr,
+                                  "seconds": before + time.perf_counter() - start,
+                                  "sums": {"loss": loss, "correct": correct, "seen": seen}})
 
             within = checkpoint is not None and checkpoint_every is not None and world == 1
             step, train_loss, train_acc = train_one_epoch(model, optimizer, scheduler, scaler, criterion, batches,
@@ -292,10 +297,7 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
             elif config.patience and epoch - best_epoch >= config.patience:
                 stop = True
             if checkpoint is not None and rank == 0:
-                checkpoint(training_state(parts, epoch=epoch, step=step, stopped=stop or epoch == config.epochs,
-                                          best_loss=best_loss, best_epoch=best_epoch, best_model=best_state,
-                                          history=history, steps_per_epoch=per_epoch))
-                saved = time.monotonic()
+                snapshot(epoch=epoch, step=step, stopped=stop or epoch == config.epochs)
             if stop:
                 if progress and rank == 0:
                     bar.write(f"early stop: val_loss has not improved for {config.patience} epochs")
