@@ -282,8 +282,9 @@ EXPLANATION_SCALE = [[0.0, "rgba(31, 119, 220, 0.75)"], [0.5, "rgba(255, 255, 25
 def explanation_figure(picture: np.ndarray, heat: np.ndarray, title: str = "", smooth: bool = False) -> go.Figure:
     """A heat map in [-1, 1] (any size) stretched over a picture (uint8 (H, W), (H, W, 1) or (H, W, 3)).
 
-    The model input is the picture resized without keeping its aspect, so stretching the map over
-    the original puts every cell over the pixels it was computed from.
+    The model input is the picture (for ImageNet-style models its centre, images.input_region) resized
+    without keeping its aspect, so stretching the map over it puts every cell over the pixels it was
+    computed from.
     """
     picture = np.asarray(picture, dtype=np.uint8)
     picture = picture[..., None] if picture.ndim == 2 else picture

@@ -154,6 +154,11 @@ def test_imagenet_resize_keeps_the_aspect_and_cuts_out_the_centre():
     assert images.resize(Image.new("RGB", (500, 375)), (224, 224), crop=True).size == (224, 224)
     scaled = images.resize(Image.fromarray(np.full((256, 341, 3), 9, np.uint8)), (224, 224), crop=True)
     assert scaled.size == (224, 224)  # 256 shorter side: the centre 224 of it, as CenterCrop(224) after Resize(256)
+    region = images.input_region(img, (64, 64), crop=True)  # what the playground lays a heat map over
+    assert region.size == (175, 175) and (np.asarray(region)[..., 1] == 255).all()  # the green centre only
+    same = np.asarray(images.resize(region, (64, 64)), dtype=int) - np.asarray(images.resize(img, (64, 64), crop=True))
+    assert np.abs(same).max() <= 1  # the model's input is that region, resized
+    assert images.input_region(img, (64, 64), crop=False) is img
 
 
 @pytest.mark.parametrize("size", [(16, 16), (40, 40)])  # smaller and larger than the files

@@ -17,7 +17,7 @@ from PIL import Image
 from dashboard import charts, input_check, model_choice, predictions, samples, store, ui
 from dashboard.predictions import enlarged
 from pipeline import names, settings
-from pipeline.serving import predict, registry
+from pipeline.serving import images, predict, registry
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 MAX_TOP = 10       # the most classes the top-k chart offers
@@ -171,7 +171,8 @@ def show_explanations(runs: list, pick: int) -> None:
         target = choice if choice in model.classes else result.prediction.label  # known: saves a forward pass
         [e] = explainer.explain(result.prepared[None], target)
         ms = (time.perf_counter() - started) * 1000
-        original = result.image.copy()
+        pre = model.preprocessing  # ImageNet-style models saw only the centre: lay the map over that part
+        original = images.input_region(result.image, pre.image_size, pre.crop).copy()
         original.thumbnail((256, 256))  # the map has the input's few cells: more pixels add nothing
         columns[2 * i].plotly_chart(charts.explanation_figure(np.asarray(original), e.heat, model.ref.label,
                                                               smooth=True),

@@ -108,7 +108,7 @@ def resize(img: Image.Image, size: tuple[int, int], crop: bool = False) -> Image
     """
     height, width = size
     if crop:
-        scale = max(height / img.height, width / img.width) / CROP_FRACTION
+        scale = _crop_scale(img, size)
         scaled = resize(img, (max(height, round(img.height * scale)), max(width, round(img.width * scale))))
         left, top = (scaled.width - width) // 2, (scaled.height - height) // 2
         return scaled.crop((left, top, left + width, top + height))
@@ -116,6 +116,22 @@ def resize(img: Image.Image, size: tuple[int, int], crop: bool = False) -> Image
         return img
     shrinking = width <= img.width and height <= img.height
     return img.resize((width, height), Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR)
+
+
+def _crop_scale(img: Image.Image, size: tuple[int, int]) -> float:
+    """The factor `resize(crop=True)` scales by: `size` is then CROP_FRACTION of the scaled picture's shorter fit."""
+    return max(size[0] / img.height, size[1] / img.width) / CROP_FRACTION
+
+
+def input_region(img: Image.Image, size: tuple[int, int], crop: bool) -> Image.Image:
+    """The part of `img` a model's input of `size` shows, in the original's pixels: all of it, or with
+    `crop` the centre that `resize(crop=True)` keeps (so a heat map can be laid over what it was computed on)."""
+    if not crop:
+        return img
+    scale = _crop_scale(img, size)
+    width, height = min(img.width, round(size[1] / scale)), min(img.height, round(size[0] / scale))
+    left, top = (img.width - width) // 2, (img.height - height) // 2
+    return img.crop((left, top, left + width, top + height))
 
 
 def resize_array(arr: np.ndarray, size: tuple[int, int], crop: bool = False) -> np.ndarray:
