@@ -19,7 +19,6 @@ from pipeline.queue import jobs
 
 NO_WORKER_AFTER_SECONDS = 20  # a run waiting this long with no live worker anywhere: say how to start one
 LATEST = (names.TRAIN_LOSS_STEP, names.TRAIN_LOSS, names.VAL_LOSS, names.VAL_ACCURACY)
-LOG_TAIL_CHARS = 3000  # as much of the log as the worker's heartbeat copy holds
 
 
 @dataclass
@@ -92,7 +91,7 @@ def _running_card(row: pd.Series, history: pd.DataFrame, experiment: str, now: f
             st.warning(f"Its worker sent no heartbeat for {beat:.0f} s; a restarted worker marks it FAILED.")
         # on the worker's machine the tail is read from its log file, current at every refresh; elsewhere it
         # comes with the worker's heartbeat (every few seconds), so it says how old it is
-        live = store.live_log_tail(run_id, LOG_TAIL_CHARS)
+        live = store.live_log_tail(run_id)
         as_of = "live" if live is not None else (
             f"as of {tables.format_duration(beat)} ago" if beat is not None else "not sent yet")
         with st.expander(f"Log (tail, {as_of})", expanded=True):

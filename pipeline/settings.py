@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import UserError
+from pipeline.names import LOG_NAME
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,6 +116,11 @@ def checkpoint_seconds() -> int | None:
 def log_dir() -> Path:
     """RUNBOARD_LOG_DIR: where the worker writes a run's log while it trains (uploaded when it ends)."""
     return Path(os.environ.get("RUNBOARD_LOG_DIR") or PROJECT_ROOT / "mlruns" / "logs").expanduser()
+
+
+def run_log(run_id: str, folder: Path | None = None) -> Path:
+    """Where a worker writes a run's log while it trains: <RUNBOARD_LOG_DIR or `folder`>/<run id>/train.log."""
+    return (folder or log_dir()) / run_id / LOG_NAME
 
 
 def memory_budget_mb() -> int:

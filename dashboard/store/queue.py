@@ -30,15 +30,15 @@ def queue(recent: int = 8) -> tuple[pd.DataFrame, pd.DataFrame]:
     return _queue(uri(), recent)
 
 
-def live_log_tail(run_id: str, max_chars: int) -> str | None:
+def live_log_tail(run_id: str) -> str | None:
     """The end of a running run's log as the worker writes it, when this machine holds the worker's log
     folder (RUNBOARD_LOG_DIR; `make run`); None elsewhere: the heartbeat's copy in the run's tags then."""
     from pipeline.queue.launcher import log_tail
 
     if not re.fullmatch(r"[0-9a-f]{32}", run_id):  # a path part: MLflow's run ids only
         return None
-    path = settings.log_dir() / run_id / names.LOG_NAME
-    return log_tail(path, max_chars) if path.is_file() else None
+    path = settings.run_log(run_id)
+    return log_tail(path) if path.is_file() else None
 
 
 def forget_queue() -> None:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
-from pipeline import names, settings
+from pipeline import settings
 
 _PR_SET_PDEATHSIG = 1
 
@@ -47,7 +47,10 @@ def train_command(run_id: str) -> list[str]:
     return ["train", "--run-id", run_id]
 
 
-def log_tail(path: Path, max_chars: int = 3000) -> str:
+LOG_TAIL_CHARS = 3000  # how much of a running run's log the live view sees
+
+
+def log_tail(path: Path, max_chars: int = LOG_TAIL_CHARS) -> str:
     """The last whole lines of a log file (at most `max_chars`), '' when there is none."""
     try:
         with open(path, "rb") as f:
@@ -180,20 +183,20 @@ class LocalLauncher:
 
     def start(self, run_id: str, slot: int = 0) -> LocalJob:
         args = train_command(run_id)
-        log_path = self.log_dir / run_id / names.LOG_NAME
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        path = settings.run_log(run_id, self.log_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
         env = self.environment(slot)
-        log_file = open(log_path, "wb")
+        log_file = open(path, "wb")
         gpu = f", CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in env else ""
         log_file.write(f"$ {shlex.join(['python', '-m', 'pipeline', *args])}\n# slot {slot}{gpu}\n".encode())
         log_file.flush()
         try:
-            process = self._hand_to_spare(slot, run_id, log_path) or self._popen(
+            process = self._hand_to_spare(slot, run_id, path) or self._popen(
                 [sys.executable, "-m", "pipeline", *args], slot, subprocess.DEVNULL, log_file)
         except OSError:
             log_file.close()
             raise
-        return LocalJob(run_id, process, log_path, log_file)
+        return LocalJob(run_id, process, path, log_file)
 
 
 def from_settings(concurrency: int) -> Launcher:

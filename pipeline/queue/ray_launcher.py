@@ -183,9 +183,9 @@ class RayLauncher:
 
     # --- the launcher verbs ---------------------------------------------------------------------
     def _job(self, run_id: str, attempt: int) -> RayJob:
-        log_path = self.log_dir / run_id / names.LOG_NAME
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        return RayJob(self, run_id, log_path, attempt)
+        path = settings.run_log(run_id, self.log_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return RayJob(self, run_id, path, attempt)
 
     def start(self, run_id: str, slot: int = 0) -> RayJob:
         attempt = lifecycle.attempt_of(self.mlflow.get_run(run_id))

@@ -29,7 +29,6 @@ REMOTE_POLL_SECONDS = 2.0   # between queue queries to a tracking server (no che
 HEARTBEAT_SECONDS = 3.0     # between heartbeat and log-tail tags on each run this worker owns
 REAP_SECONDS = 30.0         # between looks for runs left behind by dead workers (also once at start)
 CANCEL_GRACE_SECONDS = 30.0  # between SIGTERM and SIGKILL: ending a run cleanly takes seconds on a busy CPU
-LOG_TAIL_CHARS = 3000       # how much of the log the live view sees
 ERROR_BACKOFF_SECONDS = 5.0  # after a failed loop (store unreachable) before the next try
 
 log = logging.getLogger("runboard.worker")
@@ -221,7 +220,7 @@ class Worker:
                 lifecycle.finish(client, run_id, status, reason, tail)
         elif status == names.KILLED and active.stop_reason:
             lifecycle.set_tags(client, run_id, {names.TAG_ERROR: active.stop_reason})  # why, not just "signal"
-        lifecycle.set_tags(client, run_id, {names.TAG_LOG_TAIL: tail[-LOG_TAIL_CHARS:]})
+        lifecycle.set_tags(client, run_id, {names.TAG_LOG_TAIL: tail[-launchers.LOG_TAIL_CHARS:]})
         try:
             lifecycle.attach_log(client, run_id, active.job.log_path)
             active.job.close()
@@ -270,7 +269,7 @@ class Worker:
     def _heartbeat(self) -> None:
         for active in self.active.values():
             tags = {}
-            tail = launchers.log_tail(active.job.log_path, LOG_TAIL_CHARS)
+            tail = launchers.log_tail(active.job.log_path)
             if tail != active.tail_sent:
                 tags[names.TAG_LOG_TAIL] = active.tail_sent = tail
             lifecycle.heartbeat(self.client, active.run_id, tags)
@@ -286,7 +285,7 @@ class Worker:
             if reason is None or self._adopt(run):
                 continue
             owner = lifecycle.Claim.of(run)
-            local_log = settings.log_dir() / run_id / names.LOG_NAME  # there when it ran on this machine
+            local_log = settings.run_log(run_id)  # there when it ran on this machine
             lifecycle.set_tags(self.client, run_id, {names.TAG_ORPHANED: self.name})
             if owner and owner.owner == jobs.CANCEL_OWNER:
                 lifecycle.finish(self.client, run_id, names.KILLED, reason)
