@@ -86,7 +86,11 @@ class ImageData:
     flip: bool  # horizontal flips keep the label (natural images yes, digits no)
     normalization: tuple[list[float], list[float]] | None = None  # fixed mean/std (pretrained weights'), else the data's
     skipped: list[str] = field(default_factory=list)  # "path: why" of each unreadable file left out
-    crop: bool = False  # ImageNet's resize: shorter side to size / 0.875, then the centre (images.resize)
+
+    @property
+    def crop(self) -> bool:
+        """ImageNet's resize (shorter side to size / 0.875, then the centre): it comes with ImageNet's weights."""
+        return self.normalization is not None
 
     @property
     def channels(self) -> int:
@@ -135,8 +139,7 @@ def load(config: RunConfig) -> ImageData:
     splits = [Split(*_prepare(s, size, imagenet, crop)) for s in (train, val, test)]
     flip = config.flip or config.dataset == "cifar10"  # cifar10's classes all survive a mirror
     return ImageData(config.dataset, classes, *splits, flip=flip,
-                     normalization=(IMAGENET_MEAN, IMAGENET_STD) if imagenet else None, skipped=skipped,
-                     crop=imagenet)
+                     normalization=(IMAGENET_MEAN, IMAGENET_STD) if imagenet else None, skipped=skipped)
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
