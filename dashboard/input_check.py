@@ -20,8 +20,8 @@ def unlike_training(image: Image.Image, prepared: np.ndarray, channels: int, ima
                     mean: tuple[float, ...], std: tuple[float, ...]) -> list[str]:
     """Why `image` (the decoded original) and `prepared` (uint8 C,H,W model input) differ from the training data."""
     reasons = []
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-    if channels == 1 and rgb.size:
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255 if channels == 1 else np.zeros(0)
+    if rgb.size:  # only a grayscale model loses colour (a 12 MP upload is ~144 MB of floats: not for nothing)
         spread = float(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean())
         if spread > COLOUR_SPREAD:
             reasons.append("it is a colour picture, and this model was trained on grayscale images "
