@@ -46,6 +46,7 @@ def folder_test_files(path: str) -> list[tuple[str, str]]:
     return [(str(f), c) for f, c in folders.test_files(Path(path))]
 
 
+@st.cache_data(ttl=refresh.FOLDER_SCAN_TTL, max_entries=32, show_spinner=False)  # read once, not per rerun
 def folder_samples(path: str, round_: int) -> list[tuple[str, bytes]]:
     """One test file per class (the `round_`-th of each), for the first MAX_CLASSES classes."""
     by_class: dict[str, list[str]] = {}
