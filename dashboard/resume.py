@@ -12,12 +12,11 @@ from dashboard import ui
 from pipeline import names
 from pipeline.queue import jobs
 
-RESUMABLE = (names.FAILED, names.KILLED)
 
 
 def resume_button(run_id: str, status: str, key: str = "detail") -> None:
     """A Resume button for a FAILED or KILLED run; nothing for any other."""
-    if status in RESUMABLE and st.button("Resume", key=f"resume-{key}-{run_id}", icon=":material/replay:",
+    if status in names.RESUMABLE and st.button("Resume", key=f"resume-{key}-{run_id}", icon=":material/replay:",
                                          help="queue it again: a worker continues it from its last "
                                               "checkpoint, in this same run"):
         ui.queue_request(jobs.resume, run_id)
@@ -35,7 +34,7 @@ def attempts_caption(tags: dict[str, str]) -> None:
 
 def resume_buttons(recent: pd.DataFrame) -> None:
     """One Resume button per FAILED or KILLED run of a runs frame (the queue view's recently ended)."""
-    resumable = recent[recent["status"].isin(RESUMABLE)]
+    resumable = recent[recent["status"].isin(names.RESUMABLE)]
     if resumable.empty:
         return
     for column, (_, row) in zip(st.columns(min(4, len(resumable))), resumable.head(4).iterrows()):

@@ -43,6 +43,7 @@ def is_per_step(metric: str) -> bool:
 SCHEDULED, RUNNING, FINISHED, FAILED, KILLED = "SCHEDULED", "RUNNING", "FINISHED", "FAILED", "KILLED"
 ACTIVE = (SCHEDULED, RUNNING)
 ENDED = (FINISHED, FAILED, KILLED)
+RESUMABLE = (FAILED, KILLED)             # what a resume (by hand or automatic) can continue
 
 # --- tags ------------------------------------------------------------------------------------
 # how a run ended

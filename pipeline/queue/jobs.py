@@ -151,7 +151,7 @@ def resume(run_id: str, client: MlflowClient | None = None) -> str:
     client = client or tracking.connect()
     run = _get(client, run_id)
     status = run.info.status
-    if status not in (names.FAILED, names.KILLED):
+    if status not in names.RESUMABLE:
         raise JobError(f"run {run_id} is {status}; only a FAILED or KILLED run can be resumed")
     if names.TAG_SWEEP in run.data.tags or not run.data.params:
         raise JobError(f"run {run_id} trained nothing itself (a sweep's parent?); resume its runs instead")

@@ -223,7 +223,7 @@ def requeue(client: MlflowClient, run_id: str, reason: str, automatic: bool) -> 
     it is not ended (or someone else requeued it first). A worker then resumes it from its checkpoint.
     """
     run = client.get_run(run_id)
-    if run.info.status not in (names.FAILED, names.KILLED):
+    if run.info.status not in names.RESUMABLE:
         return None
     attempt, tags = attempt_of(run) + 1, run.data.tags
     try:
