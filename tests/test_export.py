@@ -149,3 +149,11 @@ def test_what_the_quantizer_cannot_read_is_refused_in_one_line():
         export._refusing("m v1: cannot be quantized to int8", export.to_int8, b"not onnx",
                          np.zeros((2, 1, 8, 8), np.float32))
     assert "\n" not in str(e.value)
+
+
+def test_a_variant_is_not_explained_but_says_why(exported):
+    from pipeline.serving import explain
+
+    variant = predict.load(exported.variants[0].model_uri)
+    with pytest.raises(predict.ModelError, match="ONNX variant has no PyTorch weights to explain"):
+        explain.for_predictor(variant)

@@ -167,6 +167,9 @@ def rebuild(predictor: predict.Predictor) -> nn.Module:
     from pipeline.training import models
 
     pre, label = predictor.preprocessing, predictor.ref.label
+    if predictor.module is None:  # before building a network for weights that are not there
+        raise predict.ModelError(f"{label}: an exported ONNX variant has no PyTorch weights to explain; "
+                                 "explain its source model")
     if pre.model not in models.MODELS:
         raise predict.ModelError(f"{label}: its architecture {pre.model or '(not logged)'!r} is not one Runboard "
                                  "builds, so it cannot be explained")
