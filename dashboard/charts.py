@@ -309,8 +309,11 @@ def lr_find_figure(test: Mapping) -> go.Figure:
         go.Scatter(x=lrs, y=list(test["losses"]), mode="lines", name="loss", line=dict(color="#bbbbbb", width=1)),
         go.Scatter(x=lrs, y=smoothed, mode="lines", name="smoothed loss", line=dict(color=PALETTE[0], width=2)),
     ])
-    fig.add_vline(x=test["suggestion"], line_dash="dash", line_color="#d62728",
-                  annotation_text=f"suggested {test['suggestion']:.2g}", annotation_position="top left")
+    suggestion = test["suggestion"]
+    fig.add_vline(x=suggestion, line_dash="dash", line_color="#d62728")
+    # an annotation on a log axis is placed at 10**x (a shape is not): give it log10, so it sits by its line
+    fig.add_annotation(x=np.log10(suggestion), xref="x", y=1, yref="y domain", xanchor="left", yanchor="top",
+                       xshift=4, showarrow=False, text=f"suggested {suggestion:.2g}", font=dict(color="#d62728"))
     top = max(smoothed[: max(1, len(smoothed) // 2)]) * 1.5 if smoothed else None
     fig.update_layout(height=320, margin=dict(l=60, r=20, t=30, b=40), legend=dict(orientation="h", y=1.12),
                       xaxis=dict(type="log", title="learning rate", exponentformat="e"),

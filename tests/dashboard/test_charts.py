@@ -231,3 +231,12 @@ def test_explanation_figure_stretches_the_map_over_the_picture():
     assert np.asarray(overlay.z).max() == 1.0 and (overlay.zmin, overlay.zmax) == (-1, 1)
     assert "0)" in overlay.colorscale[1][1]  # no evidence: see-through
     assert fig.layout.title.text == "digits-cnn v1" and fig.layout.yaxis.scaleanchor == "x"
+
+
+def test_the_lr_suggestion_label_sits_next_to_its_line_on_the_log_axis():
+    lrs = list(np.logspace(-5, 0, 50))
+    fig = charts.lr_find_figure({"lrs": lrs, "losses": list(np.linspace(2, 1, 50)),
+                                 "smoothed": list(np.linspace(2, 1, 50)), "suggestion": 0.0093})
+    [line], [label] = fig.layout.shapes, fig.layout.annotations
+    assert fig.layout.xaxis.type == "log" and line.x0 == 0.0093
+    assert label.text == "suggested 0.0093" and 10 ** label.x == pytest.approx(line.x0)  # Plotly reads log10 here
