@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from scipy.signal import lfilter  # scikit-learn's dependency; imported here, not on the first smoothed chart
 
 from pipeline import names
+from pipeline.training.metrics import display_order
 
 MAX_POINTS = 2000        # points per drawn trace: enough for any screen, light for 50 runs
 TEXT_MAX_CLASSES = 30    # above this, cell numbers are unreadable: hover only
@@ -147,6 +148,12 @@ def _cell_values(counts: np.ndarray, normalize: bool) -> np.ndarray:
     return _row_share(counts) * 100 if normalize else counts
 
 
+def _in_display_order(counts: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Rows and columns in metrics.display_order ("two" before "ten", "class9" before "class10")."""
+    order = display_order(labels)
+    return counts[np.ix_(order, order)], [labels[i] for i in order]
+
+
 def mistakes_max(matrix: Sequence[Sequence[int]], normalize: bool = False) -> float:
     """The largest off-diagonal value as drawn: pass the max of two runs' to draw them on one scale."""
     values = _cell_values(np.asarray(matrix, dtype=float), normalize)
@@ -165,6 +172,7 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]], labels: Sequence[st
     n = len(labels)
     if counts.shape != (n, n):
         raise ValueError(f"a confusion matrix for {n} classes must be {n}x{n}, got {counts.shape}")
+    counts, labels = _in_display_order(counts, labels)
     share = _row_share(counts)
     values = _cell_values(counts, normalize)
     diagonal = np.eye(n, dtype=bool)
@@ -201,6 +209,7 @@ def confusion_difference_figure(before: Sequence[Sequence[int]], after: Sequence
     if a.shape != (n, n) or b.shape != (n, n):
         raise ValueError("the two runs' confusion matrices have different classes; "
                          "they cannot be compared cell by cell")
+    (a, _), (b, labels) = _in_display_order(a, labels), _in_display_order(b, labels)
     delta = (_row_share(b) - _row_share(a)) * 100 if normalize else b - a
     gain = np.where(np.eye(n, dtype=bool), delta, -delta)
     limit = float(np.abs(gain).max()) or 1.0

@@ -7,11 +7,15 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pipeline.training import metrics  # noqa: E402
+
 MISCLASSIFIED_SHOWN = 36  # a 6x6 grid
 
 
 def confusion_matrix_figure(matrix: np.ndarray, labels: list[str]):
     """Counts with row-normalized colour, so small classes' mistakes are as visible as big ones'."""
+    order = metrics.display_order(labels)  # "two" before "ten": the classes' indices stay as trained
+    matrix, labels = np.asarray(matrix)[np.ix_(order, order)], [labels[i] for i in order]
     n = len(labels)
     side = min(max(4.0, 0.55 * n + 2), 24)
     fig, ax = plt.subplots(figsize=(side, side * 0.9), dpi=100)

@@ -240,3 +240,16 @@ def test_the_lr_suggestion_label_sits_next_to_its_line_on_the_log_axis():
     [line], [label] = fig.layout.shapes, fig.layout.annotations
     assert fig.layout.xaxis.type == "log" and line.x0 == 0.0093
     assert label.text == "suggested 0.0093" and 10 ** label.x == pytest.approx(line.x0)  # Plotly reads log10 here
+
+
+def test_a_confusion_matrix_of_number_words_reads_zero_to_nine():
+    words = ["eight", "five", "four", "nine", "one", "seven", "six", "three", "two", "zero"]  # sorted folder names
+    matrix = np.diag(np.arange(1, 11))  # "eight" has 1 image, ..., "zero" 10
+    matrix[0, 4] = 3                    # 3 "eight" images predicted "one"
+    for fig in (charts.confusion_matrix_figure(matrix, words),
+                charts.confusion_difference_figure(matrix, matrix, words, normalize=False)):
+        shown = list(fig.data[0].y)
+        assert shown == ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+        assert list(fig.data[0].x) == shown
+    diagonal, mistakes = charts.confusion_matrix_figure(matrix, words).data
+    assert diagonal.z[0][0] == 10 and diagonal.z[8][8] == 1 and mistakes.z[8][1] == 3  # cells moved with labels
