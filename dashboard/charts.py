@@ -21,6 +21,7 @@ MAX_POINTS = 2000        # points per drawn trace: enough for any screen, light 
 TEXT_MAX_CLASSES = 30    # above this, cell numbers are unreadable: hover only
 WEBGL_ABOVE = 20_000     # total drawn points above which traces switch to WebGL
 LEGEND_CHARS_PER_ROW = 110  # legend text that fits one row above a chart (a half-width chart is ~700 px)
+LEGEND_LABEL_CHARS = 32     # longer legend names are cut at a word: the curves' hover keeps the whole name
 SMOOTH_MIN_POINTS = 30   # shorter per-epoch series are drawn raw: an EMA of a few points lags far behind them
 PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
 CORRECT_SCALE = [[0.0, "#e5f5e0"], [1.0, "#00441b"]]   # the diagonal, in greens
@@ -87,20 +88,58 @@ def with_x(history: pd.DataFrame, axis: str, steps_per_epoch: Mapping[str, float
     return out, f"relative time ({unit})"
 
 
+def short_labels(labels: Mapping[str, str], max_chars: int = LEGEND_LABEL_CHARS) -> dict[str, str]:
+    """Legend names cut at a word to `max_chars` ("sweep-03 lr=0.03 batch_size=64…"); a name whose cut
+    would read like another run's stays whole."""
+    def cut(label: str) -> str:
+        if len(label) <= max_chars:
+            return label
+        head = label[:max_chars].rsplit(" ", 1)[0] if " " in label[:max_chars] else label[:max_chars - 1]
+        return head.rstrip(" ,(") + "…"
+
+    short = {run_id: cut(label) for run_id, label in labels.items()}
+    seen: dict[str, int] = {}
+    for text in short.values():
+        seen[text] = seen.get(text, 0) + 1
+    return {run_id: text if seen[text] == 1 else labels[run_id] for run_id, text in short.items()}
+
+
+def _legend_rows(texts: Sequence[str], chars_per_row: int) -> int:
+    return -(-sum(len(t) + 6 for t in texts) // chars_per_row) if texts else 0
+
+
+def legend_figure(colors: Mapping[str, str], labels: Mapping[str, str]) -> go.Figure:
+    """One legend for a grid of curves (draw them with legend=False): the runs' colors and short names,
+    full width above the grid, where no chart's tool bar covers it."""
+    short = short_labels(labels)
+    traces = [dict(type="scatter", x=[None], y=[None], mode="lines", name=short.get(run_id, run_id[:8]),
+                   line=dict(color=color, width=3), hoverinfo="skip") for run_id, color in colors.items()]
+    rows = _legend_rows([t["name"] for t in traces], 2 * LEGEND_CHARS_PER_ROW)  # the page's full width
+    layout = dict(height=8 + 22 * rows, margin=dict(l=0, r=0, t=0, b=0), showlegend=True,
+                  xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="rgba(0,0,0,0)",
+                  legend=dict(font=dict(size=12), orientation="h", x=0, xanchor="left", y=1, yanchor="top",
+                              itemclick=False, itemdoubleclick=False))
+    return go.Figure(data=traces, layout=layout)
+
+
 def metric_figure(history: pd.DataFrame, metric: str, colors: Mapping[str, str], labels: Mapping[str, str],
                   smoothing: float = 0.0, log_y: bool = False, x_title: str = "step",
-                  max_points: int = MAX_POINTS) -> go.Figure:
-    """Overlaid curves of one metric, one trace per run (raw faint behind when smoothed)."""
+                  max_points: int = MAX_POINTS, legend: bool = True) -> go.Figure:
+    """Overlaid curves of one metric, one trace per run (raw faint behind when smoothed).
+
+    legend=False leaves the legend to one legend_figure above a grid of these."""
     rows = history[(history["key"] == metric) & np.isfinite(history["value"])]
     if "x" not in rows:
         rows = rows.assign(x=rows["step"].astype(float))
     groups = [(run_id, g.sort_values(["x", "timestamp"])) for run_id, g in rows.groupby("run_id", sort=False)]
     webgl = sum(min(len(g), max_points) for _, g in groups) * (2 if smoothing > 0 else 1) > WEBGL_ABOVE
     order = {run_id: i for i, run_id in enumerate(colors)}
+    full = {run_id: labels.get(run_id, run_id[:8]) for run_id, _ in groups}
+    short = short_labels(full)
     traces = []
     for run_id, g in sorted(groups, key=lambda item: order.get(item[0], len(order))):
         x, y, step = g["x"].to_numpy(), g["value"].to_numpy(), g["step"].to_numpy()
-        color, name = colors.get(run_id, "#888888"), labels.get(run_id, run_id[:8])
+        color, name = colors.get(run_id, "#888888"), full[run_id]
         where = "step %{x}" if x_title == "step" else f"{x_title} %{{x:.4~g}} · step %{{customdata}}"
         hover = f"<b>{name}</b><br>{where}<br>{metric} %{{y:.5~g}}<extra></extra>"
         smooth = smoothing > 0 and (names.is_per_step(metric) or len(y) >= SMOOTH_MIN_POINTS)
@@ -109,16 +148,16 @@ def metric_figure(history: pd.DataFrame, metric: str, colors: Mapping[str, str],
             keep = downsample(values, max_points)
             traces.append(dict(
                 type="scattergl" if webgl else "scatter", x=x[keep], y=values[keep], customdata=step[keep],
-                mode="lines", name=name, legendgroup=run_id, showlegend=main, opacity=opacity,
+                mode="lines", name=short[run_id], legendgroup=run_id, showlegend=main and legend, opacity=opacity,
                 hovertemplate=hover, line=dict(color=color, width=2 if main else 1)))
     # the legend is rows above the plot, never a column beside it: the curves keep the chart's full width
-    legend = dict(font=dict(size=11), itemclick="toggleothers", itemdoubleclick="toggle", orientation="h",
-                  yanchor="bottom", y=1.0, xanchor="left", x=0)
-    chars = sum(len(labels.get(run_id, run_id[:8])) + 6 for run_id, _ in groups)
-    legend_rows = -(-chars // LEGEND_CHARS_PER_ROW) if groups else 0
+    box = dict(font=dict(size=11), itemclick="toggleothers", itemdoubleclick="toggle", orientation="h",
+               yanchor="bottom", y=1.0, xanchor="left", x=0)
+    legend_rows = _legend_rows(list(short.values()), LEGEND_CHARS_PER_ROW) if legend else 0
     layout = dict(title=dict(text=metric, yref="container", y=1.0, yanchor="top", pad=dict(t=10)),
                   xaxis=dict(title=dict(text=x_title)), yaxis=dict(title=dict(text=metric)), hovermode="closest",
-                  height=400 + 20 * legend_rows, legend=legend, margin=dict(l=10, r=10, t=44 + 20 * legend_rows, b=10))
+                  height=400 + 20 * legend_rows, legend=box, showlegend=legend,
+                  margin=dict(l=10, r=10, t=44 + 20 * legend_rows, b=10))
     # 50 runs make 100 traces: validating each costs ~5 ms, building from dicts unvalidated ~0.3 ms
     fig = go.Figure(data=traces, layout=layout, _validate=False)
     xs = rows["x"].to_numpy()

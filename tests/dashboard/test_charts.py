@@ -253,3 +253,27 @@ def test_a_confusion_matrix_of_number_words_reads_zero_to_nine():
         assert list(fig.data[0].x) == shown
     diagonal, mistakes = charts.confusion_matrix_figure(matrix, words).data
     assert diagonal.z[0][0] == 10 and diagonal.z[8][8] == 1 and mistakes.z[8][1] == 3  # cells moved with labels
+
+
+SWEEP_LABELS = {f"r{i}": f"sweep-0{i} lr=0.0{i} batch_size=64 weight_decay=0.0005" for i in (1, 2, 3)}
+
+
+def test_long_legend_names_are_cut_at_a_word_and_stay_apart():
+    short = charts.short_labels(SWEEP_LABELS)
+    assert short["r3"] == "sweep-03 lr=0.03 batch_size=64…" and len(set(short.values())) == 3
+    assert charts.short_labels({"a": "tiny-mlp (lr=3.00e-3)"}) == {"a": "tiny-mlp (lr=3.00e-3)"}  # short: whole
+    alike = {"a": "sweep lr=0.01 batch_size=64 weight_decay=0.0005", "b": "sweep lr=0.01 batch_size=64 weight_decay=0.005"}
+    assert charts.short_labels(alike) == alike  # cut alike, they would read as one run
+
+
+def test_a_grid_of_curves_has_one_legend_above_it_and_full_names_on_hover():
+    runs = {r: np.linspace(1, 0, 10) for r in SWEEP_LABELS}
+    colors = charts.run_colors(list(runs))
+    fig = charts.metric_figure(history(runs), "train_loss_step", colors, SWEEP_LABELS, legend=False)
+    assert fig.layout.showlegend is False and not any(t.showlegend for t in fig.data)
+    assert fig.layout.margin.t == 44  # no room kept for legend rows
+    assert SWEEP_LABELS["r3"] in fig.data[2].hovertemplate  # the whole name where the curve is pointed at
+    legend = charts.legend_figure(colors, SWEEP_LABELS)
+    assert [t.name for t in legend.data] == list(charts.short_labels(SWEEP_LABELS).values())
+    assert [t.line.color for t in legend.data] == list(colors.values())
+    assert legend.layout.legend.orientation == "h" and legend.layout.height < 100  # a strip, not a chart
