@@ -88,6 +88,26 @@ def with_x(history: pd.DataFrame, axis: str, steps_per_epoch: Mapping[str, float
     return out, f"relative time ({unit})"
 
 
+def _smoothed(metric: str, points: int, smoothing: float) -> bool:
+    return smoothing > 0 and (names.is_per_step(metric) or points >= SMOOTH_MIN_POINTS)
+
+
+def left_raw(history: pd.DataFrame, metrics: Sequence[str], smoothing: float) -> list[str]:
+    """The metrics that a smoothing weight leaves as logged in every run: short per-epoch series."""
+    if smoothing <= 0:
+        return []
+    finite = history[np.isfinite(history["value"])]
+    points = finite.groupby(["key", "run_id"]).size()
+    return [m for m in metrics if m in points and not any(_smoothed(m, n, smoothing) for n in points[m])]
+
+
+def smoothing_note(raw: Sequence[str]) -> str:
+    """Why the smoothing slider leaves these curves alone, for beside the slider."""
+    listed = ", ".join(raw)
+    return (f"Smoothing leaves {listed} as logged: one point an epoch, fewer than {SMOOTH_MIN_POINTS} points, which "
+            "an average would only drag behind the real values. It smooths per-step curves and longer series.")
+
+
 def short_labels(labels: Mapping[str, str], max_chars: int = LEGEND_LABEL_CHARS) -> dict[str, str]:
     """Legend names cut at a word to `max_chars` ("sweep-03 lr=0.03 batch_size=64…"); a name whose cut
     would read like another run's stays whole."""
@@ -142,7 +162,7 @@ def metric_figure(history: pd.DataFrame, metric: str, colors: Mapping[str, str],
         color, name = colors.get(run_id, "#888888"), full[run_id]
         where = "step %{x}" if x_title == "step" else f"{x_title} %{{x:.4~g}} · step %{{customdata}}"
         hover = f"<b>{name}</b><br>{where}<br>{metric} %{{y:.5~g}}<extra></extra>"
-        smooth = smoothing > 0 and (names.is_per_step(metric) or len(y) >= SMOOTH_MIN_POINTS)
+        smooth = _smoothed(metric, len(y), smoothing)
         series = [(y, 1.0, True)] if not smooth else [(y, 0.25, False), (ema(y, smoothing), 1.0, True)]
         for values, opacity, main in series:
             keep = downsample(values, max_points)

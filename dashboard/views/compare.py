@@ -67,6 +67,9 @@ def curves(chosen: list[str], metrics: list[str], axis: str, smoothing: float, l
     start_ms = (selected["train_start"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(milliseconds=1)  # not queue time
     drawn, x_title = charts.with_x(history, axis, tables.steps_per_epoch(selected),
                                    dict(zip(selected["run_id"], start_ms)))
+    raw = charts.left_raw(history, metrics, smoothing)
+    if raw:  # right under the slider, which visibly does nothing to these
+        st.caption(charts.smoothing_note(raw))
     if not history.empty:  # one legend for the grid, above it, where no chart's tool bar covers it
         st.plotly_chart(charts.legend_figure({r: colors[r] for r in selected["run_id"]}, labels), key="curve_legend",
                         config={"staticPlot": True})

@@ -105,7 +105,9 @@ def curves(run: dict) -> None:
     history = store.metric_histories({run_id: run["last_update"]}, logged)
     left, right = st.columns([2, 3])
     axis = left.radio("x axis", charts.X_AXES, horizontal=True, key="detail_x_axis")
-    smoothing = right.slider("Smoothing of train_loss_step", 0.0, 0.99, 0.6, 0.01, key="detail_smoothing")
+    smoothing = right.slider("Smoothing of train_loss_step", 0.0, 0.99, 0.6, 0.01, key="detail_smoothing",
+                             help="the per-step loss only: per-epoch curves have one point an epoch, which an "
+                                  "average would only drag behind the real values")
     frame = pd.DataFrame([{**run, **{f"params.{k}": v for k, v in run["params"].items()},
                            **{f"tags.{k}": v for k, v in run["tags"].items()}}])
     drawn, x_title = charts.with_x(history, axis, tables.steps_per_epoch(frame),

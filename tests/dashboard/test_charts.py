@@ -277,3 +277,13 @@ def test_a_grid_of_curves_has_one_legend_above_it_and_full_names_on_hover():
     assert [t.name for t in legend.data] == list(charts.short_labels(SWEEP_LABELS).values())
     assert [t.line.color for t in legend.data] == list(colors.values())
     assert legend.layout.legend.orientation == "h" and legend.layout.height < 100  # a strip, not a chart
+
+
+def test_the_smoothing_note_names_the_curves_the_slider_leaves_alone():
+    data = pd.concat([history({"a": np.ones(200), "b": np.ones(200)}),
+                      history({"a": np.ones(5), "b": np.ones(5)}, key="val_loss"),
+                      history({"a": np.ones(40)}, key="lr")], ignore_index=True)
+    metrics = ["train_loss_step", "val_loss", "lr"]
+    assert charts.left_raw(data, metrics, 0.0) == []  # no smoothing asked: nothing to explain
+    assert charts.left_raw(data, metrics, 0.6) == ["val_loss"]  # 40 epochs of lr are smoothed
+    assert "val_loss" in charts.smoothing_note(["val_loss"]) and "per-step" in charts.smoothing_note(["val_loss"])

@@ -70,6 +70,14 @@ def test_x_axis_smoothing_and_log_scale(trained_runs):
     assert not at.exception
 
 
+def test_smoothing_says_which_curves_it_leaves_as_logged(trained_runs):
+    at = open_page("compare", runs=",".join(trained_runs[:2]))
+    assert "Smoothing leaves" not in texts(at.caption)  # no smoothing asked
+    at.slider(key="smoothing").set_value(0.8).run()
+    [note] = [c.value for c in at.caption if "Smoothing leaves" in c.value]
+    assert "val_loss" in note and "train_loss_step" not in note  # 2 epochs stay raw, the per-step loss is smoothed
+
+
 def test_editing_the_selection_rewrites_the_url(trained_runs):
     at = open_page("compare", runs=",".join(trained_runs))
     at.multiselect(key="runs").unselect(trained_runs[0]).run()

@@ -140,3 +140,8 @@ def test_evaluation_shows_the_mistakes_explained(trained_run):
     at = open_page("run_detail", run=trained_run)
     assert not at.exception
     assert any("why the most confident mistakes were made" in c for image in at.image for c in image.captions)
+
+
+def test_the_smoothing_slider_says_it_leaves_per_epoch_curves_alone(trained_run):
+    at = open_page("run_detail", run=trained_run)
+    assert "per-epoch curves" in at.slider(key="detail_smoothing").help
