@@ -345,22 +345,29 @@ def top_classes_figure(top: pd.DataFrame) -> go.Figure:
 # red where a pixel raised the class score, blue where it lowered it, see-through where it did neither
 EXPLANATION_SCALE = [[0.0, "rgba(31, 119, 220, 0.75)"], [0.5, "rgba(255, 255, 255, 0)"],
                      [1.0, "rgba(214, 39, 40, 0.75)"]]
+EVIDENCE_FOR_SCALE = [[0.0, "rgba(255, 255, 255, 0)"], [1.0, "rgba(214, 39, 40, 0.75)"]]  # maps >= 0 (Grad-CAM)
 
 
-def explanation_figure(picture: np.ndarray, heat: np.ndarray, title: str = "", smooth: bool = False) -> go.Figure:
+def explanation_figure(picture: np.ndarray, heat: np.ndarray, title: str = "", smooth: bool = False,
+                       signed: bool = True, scale: bool = False) -> go.Figure:
     """A heat map in [-1, 1] (any size) stretched over a picture (uint8 (H, W), (H, W, 1) or (H, W, 3)).
 
     The model input is the picture (for ImageNet-style models its centre, images.input_region) resized
     without keeping its aspect, so stretching the map over it puts every cell over the pixels it was
-    computed from.
+    computed from. `signed`: the method can say what lowered the score (blue, symmetric around 0);
+    maps >= 0 (Grad-CAM) get a 0-to-red scale that promises no blue. `scale` draws that scale.
     """
     picture = np.asarray(picture, dtype=np.uint8)
     picture = picture[..., None] if picture.ndim == 2 else picture
     picture = np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture
     (h, w), (mh, mw) = picture.shape[:2], heat.shape
     fig = go.Figure(go.Image(z=picture, hoverinfo="skip"))
-    fig.add_trace(go.Heatmap(z=np.clip(heat, -1, 1), x0=w / mw / 2 - 0.5, dx=w / mw, y0=h / mh / 2 - 0.5, dy=h / mh,
-                             zmin=-1, zmax=1, colorscale=EXPLANATION_SCALE, showscale=False,
+    low = -1 if signed else 0
+    ticks = dict(tickvals=[-1, 0, 1], ticktext=["lowered", "0", "raised"]) if signed else \
+        dict(tickvals=[0, 1], ticktext=["0", "raised"])
+    fig.add_trace(go.Heatmap(z=np.clip(heat, low, 1), x0=w / mw / 2 - 0.5, dx=w / mw, y0=h / mh / 2 - 0.5, dy=h / mh,
+                             zmin=low, zmax=1, colorscale=EXPLANATION_SCALE if signed else EVIDENCE_FOR_SCALE,
+                             showscale=scale, colorbar=dict(thickness=10, len=0.8, outlinewidth=0, **ticks),
                              zsmooth="best" if smooth else False,
                              hovertemplate="evidence %{z:+.2f}<extra></extra>"))
     fig.update_xaxes(visible=False, range=[-0.5, w - 0.5])

@@ -287,3 +287,13 @@ def test_the_smoothing_note_names_the_curves_the_slider_leaves_alone():
     assert charts.left_raw(data, metrics, 0.0) == []  # no smoothing asked: nothing to explain
     assert charts.left_raw(data, metrics, 0.6) == ["val_loss"]  # 40 epochs of lr are smoothed
     assert "val_loss" in charts.smoothing_note(["val_loss"]) and "per-step" in charts.smoothing_note(["val_loss"])
+
+
+def test_a_map_that_cannot_be_negative_gets_a_scale_without_blue():
+    heat = np.array([[0.0, 0.5], [1.0, 0.25]])
+    cam = charts.explanation_figure(np.zeros((8, 8), np.uint8), heat, signed=False, scale=True).data[1]
+    assert (cam.zmin, cam.zmax) == (0, 1) and cam.showscale and list(cam.colorbar.ticktext) == ["0", "raised"]
+    assert all("214, 39, 40" in color or ", 0)" in color for _, color in cam.colorscale)  # see-through to red
+    ig = charts.explanation_figure(np.zeros((8, 8), np.uint8), -heat, scale=True).data[1]
+    assert (ig.zmin, ig.zmax) == (-1, 1) and list(ig.colorbar.ticktext) == ["lowered", "0", "raised"]
+    assert not charts.explanation_figure(np.zeros((8, 8), np.uint8), heat).data[1].showscale
