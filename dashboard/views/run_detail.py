@@ -169,7 +169,7 @@ def explanations(run_id: str, version: int) -> None:
     try:
         st.image(store.artifact_bytes(run_id, names.EXPLANATIONS_PNG, version),
                  caption="why the most confident mistakes were made: what spoke for the predicted class and for "
-                         "the true one, both maps of an image on one scale (its largest value); the colour scale "
+                         "the true one, both maps of an image on one scale (its largest absolute value); the colour scale "
                          "under them says what red and blue mean, and Grad-CAM maps have no blue: they are ≥ 0")
     except store.ArtifactNotFoundError:
         st.caption(f"No explanations: {names.EXPLANATIONS_PNG} was not logged (runs trained before explanations "

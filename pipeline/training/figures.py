@@ -59,7 +59,7 @@ def misclassified_figure(images: np.ndarray, labels: np.ndarray, predictions: np
         ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0),
                   cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=255)
         ax.set_title(f"{classes[labels[i]]} → {classes[predictions[i]]}\n({confidence[i]:.0%})", fontsize=8)
-    title = f"{plural(len(np.flatnonzero(labels != predictions)), 'misclassified test image')}"
+    title = plural(len(np.flatnonzero(labels != predictions)), "misclassified test image")
     fig.suptitle(title if len(wrong) else "no misclassified test images", fontsize=10)
     fig.tight_layout()
     return fig
