@@ -115,7 +115,8 @@ def short_labels(labels: Mapping[str, str], max_chars: int = LEGEND_LABEL_CHARS)
         if len(label) <= max_chars:
             return label
         head = label[:max_chars].rsplit(" ", 1)[0] if " " in label[:max_chars] else label[:max_chars - 1]
-        return head.rstrip(" ,(") + "…"
+        head = head.rstrip(" ,(")
+        return head + (", …)" if head.count("(") > head.count(")") else "…")  # "koi (model=cnn, …)"
 
     short = {run_id: cut(label) for run_id, label in labels.items()}
     seen: dict[str, int] = {}

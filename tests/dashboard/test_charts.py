@@ -262,6 +262,7 @@ def test_long_legend_names_are_cut_at_a_word_and_stay_apart():
     short = charts.short_labels(SWEEP_LABELS)
     assert short["r3"] == "sweep-03 lr=0.03 batch_size=64…" and len(set(short.values())) == 3
     assert charts.short_labels({"a": "tiny-mlp (lr=3.00e-3)"}) == {"a": "tiny-mlp (lr=3.00e-3)"}  # short: whole
+    assert charts.short_labels({"a": "adaptable-koi-736 (model=cnn, epochs=2)"}) == {"a": "adaptable-koi-736 (model=cnn, …)"}
     alike = {"a": "sweep lr=0.01 batch_size=64 weight_decay=0.0005", "b": "sweep lr=0.01 batch_size=64 weight_decay=0.005"}
     assert charts.short_labels(alike) == alike  # cut alike, they would read as one run
 
