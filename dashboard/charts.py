@@ -15,11 +15,13 @@ import plotly.graph_objects as go
 from scipy.signal import lfilter  # scikit-learn's dependency; imported here, not on the first smoothed chart
 
 from pipeline import names
+from pipeline.training.metrics import display_order
 
 MAX_POINTS = 2000        # points per drawn trace: enough for any screen, light for 50 runs
 TEXT_MAX_CLASSES = 30    # above this, cell numbers are unreadable: hover only
 WEBGL_ABOVE = 20_000     # total drawn points above which traces switch to WebGL
 LEGEND_CHARS_PER_ROW = 110  # legend text that fits one row above a chart (a half-width chart is ~700 px)
+LEGEND_LABEL_CHARS = 32     # longer legend names are cut at a word: the curves' hover keeps the whole name
 SMOOTH_MIN_POINTS = 30   # shorter per-epoch series are drawn raw: an EMA of a few points lags far behind them
 PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
 CORRECT_SCALE = [[0.0, "#e5f5e0"], [1.0, "#00441b"]]   # the diagonal, in greens
@@ -86,38 +88,97 @@ def with_x(history: pd.DataFrame, axis: str, steps_per_epoch: Mapping[str, float
     return out, f"relative time ({unit})"
 
 
+def _smoothed(metric: str, points: int, smoothing: float) -> bool:
+    return smoothing > 0 and (names.is_per_step(metric) or points >= SMOOTH_MIN_POINTS)
+
+
+def left_raw(history: pd.DataFrame, metrics: Sequence[str], smoothing: float) -> list[str]:
+    """The metrics that a smoothing weight leaves as logged in every run: short per-epoch series."""
+    if smoothing <= 0:
+        return []
+    finite = history[np.isfinite(history["value"])]
+    points = finite.groupby(["key", "run_id"]).size()
+    return [m for m in metrics if m in points and not any(_smoothed(m, n, smoothing) for n in points[m])]
+
+
+def smoothing_note(raw: Sequence[str]) -> str:
+    """Why the smoothing slider leaves these curves alone, for beside the slider."""
+    listed = ", ".join(raw)
+    return (f"Smoothing leaves {listed} as logged: one point an epoch, fewer than {SMOOTH_MIN_POINTS} points, which "
+            "an average would only drag behind the real values. It smooths per-step curves and longer series.")
+
+
+def short_labels(labels: Mapping[str, str], max_chars: int = LEGEND_LABEL_CHARS) -> dict[str, str]:
+    """Legend names cut at a word to `max_chars` ("sweep-03 lr=0.03 batch_size=64…"); a name whose cut
+    would read like another run's stays whole."""
+    def cut(label: str) -> str:
+        if len(label) <= max_chars:
+            return label
+        head = label[:max_chars].rsplit(" ", 1)[0] if " " in label[:max_chars] else label[:max_chars - 1]
+        head = head.rstrip(" ,(")
+        return head + (", …)" if head.count("(") > head.count(")") else "…")  # "koi (model=cnn, …)"
+
+    short = {run_id: cut(label) for run_id, label in labels.items()}
+    seen: dict[str, int] = {}
+    for text in short.values():
+        seen[text] = seen.get(text, 0) + 1
+    return {run_id: text if seen[text] == 1 else labels[run_id] for run_id, text in short.items()}
+
+
+def _legend_rows(texts: Sequence[str], chars_per_row: int) -> int:
+    return -(-sum(len(t) + 6 for t in texts) // chars_per_row) if texts else 0
+
+
+def legend_figure(colors: Mapping[str, str], labels: Mapping[str, str]) -> go.Figure:
+    """One legend for a grid of curves (draw them with legend=False): the runs' colors and short names,
+    full width above the grid, where no chart's tool bar covers it."""
+    short = short_labels(labels)
+    traces = [dict(type="scatter", x=[None], y=[None], mode="lines", name=short.get(run_id, run_id[:8]),
+                   line=dict(color=color, width=3), hoverinfo="skip") for run_id, color in colors.items()]
+    rows = _legend_rows([t["name"] for t in traces], 2 * LEGEND_CHARS_PER_ROW)  # the page's full width
+    layout = dict(height=8 + 22 * rows, margin=dict(l=0, r=0, t=0, b=0), showlegend=True,
+                  xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="rgba(0,0,0,0)",
+                  legend=dict(font=dict(size=12), orientation="h", x=0, xanchor="left", y=1, yanchor="top",
+                              itemclick=False, itemdoubleclick=False))
+    return go.Figure(data=traces, layout=layout)
+
+
 def metric_figure(history: pd.DataFrame, metric: str, colors: Mapping[str, str], labels: Mapping[str, str],
                   smoothing: float = 0.0, log_y: bool = False, x_title: str = "step",
-                  max_points: int = MAX_POINTS) -> go.Figure:
-    """Overlaid curves of one metric, one trace per run (raw faint behind when smoothed)."""
+                  max_points: int = MAX_POINTS, legend: bool = True) -> go.Figure:
+    """Overlaid curves of one metric, one trace per run (raw faint behind when smoothed).
+
+    legend=False leaves the legend to one legend_figure above a grid of these."""
     rows = history[(history["key"] == metric) & np.isfinite(history["value"])]
     if "x" not in rows:
         rows = rows.assign(x=rows["step"].astype(float))
     groups = [(run_id, g.sort_values(["x", "timestamp"])) for run_id, g in rows.groupby("run_id", sort=False)]
     webgl = sum(min(len(g), max_points) for _, g in groups) * (2 if smoothing > 0 else 1) > WEBGL_ABOVE
     order = {run_id: i for i, run_id in enumerate(colors)}
+    full = {run_id: labels.get(run_id, run_id[:8]) for run_id, _ in groups}
+    short = short_labels(full)
     traces = []
     for run_id, g in sorted(groups, key=lambda item: order.get(item[0], len(order))):
         x, y, step = g["x"].to_numpy(), g["value"].to_numpy(), g["step"].to_numpy()
-        color, name = colors.get(run_id, "#888888"), labels.get(run_id, run_id[:8])
+        color, name = colors.get(run_id, "#888888"), full[run_id]
         where = "step %{x}" if x_title == "step" else f"{x_title} %{{x:.4~g}} · step %{{customdata}}"
         hover = f"<b>{name}</b><br>{where}<br>{metric} %{{y:.5~g}}<extra></extra>"
-        smooth = smoothing > 0 and (names.is_per_step(metric) or len(y) >= SMOOTH_MIN_POINTS)
+        smooth = _smoothed(metric, len(y), smoothing)
         series = [(y, 1.0, True)] if not smooth else [(y, 0.25, False), (ema(y, smoothing), 1.0, True)]
         for values, opacity, main in series:
             keep = downsample(values, max_points)
             traces.append(dict(
                 type="scattergl" if webgl else "scatter", x=x[keep], y=values[keep], customdata=step[keep],
-                mode="lines", name=name, legendgroup=run_id, showlegend=main, opacity=opacity,
+                mode="lines", name=short[run_id], legendgroup=run_id, showlegend=main and legend, opacity=opacity,
                 hovertemplate=hover, line=dict(color=color, width=2 if main else 1)))
     # the legend is rows above the plot, never a column beside it: the curves keep the chart's full width
-    legend = dict(font=dict(size=11), itemclick="toggleothers", itemdoubleclick="toggle", orientation="h",
-                  yanchor="bottom", y=1.0, xanchor="left", x=0)
-    chars = sum(len(labels.get(run_id, run_id[:8])) + 6 for run_id, _ in groups)
-    legend_rows = -(-chars // LEGEND_CHARS_PER_ROW) if groups else 0
+    box = dict(font=dict(size=11), itemclick="toggleothers", itemdoubleclick="toggle", orientation="h",
+               yanchor="bottom", y=1.0, xanchor="left", x=0)
+    legend_rows = _legend_rows(list(short.values()), LEGEND_CHARS_PER_ROW) if legend else 0
     layout = dict(title=dict(text=metric, yref="container", y=1.0, yanchor="top", pad=dict(t=10)),
                   xaxis=dict(title=dict(text=x_title)), yaxis=dict(title=dict(text=metric)), hovermode="closest",
-                  height=400 + 20 * legend_rows, legend=legend, margin=dict(l=10, r=10, t=44 + 20 * legend_rows, b=10))
+                  height=400 + 20 * legend_rows, legend=box, showlegend=legend,
+                  margin=dict(l=10, r=10, t=44 + 20 * legend_rows, b=10))
     # 50 runs make 100 traces: validating each costs ~5 ms, building from dicts unvalidated ~0.3 ms
     fig = go.Figure(data=traces, layout=layout, _validate=False)
     xs = rows["x"].to_numpy()
@@ -147,6 +208,12 @@ def _cell_values(counts: np.ndarray, normalize: bool) -> np.ndarray:
     return _row_share(counts) * 100 if normalize else counts
 
 
+def _in_display_order(counts: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Rows and columns in metrics.display_order ("two" before "ten", "class9" before "class10")."""
+    order = display_order(labels)
+    return counts[np.ix_(order, order)], [labels[i] for i in order]
+
+
 def mistakes_max(matrix: Sequence[Sequence[int]], normalize: bool = False) -> float:
     """The largest off-diagonal value as drawn: pass the max of two runs' to draw them on one scale."""
     values = _cell_values(np.asarray(matrix, dtype=float), normalize)
@@ -165,6 +232,7 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]], labels: Sequence[st
     n = len(labels)
     if counts.shape != (n, n):
         raise ValueError(f"a confusion matrix for {n} classes must be {n}x{n}, got {counts.shape}")
+    counts, labels = _in_display_order(counts, labels)
     share = _row_share(counts)
     values = _cell_values(counts, normalize)
     diagonal = np.eye(n, dtype=bool)
@@ -201,6 +269,7 @@ def confusion_difference_figure(before: Sequence[Sequence[int]], after: Sequence
     if a.shape != (n, n) or b.shape != (n, n):
         raise ValueError("the two runs' confusion matrices have different classes; "
                          "they cannot be compared cell by cell")
+    (a, _), (b, labels) = _in_display_order(a, labels), _in_display_order(b, labels)
     delta = (_row_share(b) - _row_share(a)) * 100 if normalize else b - a
     gain = np.where(np.eye(n, dtype=bool), delta, -delta)
     limit = float(np.abs(gain).max()) or 1.0
@@ -277,22 +346,29 @@ def top_classes_figure(top: pd.DataFrame) -> go.Figure:
 # red where a pixel raised the class score, blue where it lowered it, see-through where it did neither
 EXPLANATION_SCALE = [[0.0, "rgba(31, 119, 220, 0.75)"], [0.5, "rgba(255, 255, 255, 0)"],
                      [1.0, "rgba(214, 39, 40, 0.75)"]]
+EVIDENCE_FOR_SCALE = [[0.0, "rgba(255, 255, 255, 0)"], [1.0, "rgba(214, 39, 40, 0.75)"]]  # maps >= 0 (Grad-CAM)
 
 
-def explanation_figure(picture: np.ndarray, heat: np.ndarray, title: str = "", smooth: bool = False) -> go.Figure:
+def explanation_figure(picture: np.ndarray, heat: np.ndarray, title: str = "", smooth: bool = False,
+                       signed: bool = True, scale: bool = False) -> go.Figure:
     """A heat map in [-1, 1] (any size) stretched over a picture (uint8 (H, W), (H, W, 1) or (H, W, 3)).
 
     The model input is the picture (for ImageNet-style models its centre, images.input_region) resized
     without keeping its aspect, so stretching the map over it puts every cell over the pixels it was
-    computed from.
+    computed from. `signed`: the method can say what lowered the score (blue, symmetric around 0);
+    maps >= 0 (Grad-CAM) get a 0-to-red scale that promises no blue. `scale` draws that scale.
     """
     picture = np.asarray(picture, dtype=np.uint8)
     picture = picture[..., None] if picture.ndim == 2 else picture
     picture = np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture
     (h, w), (mh, mw) = picture.shape[:2], heat.shape
     fig = go.Figure(go.Image(z=picture, hoverinfo="skip"))
-    fig.add_trace(go.Heatmap(z=np.clip(heat, -1, 1), x0=w / mw / 2 - 0.5, dx=w / mw, y0=h / mh / 2 - 0.5, dy=h / mh,
-                             zmin=-1, zmax=1, colorscale=EXPLANATION_SCALE, showscale=False,
+    low = -1 if signed else 0
+    ticks = dict(tickvals=[-1, 0, 1], ticktext=["lowered", "0", "raised"]) if signed else \
+        dict(tickvals=[0, 1], ticktext=["0", "raised"])
+    fig.add_trace(go.Heatmap(z=np.clip(heat, low, 1), x0=w / mw / 2 - 0.5, dx=w / mw, y0=h / mh / 2 - 0.5, dy=h / mh,
+                             zmin=low, zmax=1, colorscale=EXPLANATION_SCALE if signed else EVIDENCE_FOR_SCALE,
+                             showscale=scale, colorbar=dict(thickness=10, len=0.8, outlinewidth=0, **ticks),
                              zsmooth="best" if smooth else False,
                              hovertemplate="evidence %{z:+.2f}<extra></extra>"))
     fig.update_xaxes(visible=False, range=[-0.5, w - 0.5])
@@ -309,8 +385,11 @@ def lr_find_figure(test: Mapping) -> go.Figure:
         go.Scatter(x=lrs, y=list(test["losses"]), mode="lines", name="loss", line=dict(color="#bbbbbb", width=1)),
         go.Scatter(x=lrs, y=smoothed, mode="lines", name="smoothed loss", line=dict(color=PALETTE[0], width=2)),
     ])
-    fig.add_vline(x=test["suggestion"], line_dash="dash", line_color="#d62728",
-                  annotation_text=f"suggested {test['suggestion']:.2g}", annotation_position="top left")
+    suggestion = test["suggestion"]
+    fig.add_vline(x=suggestion, line_dash="dash", line_color="#d62728")
+    # an annotation on a log axis is placed at 10**x (a shape is not): give it log10, so it sits by its line
+    fig.add_annotation(x=np.log10(suggestion), xref="x", y=1, yref="y domain", xanchor="left", yanchor="top",
+                       xshift=4, showarrow=False, text=f"suggested {suggestion:.2g}", font=dict(color="#d62728"))
     top = max(smoothed[: max(1, len(smoothed) // 2)]) * 1.5 if smoothed else None
     fig.update_layout(height=320, margin=dict(l=60, r=20, t=30, b=40), legend=dict(orientation="h", y=1.12),
                       xaxis=dict(type="log", title="learning rate", exponentformat="e"),

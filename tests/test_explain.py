@@ -77,6 +77,13 @@ def test_maps_pass_the_randomization_and_deletion_checks(arch, explainers, test_
     assert salient > 1.5 * random
 
 
+def test_grad_cam_maps_are_never_negative_and_integrated_gradients_keep_the_sign(explainers, test_split):
+    images, _ = test_split
+    cam, ig = explainers["cnn"].explain(images[:50]), explainers["mlp"].explain(images[:50])
+    assert all(e.attribution.min() >= 0 for e in cam) and not any(e.signed for e in cam)  # Captum's ReLU
+    assert sum((e.attribution < 0).any() for e in ig) >= 45 and all(e.signed for e in ig)  # blue is drawn
+
+
 def test_the_method_follows_the_size_of_the_last_block():
     def method(arch: str, side: int, channels: int = 1) -> str:
         pre = predict.Preprocessing(tuple("0123456789"), channels, (side, side), (0.5,) * channels,

@@ -37,3 +37,18 @@ def test_never_predicted_class_scores_zero_not_nan():
 def test_most_confused_pairs():
     m = np.array([[5, 3, 0], [1, 4, 0], [0, 7, 2]])
     assert metrics.most_confused(m, ["a", "b", "c"], top=2) == [("c", "b", 7), ("a", "b", 3)]
+
+
+WORDS = ["eight", "five", "four", "nine", "one", "seven", "six", "three", "two", "zero"]  # a folder's sorted names
+
+
+def test_classes_named_by_numbers_show_in_number_order_others_as_given():
+    show = lambda labels: [labels[i] for i in metrics.display_order(labels)]  # noqa: E731
+    assert show(WORDS) == ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    assert show(["0", "1", "10", "2", "9"]) == ["0", "1", "2", "9", "10"]
+    assert show(["class1", "class10", "class2", "class9"]) == ["class1", "class2", "class9", "class10"]
+    assert show(["Two", "ten", "One"]) == ["One", "Two", "ten"]
+    fashion = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    assert show(fashion) == fashion  # named classes keep their dataset's order
+    assert show(["cat", "dog2"]) == ["cat", "dog2"]
+

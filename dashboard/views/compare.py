@@ -67,12 +67,19 @@ def curves(chosen: list[str], metrics: list[str], axis: str, smoothing: float, l
     start_ms = (selected["train_start"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(milliseconds=1)  # not queue time
     drawn, x_title = charts.with_x(history, axis, tables.steps_per_epoch(selected),
                                    dict(zip(selected["run_id"], start_ms)))
-    per_row = 2 if len(chosen) <= WIDE_ABOVE else 1  # many runs: full-width charts leave room for the legend
+    raw = charts.left_raw(history, metrics, smoothing)
+    if raw:  # right under the slider, which visibly does nothing to these
+        st.caption(charts.smoothing_note(raw))
+    if not history.empty:  # one legend for the grid, above it, where no chart's tool bar covers it
+        st.plotly_chart(charts.legend_figure({r: colors[r] for r in selected["run_id"]}, labels), key="curve_legend",
+                        config={"staticPlot": True})
+    per_row = 2 if len(chosen) <= WIDE_ABOVE else 1  # many runs: full-width charts read better
     columns = st.columns(per_row)
     for i, metric in enumerate(metrics):
         with columns[i % per_row]:
             if (history["key"] == metric).any():
-                st.plotly_chart(charts.metric_figure(drawn, metric, colors, labels, smoothing, log_y, x_title),
+                st.plotly_chart(charts.metric_figure(drawn, metric, colors, labels, smoothing, log_y, x_title,
+                                                     legend=False),
                                 key=f"curve_{metric}", config={"displaylogo": False})
             else:
                 st.info(f"No history of {metric} for these runs yet.")

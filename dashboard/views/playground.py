@@ -158,7 +158,8 @@ def show_explanations(runs: list, pick: int) -> None:
     """Heat maps of what drove each model's answer on the detailed image, over the original and the input."""
     st.subheader("What drove the answer")
     choice = st.selectbox("Explain", [PREDICTED, *runs[0][0].classes], key="pg_explain_class",
-                          help="the class whose evidence is drawn: red pixels raised its score, blue ones lowered it")
+                          help="the class whose evidence is drawn: red pixels raised its score; blue ones lowered "
+                               "it, where the method can show that (integrated gradients; Grad-CAM maps are ≥ 0)")
     columns = st.columns(2 * len(runs))
     for i, (model, results, _) in enumerate(runs):
         result = results[pick]
@@ -175,13 +176,15 @@ def show_explanations(runs: list, pick: int) -> None:
         original = images.input_region(result.image, pre.image_size, pre.crop).copy()
         original.thumbnail((256, 256))  # the map has the input's few cells: more pixels add nothing
         columns[2 * i].plotly_chart(charts.explanation_figure(np.asarray(original), e.heat, model.ref.label,
-                                                              smooth=True),
+                                                              smooth=True, signed=e.signed),
                                     key=f"pg_explain_original_{i}", config={"displayModeBar": False})
         columns[2 * i + 1].plotly_chart(charts.explanation_figure(result.prepared.transpose(1, 2, 0), e.heat,
-                                                                  "model input"),
+                                                                  "model input", signed=e.signed, scale=True),
                                         key=f"pg_explain_input_{i}", config={"displayModeBar": False})
         other = f" ({model.ref.label} has no class {choice})" if choice not in (PREDICTED, *model.classes) else ""
         columns[2 * i].caption(f"{e.method} for class **{e.label}**{other} · {ms:.0f} ms"
+                               + ("" if e.signed else " · its maps are ≥ 0: they show what raised the score, "
+                                  "not what lowered it")
                                + (" · no pixel spoke for this class: the map is all zero" if e.empty else ""))
 
 

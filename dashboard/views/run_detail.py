@@ -105,7 +105,9 @@ def curves(run: dict) -> None:
     history = store.metric_histories({run_id: run["last_update"]}, logged)
     left, right = st.columns([2, 3])
     axis = left.radio("x axis", charts.X_AXES, horizontal=True, key="detail_x_axis")
-    smoothing = right.slider("Smoothing of train_loss_step", 0.0, 0.99, 0.6, 0.01, key="detail_smoothing")
+    smoothing = right.slider("Smoothing of train_loss_step", 0.0, 0.99, 0.6, 0.01, key="detail_smoothing",
+                             help="the per-step loss only: per-epoch curves have one point an epoch, which an "
+                                  "average would only drag behind the real values")
     frame = pd.DataFrame([{**run, **{f"params.{k}": v for k, v in run["params"].items()},
                            **{f"tags.{k}": v for k, v in run["tags"].items()}}])
     drawn, x_title = charts.with_x(history, axis, tables.steps_per_epoch(frame),
@@ -167,7 +169,8 @@ def explanations(run_id: str, version: int) -> None:
     try:
         st.image(store.artifact_bytes(run_id, names.EXPLANATIONS_PNG, version),
                  caption="why the most confident mistakes were made: what spoke for the predicted class and for "
-                         "the true one (red raised the class score, blue lowered it)")
+                         "the true one, both maps of an image on one scale (its largest absolute value); the colour scale "
+                         "under them says what red and blue mean, and Grad-CAM maps have no blue: they are ≥ 0")
     except store.ArtifactNotFoundError:
         st.caption(f"No explanations: {names.EXPLANATIONS_PNG} was not logged (runs trained before explanations "
                    "existed have none).")

@@ -169,7 +169,8 @@ def log_explanations(client: MlflowClient, run_id: str, result: engine.TrainResu
     top = np.maximum(np.abs(for_predicted).max(axis=(1, 2)), np.abs(for_true).max(axis=(1, 2)))[:, None, None]
     scale = np.where(top > 0, top, 1.0)  # one scale per image: the two maps' strengths compare
     figure = figures.explanations_figure(images, for_predicted / scale, for_true / scale, test.labels[wrong],
-                                         test.predictions[wrong], confidence[wrong], data.classes, explainer.method)
+                                         test.predictions[wrong], confidence[wrong], data.classes, explainer.method,
+                                         explain.signed(explainer.method))
     tracking.log_figure(client, run_id, figure, names.EXPLANATIONS_PNG)
     plt.close(figure)
     tracking.log_arrays(client, run_id, {

@@ -1,7 +1,7 @@
 """Explanations: which pixels drove a model's answer, as a map over its input (Captum).
 
 - Grad-CAM on the last convolutional block for conv nets (cnn, resnet18, mobilenet_v3_small),
-  upsampled bilinearly to the input's size; it is >= 0 (evidence for the class only).
+  upsampled bilinearly to the input's size; it is >= 0 (evidence for the class only: `signed` says so).
 - Signed integrated gradients from the mean image (0 after normalization) for the mlp, and for conv
   nets whose last block is 1x1 at this input size (resnet18 or mobilenet on 8x8 digits), where a
   Grad-CAM map would be one constant. Positive: raised the class score; negative: lowered it.
@@ -37,6 +37,12 @@ SAME_LOGITS = 1e-4         # the rebuilt network may differ from the logged prog
 MIN_MAP_SIDE = 2           # a smaller Grad-CAM map (1x1) is constant: use integrated gradients
 
 
+def signed(method: str) -> bool:
+    """Whether `method`'s maps show what lowered a score too: integrated gradients do; Grad-CAM here keeps
+    Captum's relu_attributions (the published method), so its maps are >= 0."""
+    return method == INTEGRATED_GRADIENTS
+
+
 class ClassNotFoundError(UserError):
     """A class to explain that the model does not have."""
 
@@ -55,6 +61,10 @@ class Explanation:
     @property
     def empty(self) -> bool:
         return not np.any(self.attribution)
+
+    @property
+    def signed(self) -> bool:
+        return signed(self.method)
 
 
 def scaled(attribution: np.ndarray) -> np.ndarray:

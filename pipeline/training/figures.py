@@ -1,17 +1,28 @@
 """Evaluation pictures as matplotlib figures: the confusion matrix and misclassified examples."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pipeline.training import metrics  # noqa: E402
+
 MISCLASSIFIED_SHOWN = 36  # a 6x6 grid
+
+
+def plural(n: int, thing: str) -> str:
+    """'1 misclassified test image', '2 misclassified test images'."""
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 def confusion_matrix_figure(matrix: np.ndarray, labels: list[str]):
     """Counts with row-normalized colour, so small classes' mistakes are as visible as big ones'."""
+    order = metrics.display_order(labels)  # "two" before "ten": the classes' indices stay as trained
+    matrix, labels = np.asarray(matrix)[np.ix_(order, order)], [labels[i] for i in order]
     n = len(labels)
     side = min(max(4.0, 0.55 * n + 2), 24)
     fig, ax = plt.subplots(figsize=(side, side * 0.9), dpi=100)
@@ -48,7 +59,7 @@ def misclassified_figure(images: np.ndarray, labels: np.ndarray, predictions: np
         ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0),
                   cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=255)
         ax.set_title(f"{classes[labels[i]]} → {classes[predictions[i]]}\n({confidence[i]:.0%})", fontsize=8)
-    title = f"{len(np.flatnonzero(labels != predictions))} misclassified test images"
+    title = plural(len(np.flatnonzero(labels != predictions)), "misclassified test image")
     fig.suptitle(title if len(wrong) else "no misclassified test images", fontsize=10)
     fig.tight_layout()
     return fig
@@ -74,6 +85,9 @@ def lr_find_figure(lrs: list[float], losses: list[float], smoothed: list[float],
 # explanations: red where a pixel raised the class score, blue where it lowered it, the image elsewhere
 
 EXPLAINED_SHOWN = 8      # mistakes in the explanations figure, two per row
+TITLE_CHAR_PX = 6.5      # an average character at fontsize 8 and 100 dpi: titles wrap to the figure's width
+TITLE_LINE_PX = 13       # one title line
+SCALE_PX = 50            # the colour scale under the maps, with its labels
 OVERLAY_ALPHA = 0.75     # the strongest evidence covers the image this much
 FOR_CLASS, AGAINST_CLASS = (214, 39, 40), (31, 119, 220)  # red raised the class score, blue lowered it
 
@@ -111,17 +125,23 @@ def _panel(picture: np.ndarray, side: int) -> np.ndarray:
 
 
 def explanations_figure(images: np.ndarray, for_predicted: np.ndarray, for_true: np.ndarray, labels: np.ndarray,
-                        predictions: np.ndarray, confidence: np.ndarray, classes: list[str], method: str):
+                        predictions: np.ndarray, confidence: np.ndarray, classes: list[str], method: str,
+                        signed: bool = True):
     """The most confident mistakes (already chosen, in order), each as: image | map for the predicted
-    class | map for the true class. Maps: (K, H, W) in [-1, 1]. One picture with labels, not 24 axes:
-    drawing stays well under a second."""
-    side, gap, title = 96, 8, 26  # pixels of a panel, between panels, above a row
+    class | map for the true class, over a colour scale. Maps: (K, H, W) in [-1, 1] (one symmetric
+    scale per image). `signed`: the method keeps what lowered a score (integrated gradients); Grad-CAM's
+    maps are >= 0, and the title and the scale say so. One picture with labels, not 24 axes: drawing
+    stays well under a second."""
+    side, gap, label = 96, 8, 26  # pixels of a panel, between panels, above a row
     pairs = 2 if len(images) > 1 else 1
     rows = max(1, int(np.ceil(len(images) / pairs)))
-    width, height = 3 * pairs * (side + gap) + gap * (pairs - 1), rows * (side + title)
-    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
-    fig = plt.figure(figsize=(width / 100, height / 100 + 0.35), dpi=100)
-    ax = fig.add_axes((0, 0, 1, height / (height + 35)))
+    width, grid = 3 * pairs * (side + gap) + gap * (pairs - 1), rows * (side + label)
+    head = textwrap.wrap(_explanations_title(len(images), method, signed), int(width / TITLE_CHAR_PX))
+    top = TITLE_LINE_PX * len(head) + 6
+    height = top + grid + SCALE_PX
+    canvas = np.full((grid, width, 3), 255, dtype=np.uint8)
+    fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+    ax = fig.add_axes((0, SCALE_PX / height, 1, grid / height))
     ax.axis("off")
     labels_at = []
     for k, img in enumerate(images):
@@ -132,16 +152,41 @@ def explanations_figure(images: np.ndarray, for_predicted: np.ndarray, for_true:
                   (overlay(img, for_predicted[k]), f"for {predicted} (predicted){none[0]}"),
                   (overlay(img, for_true[k]), f"for {true} (true){none[1]}"))
         for j, (picture, text) in enumerate(panels):
-            x, y = (3 * pair + j) * (side + gap) + pair * gap, row * (side + title) + title
+            x, y = (3 * pair + j) * (side + gap) + pair * gap, row * (side + label) + label
             canvas[y:y + side, x:x + side] = _panel(picture, side)
             labels_at.append((x + side / 2, y - 4, text))
     ax.imshow(canvas, interpolation="nearest")
     for x, y, text in labels_at:
         ax.text(x, y, text, ha="center", va="bottom", fontsize=7)
-    head = (f"the most confident mistakes, explained ({method}): red raised the class score, blue lowered it"
-            if len(images) else "no misclassified test images to explain")
-    fig.suptitle(head, fontsize=8, y=0.995)
+    fig.text(0.5, 1 - 4 / height, "\n".join(head), ha="center", va="top", fontsize=8)
+    if len(images):
+        _colour_scale(fig, width, height, signed)
     return fig
+
+
+def _explanations_title(shown: int, method: str, signed: bool) -> str:
+    if not shown:
+        return "no misclassified test images to explain"
+    which = "The most confident mistake" if shown == 1 else f"The {shown} most confident mistakes"
+    caveat = "" if signed else f" · {method} maps are ≥ 0: they show what raised a class score, not what lowered it"
+    return f"{which}, explained ({method}){caveat}"
+
+
+def _colour_scale(fig, width: int, height: int, signed: bool) -> None:
+    """The overlay's colours over white, from -1 (or 0 for maps >= 0) to +1 of each image's largest |value|."""
+    bar = min(width - 16, 360)
+    low = -1.0 if signed else 0.0
+    strip = overlay(np.full((1, 256), 255, dtype=np.uint8), np.linspace(low, 1, 256, dtype=np.float32)[None])
+    cax = fig.add_axes(((width - bar) / 2 / width, 30 / height, bar / width, 10 / height))
+    cax.imshow(strip, aspect="auto", extent=(low, 1, 0, 1), interpolation="bilinear")
+    cax.set_yticks([])
+    ticks = [low, 0.0, 1.0] if signed else [0.0, 1.0]
+    names = ["lowered the score", "0", "raised the score"] if signed else ["0", "raised the score"]
+    cax.set_xticks(ticks, names, fontsize=7)
+    for tick, align in zip(cax.get_xticklabels(), ["left", *["center"] * (len(ticks) - 2), "right"]):
+        tick.set_horizontalalignment(align)
+    for spine in cax.spines.values():
+        spine.set_linewidth(0.5)
 
 
 def explanation_figure(original: np.ndarray, prepared: np.ndarray, heat: np.ndarray, title: str):

@@ -1,7 +1,13 @@
 """Classification metrics in plain numpy: confusion matrix, per-class and macro scores."""
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 import numpy as np
+
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -36,3 +42,21 @@ def most_confused(matrix: np.ndarray, labels: list[str], top: int = 5) -> list[t
     np.fill_diagonal(off, 0)
     order = np.argsort(off, axis=None)[::-1][:top]
     return [(labels[i], labels[j], int(off[i, j])) for i, j in zip(*np.unravel_index(order, off.shape)) if off[i, j]]
+
+
+def display_order(labels: Sequence[str]) -> list[int]:
+    """The order to show classes in: by value when every name is a number, a number word or holds a
+    number ("zero".."nine", "0".."10", "class9" before "class10"), else as given.
+
+    Display only: a model's class indices stay the sorted folder names it was trained on, which its
+    logged class names, its checkpoints and the fixed test split of a folder depend on.
+    """
+    def key(label: str) -> list[tuple[int, int, str]]:
+        name = str(label).strip().lower()
+        if name in NUMBER_WORDS:
+            return [(0, NUMBER_WORDS.index(name), "")]
+        return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
+
+    numbered = all(str(label).strip().lower() in NUMBER_WORDS or re.search(r"\d", str(label)) for label in labels)
+    order = list(range(len(labels)))
+    return sorted(order, key=lambda i: key(labels[i])) if numbered else order

@@ -231,3 +231,70 @@ def test_explanation_figure_stretches_the_map_over_the_picture():
     assert np.asarray(overlay.z).max() == 1.0 and (overlay.zmin, overlay.zmax) == (-1, 1)
     assert "0)" in overlay.colorscale[1][1]  # no evidence: see-through
     assert fig.layout.title.text == "digits-cnn v1" and fig.layout.yaxis.scaleanchor == "x"
+
+
+def test_the_lr_suggestion_label_sits_next_to_its_line_on_the_log_axis():
+    lrs = list(np.logspace(-5, 0, 50))
+    fig = charts.lr_find_figure({"lrs": lrs, "losses": list(np.linspace(2, 1, 50)),
+                                 "smoothed": list(np.linspace(2, 1, 50)), "suggestion": 0.0093})
+    [line], [label] = fig.layout.shapes, fig.layout.annotations
+    assert fig.layout.xaxis.type == "log" and line.x0 == 0.0093
+    assert label.text == "suggested 0.0093" and 10 ** label.x == pytest.approx(line.x0)  # Plotly reads log10 here
+
+
+def test_a_confusion_matrix_of_number_words_reads_zero_to_nine():
+    words = ["eight", "five", "four", "nine", "one", "seven", "six", "three", "two", "zero"]  # sorted folder names
+    matrix = np.diag(np.arange(1, 11))  # "eight" has 1 image, ..., "zero" 10
+    matrix[0, 4] = 3                    # 3 "eight" images predicted "one"
+    for fig in (charts.confusion_matrix_figure(matrix, words),
+                charts.confusion_difference_figure(matrix, matrix, words, normalize=False)):
+        shown = list(fig.data[0].y)
+        assert shown == ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+        assert list(fig.data[0].x) == shown
+    diagonal, mistakes = charts.confusion_matrix_figure(matrix, words).data
+    assert diagonal.z[0][0] == 10 and diagonal.z[8][8] == 1 and mistakes.z[8][1] == 3  # cells moved with labels
+
+
+SWEEP_LABELS = {f"r{i}": f"sweep-0{i} lr=0.0{i} batch_size=64 weight_decay=0.0005" for i in (1, 2, 3)}
+
+
+def test_long_legend_names_are_cut_at_a_word_and_stay_apart():
+    short = charts.short_labels(SWEEP_LABELS)
+    assert short["r3"] == "sweep-03 lr=0.03 batch_size=64…" and len(set(short.values())) == 3
+    assert charts.short_labels({"a": "tiny-mlp (lr=3.00e-3)"}) == {"a": "tiny-mlp (lr=3.00e-3)"}  # short: whole
+    assert charts.short_labels({"a": "adaptable-koi-736 (model=cnn, epochs=2)"}) == {"a": "adaptable-koi-736 (model=cnn, …)"}
+    alike = {"a": "sweep lr=0.01 batch_size=64 weight_decay=0.0005", "b": "sweep lr=0.01 batch_size=64 weight_decay=0.005"}
+    assert charts.short_labels(alike) == alike  # cut alike, they would read as one run
+
+
+def test_a_grid_of_curves_has_one_legend_above_it_and_full_names_on_hover():
+    runs = {r: np.linspace(1, 0, 10) for r in SWEEP_LABELS}
+    colors = charts.run_colors(list(runs))
+    fig = charts.metric_figure(history(runs), "train_loss_step", colors, SWEEP_LABELS, legend=False)
+    assert fig.layout.showlegend is False and not any(t.showlegend for t in fig.data)
+    assert fig.layout.margin.t == 44  # no room kept for legend rows
+    assert SWEEP_LABELS["r3"] in fig.data[2].hovertemplate  # the whole name where the curve is pointed at
+    legend = charts.legend_figure(colors, SWEEP_LABELS)
+    assert [t.name for t in legend.data] == list(charts.short_labels(SWEEP_LABELS).values())
+    assert [t.line.color for t in legend.data] == list(colors.values())
+    assert legend.layout.legend.orientation == "h" and legend.layout.height < 100  # a strip, not a chart
+
+
+def test_the_smoothing_note_names_the_curves_the_slider_leaves_alone():
+    data = pd.concat([history({"a": np.ones(200), "b": np.ones(200)}),
+                      history({"a": np.ones(5), "b": np.ones(5)}, key="val_loss"),
+                      history({"a": np.ones(40)}, key="lr")], ignore_index=True)
+    metrics = ["train_loss_step", "val_loss", "lr"]
+    assert charts.left_raw(data, metrics, 0.0) == []  # no smoothing asked: nothing to explain
+    assert charts.left_raw(data, metrics, 0.6) == ["val_loss"]  # 40 epochs of lr are smoothed
+    assert "val_loss" in charts.smoothing_note(["val_loss"]) and "per-step" in charts.smoothing_note(["val_loss"])
+
+
+def test_a_map_that_cannot_be_negative_gets_a_scale_without_blue():
+    heat = np.array([[0.0, 0.5], [1.0, 0.25]])
+    cam = charts.explanation_figure(np.zeros((8, 8), np.uint8), heat, signed=False, scale=True).data[1]
+    assert (cam.zmin, cam.zmax) == (0, 1) and cam.showscale and list(cam.colorbar.ticktext) == ["0", "raised"]
+    assert all("214, 39, 40" in color or ", 0)" in color for _, color in cam.colorscale)  # see-through to red
+    ig = charts.explanation_figure(np.zeros((8, 8), np.uint8), -heat, scale=True).data[1]
+    assert (ig.zmin, ig.zmax) == (-1, 1) and list(ig.colorbar.ticktext) == ["lowered", "0", "raised"]
+    assert not charts.explanation_figure(np.zeros((8, 8), np.uint8), heat).data[1].showscale

@@ -14,7 +14,14 @@ pytestmark = pytest.mark.usefixtures("edge_runs")
 
 
 def curves(at) -> dict[str, dict]:
-    return {fig["layout"]["title"]["text"]: fig for fig in figures(at) if fig["data"][0]["type"].startswith("scatter")}
+    return {fig["layout"]["title"]["text"]: fig for fig in figures(at)
+            if fig["data"][0]["type"].startswith("scatter") and "title" in fig["layout"]}
+
+
+def legends(at) -> list[dict]:
+    """The figures that draw a legend: Plotly draws one unless showlegend is false (or a single trace)."""
+    return [fig for fig in figures(at) if fig["layout"].get("showlegend", len(fig["data"]) > 1)
+            and any(t.get("showlegend", True) for t in fig["data"]) and fig["data"][0]["type"].startswith("scatter")]
 
 
 def test_url_selection_draws_one_color_per_run_across_charts(trained_runs):
@@ -29,6 +36,13 @@ def test_url_selection_draws_one_color_per_run_across_charts(trained_runs):
     assert {"tiny-mlp (lr=3.00e-3)", "tiny-cnn-lr1e-2 (lr=1.00e-2)"} <= names  # not what their names say
     assert "step" in charts["val_loss"]["data"][0]["hovertemplate"]
     assert at.download_button(key="csv").label.startswith("Download CSV")
+
+
+def test_one_legend_above_the_grid_instead_of_one_per_chart(trained_runs):
+    at = open_page("compare", runs=",".join(trained_runs))
+    [legend] = legends(at)
+    assert "title" not in legend["layout"] and len(legend["data"]) == 3  # the strip above the 4 charts
+    assert {t["line"]["color"] for t in legend["data"]} == {t["line"]["color"] for t in curves(at)["val_loss"]["data"]}
 
 
 def test_diff_table_and_parallel_coordinates(trained_runs):
@@ -54,6 +68,14 @@ def test_x_axis_smoothing_and_log_scale(trained_runs):
     assert len(loss["data"]) == 4 and loss["data"][0]["opacity"] < 1  # raw faint + smoothed, per run
     assert loss["layout"]["yaxis"]["type"] == "log"
     assert not at.exception
+
+
+def test_smoothing_says_which_curves_it_leaves_as_logged(trained_runs):
+    at = open_page("compare", runs=",".join(trained_runs[:2]))
+    assert "Smoothing leaves" not in texts(at.caption)  # no smoothing asked
+    at.slider(key="smoothing").set_value(0.8).run()
+    [note] = [c.value for c in at.caption if "Smoothing leaves" in c.value]
+    assert "val_loss" in note and "train_loss_step" not in note  # 2 epochs stay raw, the per-step loss is smoothed
 
 
 def test_editing_the_selection_rewrites_the_url(trained_runs):

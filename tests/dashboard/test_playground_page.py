@@ -270,3 +270,15 @@ def test_clear_removes_uploads_too_and_an_unlike_input_is_named(models):
     assert_no_traceback(at)
     assert "Upload images or click a sample" in " ".join(i.value for i in at.info)
     assert not at.file_uploader(key="pg_upload_1").value
+
+
+def test_each_explanation_has_a_colour_scale_for_what_its_method_can_show(models):
+    at = page(NAME, "champion")
+    at = next(b for b in at.button if b.key.startswith("pg_sample_")).click().run()
+    at.toggle(key="pg_compare").set_value(True)
+    at = at.run()
+    assert_no_traceback(at)
+    maps = [t for f in figures(at) for t in f["data"] if t.get("type") == "heatmap"]
+    scales = [(t["zmin"], [str(x) for x in t["colorbar"]["ticktext"]]) for t in maps if t.get("showscale")]
+    assert scales == [(0, ["0", "raised"]), (-1, ["lowered", "0", "raised"])]  # Grad-CAM cnn, then the mlp's IG
+    assert "≥ 0" in " | ".join(c.value for c in at.caption)  # said where the Grad-CAM map is

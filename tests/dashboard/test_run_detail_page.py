@@ -139,4 +139,10 @@ def test_an_unknown_vs_run_is_named_and_evaluations_start_in_counts(trained_runs
 def test_evaluation_shows_the_mistakes_explained(trained_run):
     at = open_page("run_detail", run=trained_run)
     assert not at.exception
-    assert any("why the most confident mistakes were made" in c for image in at.image for c in image.captions)
+    [caption] = [c for image in at.image for c in image.captions if "why the most confident mistakes were made" in c]
+    assert "blue lowered it" not in caption and "Grad-CAM maps have no blue" in caption  # this cnn's maps are >= 0
+
+
+def test_the_smoothing_slider_says_it_leaves_per_epoch_curves_alone(trained_run):
+    at = open_page("run_detail", run=trained_run)
+    assert "per-epoch curves" in at.slider(key="detail_smoothing").help

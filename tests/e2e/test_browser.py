@@ -147,6 +147,11 @@ def test_4_third_run_and_compare(page, app, shot):
     first_chart = page.locator(".js-plotly-plot").first
     expect(first_chart).to_be_visible(timeout=60_000)
     expect(first_chart.locator(".legend .traces")).to_have_count(2)  # one trace per run
+    expect(page.locator(".js-plotly-plot .legend")).to_have_count(1)  # one legend for the grid, not one a chart
+    legend = first_chart.locator(".legend").bounding_box()
+    for bar in page.locator(".modebar").all():  # the charts' tool bars (shown on hover) never cover it
+        box = bar.bounding_box()
+        assert box is None or box["y"] >= legend["y"] + legend["height"] or box["x"] + box["width"] <= legend["x"]
     diff = grid_text(page)
     assert diff.startswith("run") and "lr" in diff and "3.00e-3" in diff and "1.00e-3" in diff  # one lr format
     assert "epochs" not in diff  # only the params that differ
