@@ -40,9 +40,9 @@ def test_cpu_trains_in_fp32_and_nchw():
 @pytest.mark.parametrize("model, dtype, epochs", [("cnn", torch.bfloat16, 2), ("mlp", torch.float16, 5)],
                          ids=["cnn-bf16", "mlp-fp16+scaler"])
 def test_gpu_recipe_keeps_the_accuracy_band(digits, monkeypatch, model, dtype, epochs):
-    """What CUDA runs (autocast, a grad scaler for fp16, channels_last), run on the CPU next to fp32.
-
-    bf16 and fp16 are emulated on this CPU (slow), hence 2 epochs of cnn and fp16 only on the mlp.
+    """What CUDA runs (autocast, a grad scaler for fp16, channels_last) forced on the device auto picks, next
+    to its own recipe: on the CPU, emulated (slow, hence 2 epochs of cnn and fp16 only on the mlp); on a GPU,
+    fp16 with its scaler even where bf16 is the choice (the GPU's own choice: the `gpu` test below).
     """
     config = RunConfig(model=model, epochs=epochs)
     fp32 = engine.fit(config, digits, progress=False).test.accuracy
@@ -51,6 +51,27 @@ def test_gpu_recipe_keeps_the_accuracy_band(digits, monkeypatch, model, dtype, e
     assert hardware.grad_scaler(torch.device("cpu"), dtype).is_enabled() == (dtype == torch.float16)
     mixed = engine.fit(config, digits, progress=False).test.accuracy
     assert mixed >= 0.9 and abs(mixed - fp32) <= 0.03, (mixed, fp32)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_training_uses_autocast_channels_last_and_a_fused_optimizer(digits, monkeypatch):
+    """The real CUDA path: nothing of its choices is patched; spies only record what the engine asked for."""
+    device = engine.pick_device("auto")
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    assert device.type == "cuda" and hardware.amp_dtype(device) == dtype
+    assert hardware.memory_format(device) == torch.channels_last
+    assert hardware.grad_scaler(device, dtype).is_enabled() == (dtype == torch.float16)
+    autocasts, optimizers = [], []
+    autocast, make_optimizer = hardware.autocast, engine.make_optimizer
+    monkeypatch.setattr(hardware, "autocast", lambda d, t: autocasts.append((d.type, t)) or autocast(d, t))
+    monkeypatch.setattr(engine, "make_optimizer", lambda *a: optimizers.append(make_optimizer(*a)) or optimizers[-1])
+    result = engine.fit(RunConfig(model="cnn", epochs=2), digits, progress=False)
+    assert autocasts and set(autocasts) == {("cuda", dtype)}  # every training and evaluation batch
+    assert [o.defaults.get("fused") for o in optimizers] == [True]
+    convs = [p for p in result.model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_cuda and p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert result.test.accuracy >= 0.9
 
 
 class _Recorder(engine.NullTracker):

@@ -22,7 +22,7 @@ from pipeline.training import engine
 
 EXPERIMENT = "resume-unit"
 CONFIG = RunConfig(dataset="digits", model="mlp", epochs=4, batch_size=128, augment="strong", patience=3,
-                   experiment=EXPERIMENT)
+                   experiment=EXPERIMENT, device="cpu")  # bit-exact resumes: the CPU's deterministic kernels
 
 
 @pytest.fixture(scope="module")
