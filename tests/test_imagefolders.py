@@ -49,13 +49,26 @@ def _accuracy(config: RunConfig) -> float:
     return engine.fit(config, data.load(config), progress=False).test.accuracy
 
 
+def _pixels_and_labels(d: data.ImageData, names: list[str]) -> list[tuple[bytes, str]]:
+    """Every image of the three splits with its class name, in a fixed order: the data set as a set."""
+    splits = (d.train, d.val, d.test)
+    return sorted((image.numpy().tobytes(), names[int(label)]) for split in splits
+                  for image, label in zip(split.images, split.labels))
+
+
 def test_a_folder_of_8px_digits_trains_like_the_embedded_digits(digits_root):
     folder = data.load(RunConfig(dataset="imagefolder:digits8"))
     assert folder.image_size == (8, 8) and folder.channels == 1 and not folder.flip  # its own size, no mirrors
     assert folder.classes == sorted(WORDS)
-    builtin = _accuracy(RunConfig(dataset="digits", epochs=EPOCHS))
+    builtin = data.load(RunConfig(dataset="digits"))
+    # like with like, exactly: the same 1797 images under the same labels, only split differently
+    assert _pixels_and_labels(folder, folder.classes) == _pixels_and_labels(builtin, [WORDS[int(c)] for c in
+                                                                                        builtin.classes])
+    # so accuracies differ only by the split and the seed: their gap over seeds 0-4 measured -1.39 .. +0.84
+    # points (sd 0.9; builtin 0.986-0.997, folder 0.975-0.997, 3 epochs); allowed: 3 points, about 3 sd
+    builtin_acc = _accuracy(RunConfig(dataset="digits", epochs=EPOCHS))
     words = _accuracy(RunConfig(dataset="imagefolder:digits8", epochs=EPOCHS))
-    assert abs(words - builtin) <= 0.01, (words, builtin)
+    assert abs(words - builtin_acc) <= 0.03, (words, builtin_acc)
 
 
 def test_a_folder_of_digits_enlarged_to_32px_keeps_its_size(digits_root):
