@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 
 import numpy as np
 import pytest
@@ -76,10 +75,10 @@ def test_a_folder_of_digits_enlarged_to_32px_keeps_its_size(digits_root):
     assert d.image_size == (32, 32) and d.channels == 1 and len(d.train) + len(d.val) + len(d.test) == 1797
 
 
-@pytest.mark.skipif(not os.environ.get("RUNBOARD_HEAVY_TESTS"), reason="about 60 s of training on two CPU cores: "
-                    "set RUNBOARD_HEAVY_TESTS=1 to run it")
-def test_a_folder_of_digits_enlarged_to_32px_reaches_097_with_the_defaults(digits_root):
-    assert _accuracy(RunConfig(dataset="imagefolder:digits32")) >= 0.97
+def test_a_folder_of_digits_enlarged_to_32px_trains(digits_root):
+    """The one training run on an enlarged folder, made cheap: the mlp, 3 epochs (the cnn's 5 epochs at 32 px,
+    0.97+, cost minutes here). Measured over seeds 0-2: 0.919 .. 0.936 (sd 0.009) in 3-16 s; 0.85 is 8 sd below."""
+    assert _accuracy(RunConfig(dataset="imagefolder:digits32", model="mlp", epochs=3)) >= 0.85
 
 
 def test_enlarged_test_digits_are_predicted_as_at_8px():
