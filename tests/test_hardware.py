@@ -1,8 +1,8 @@
 """The GPU recipe checked on the CPU (CI has no GPU): mixed precision and layout keep the accuracy band;
-thread counts; torch.compile (slow here, so opt-in).
+thread counts; torch.compile; and, where torch sees a GPU, the real CUDA path (marked `gpu`).
 
-Run: make test, or `.venv/bin/python -m pytest tests/test_hardware.py -q`;
-RUNBOARD_SLOW_TESTS=1 adds the compile test (minutes on a 2-core CPU).
+Run: make test, or `.venv/bin/python -m pytest tests/test_hardware.py -q` (the compile test takes minutes
+cold on a loaded 2-core CPU, seconds with inductor's on-disk cache warm).
 """
 import os
 
@@ -82,9 +82,9 @@ class _Recorder(engine.NullTracker):
         self.rows += [(k, step, v) for k, v in values.items()]
 
 
-@pytest.mark.skipif(not os.environ.get("RUNBOARD_SLOW_TESTS"), reason="compiles for up to minutes on a 2-core "
-                    "CPU (44 s cold at low load, 140 s on a busy box); set RUNBOARD_SLOW_TESTS=1")
 def test_compile_happens_in_the_logged_warm_up_and_trains_like_eager(digits, monkeypatch):
+    """The smallest real run: 1 epoch of the mlp (the cost is loading and starting inductor, measured ~200 s
+    cold on this loaded 2-core box for the mlp and for a one-layer linear model alike, ~20 s of it CPU)."""
     from torch._dynamo.utils import counters  # graphs compiled so far in this process
 
     after_warm_up = {}
@@ -98,11 +98,11 @@ def test_compile_happens_in_the_logged_warm_up_and_trains_like_eager(digits, mon
     monkeypatch.setattr(hardware, "warm_up", warm_up)
     rec = _Recorder()
     before = counters["stats"]["unique_graphs"]
-    result = engine.fit(RunConfig(epochs=2, compile=True), digits, rec, progress=False)
+    result = engine.fit(RunConfig(model="mlp", epochs=1, compile=True), digits, rec, progress=False)
     [(step, seconds)] = [(s, v) for k, s, v in rec.rows if k == names.COMPILE_SECONDS]
     assert step == 0 and seconds > 0
     assert after_warm_up["graphs"] == before + 2  # a full batch and the last, smaller one
     assert counters["stats"]["unique_graphs"] == after_warm_up["graphs"]  # nothing compiled inside an epoch
-    eager = engine.fit(RunConfig(epochs=2), digits, progress=False)
-    assert abs(result.test.accuracy - eager.test.accuracy) < 0.05
+    eager = engine.fit(RunConfig(model="mlp", epochs=1), digits, progress=False)
+    assert abs(result.test.accuracy - eager.test.accuracy) < 0.05  # measured 0.780 vs 0.788: fused float sums
     assert not any(k.startswith("_orig_mod") for k in result.model.state_dict())  # the plain model is logged
