@@ -52,7 +52,7 @@ def test_augment_is_reproducible_from_its_generator():
 
 def test_cnn_reaches_97_percent_on_digits_in_5_epochs(digits):
     result = engine.fit(RunConfig(epochs=5), digits, progress=False)
-    assert result.test.accuracy >= 0.97
+    assert result.test.accuracy >= 0.97  # measured over seeds 0-4: 0.992 .. 1.0, 7+ images above the limit
     assert result.epochs_run == 5 and len(result.history) == 5
     assert set(result.history[0]) == set(names.EPOCH_METRICS)
 
