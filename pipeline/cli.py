@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
                              "one on a CPU-only machine)")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty and every run ended")
     worker.add_argument("--max-jobs", type=int, default=None, metavar="N", help="exit after starting N runs")
+    worker.add_argument("--experiment", default=None, metavar="NAME",
+                        help="train (and reap) only the runs of this experiment (default: every experiment's)")
     return parser
 
 
@@ -271,7 +273,8 @@ def worker(args) -> int:
     _quiet_mlflow()
     if args.concurrency is not None and args.concurrency < 1:
         raise errors.UserError(f"--concurrency must be at least 1, got {args.concurrency}")
-    workers.Worker(concurrency=args.concurrency).work(burst=args.burst, max_jobs=args.max_jobs)
+    workers.Worker(concurrency=args.concurrency, experiment=args.experiment).work(burst=args.burst,
+                                                                                  max_jobs=args.max_jobs)
     return errors.OK
 
 

@@ -11,9 +11,26 @@ import pytest
 
 from pipeline.config import RunConfig
 
+STEPS_IN_ORDER = ("e2e", "cluster")  # files whose tests are steps sharing one app or cluster
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: drives the real app in headless Chromium (skip: -m 'not e2e')")
     config.addinivalue_line("markers", "cluster: runs on real PostgreSQL, mlflow server and Ray (skip: -m 'not cluster')")
+    config.addinivalue_line("markers", "gpu: runs the CUDA path; skipped where torch sees no GPU")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under `-p randomly` the browser and cluster files still run top to bottom (their tests are
+    ordered steps); randomly shuffles before this hook and keeps each file's tests together."""
+    slots: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        if any(item.get_closest_marker(m) for m in STEPS_IN_ORDER):
+            slots.setdefault(str(item.path), []).append(i)
+    for indices in slots.values():
+        in_file_order = sorted((items[i] for i in indices), key=lambda item: item.location[1])
+        for i, item in zip(indices, in_file_order):
+            items[i] = item
 
 
 TINY = dict(dataset="digits", model="cnn", epochs=2, batch_size=64)

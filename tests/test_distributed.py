@@ -45,7 +45,8 @@ def test_torchrun_two_processes_make_one_run(store, trained_run):
     """The command from the README, with --standalone so that a busy port 29500 cannot break it."""
     out = subprocess.run(
         [str(TORCHRUN), "--standalone", "--nproc-per-node", "2", "-m", "pipeline", "train", "--quiet",
-         "--dataset", "digits", "--model", "cnn", "--epochs", "2", "--experiment", "ddp"],
+         "--dataset", "digits", "--model", "cnn", "--epochs", "2", "--experiment", "ddp",
+         "--device", "cpu"],  # gloo on the CPU: a one-GPU machine cannot give 2 processes a GPU each
         cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     client = tracking.connect()

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from pipeline import names
-from pipeline.training import batches, data, engine, models
+from pipeline.training import batches, data, engine, hardware, models
 from pipeline.config import RunConfig
 from pipeline.training.engine import TrainingError
+from pipeline.training.evaluation import validate
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +52,13 @@ def test_augment_is_reproducible_from_its_generator():
 
 def test_cnn_reaches_97_percent_on_digits_in_5_epochs(digits):
     result = engine.fit(RunConfig(epochs=5), digits, progress=False)
-    assert result.test.accuracy >= 0.97
+    assert result.test.accuracy >= 0.97  # measured over seeds 0-4: 0.992 .. 1.0, 7+ images above the limit
     assert result.epochs_run == 5 and len(result.history) == 5
     assert set(result.history[0]) == set(names.EPOCH_METRICS)
 
 
 def test_same_seed_same_result(digits):
-    config = RunConfig(epochs=1, model="cnn", seed=3)
+    config = RunConfig(epochs=1, model="cnn", seed=3, device="cpu")  # cuDNN picks kernels nondeterministically
     a, b = engine.fit(config, digits, progress=False), engine.fit(config, digits, progress=False)
     assert a.test.accuracy == b.test.accuracy
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
@@ -100,6 +101,12 @@ def test_early_stopping_restores_the_best_epoch(digits):
     assert result.epochs_run < 40 and result.epochs_run == result.best_epoch + 2
     losses = [h["val_loss"] for h in result.history]
     assert min(losses) == losses[result.best_epoch - 1]
+    # the network handed back is the best epoch's, not the last one's: score it again on val
+    device = next(result.model.parameters()).device
+    normalize = batches.Normalizer(digits.mean, digits.std, device, hardware.memory_format(device))
+    val_loss, _ = validate(result.model, batches.to_device(digits.val, device), normalize, device)
+    assert val_loss == pytest.approx(losses[result.best_epoch - 1], rel=1e-5)
+    assert val_loss != pytest.approx(losses[-1], rel=1e-3)  # the last epoch's weights score differently
 
 
 def test_cuda_requested_without_gpu_is_a_clear_error():

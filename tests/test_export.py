@@ -23,6 +23,12 @@ from pipeline.serving import export, predict
 from pipeline.training import data as datasets
 
 
+# labels of the 359 digits test images a variant may change, fixed from measurements rather than from the
+# export's own agreement figure: ONNX changes none (max logit difference ~3e-6); int8 changed none of the
+# 359 for the 2-epoch cnn of seeds 0, 1 and 2 (bench, 3 epochs: none either); 3 (0.8 %) allows for other CPUs
+MAX_CHANGED_LABELS = {names.ONNX: 0, names.INT8: 3}
+
+
 @pytest.fixture(scope="module")
 def test_split(trained_run):
     test = datasets.load(RunConfig.from_params(MlflowClient().get_run(trained_run).data.params)).test
@@ -49,7 +55,8 @@ def test_cnn_variants_match_the_original(exported):
     original, onnx, int8 = (v[k].metrics for k in (names.ORIGINAL, names.ONNX, names.INT8))
     assert onnx[names.MAX_LOGIT_DIFF] < 1e-4 and onnx[names.AGREEMENT] == 1.0
     assert onnx[names.TEST_ACCURACY] == original[names.TEST_ACCURACY]
-    assert abs(int8[names.TEST_ACCURACY] - original[names.TEST_ACCURACY]) <= 0.01
+    changed = round(abs(int8[names.TEST_ACCURACY] - original[names.TEST_ACCURACY]) * 359)  # of 359 test images
+    assert changed <= MAX_CHANGED_LABELS[names.INT8]
     assert 0 < int8[names.MODEL_SIZE] < 0.5 * onnx[names.MODEL_SIZE]  # int8 weights: about a quarter
     for metrics in (original, onnx, int8):
         assert all(metrics[k] > 0 for k in names.LATENCY_METRICS)
@@ -93,8 +100,10 @@ def test_other_architectures_export_within_tolerance(store, model, int8):       
 
 # --- predictions with variants --------------------------------------------------------------------
 
-def test_variants_predict_like_the_original_up_to_the_measured_agreement(exported, test_split):
-    """The playground's code path (predict.load + predict_many) on the whole test split, as PNG uploads."""
+def test_variants_predict_like_the_original_within_a_fixed_number_of_images(exported, test_split):
+    """The playground's code path (predict.load + predict_many) on the whole test split, as PNG uploads.
+
+    The bound is fixed here, not read from the export's own agreement metric, which is checked against it."""
     images, labels = test_split
     items = list(enumerate(pngs(images)))
     original = [r.prediction.label for r in predict.predict_many(predict.load("models:/digits-cnn/1"), items)]
@@ -103,7 +112,8 @@ def test_variants_predict_like_the_original_up_to_the_measured_agreement(exporte
         assert isinstance(model, predict.OnnxPredictor) and model.ref.label == f"digits-cnn v1 · {v.variant}"
         got = [r.prediction.label for r in predict.predict_many(model, items)]
         differ = sum(a != b for a, b in zip(got, original))
-        assert differ <= round((1 - v.metrics[names.AGREEMENT]) * len(items)), v.variant
+        assert differ <= MAX_CHANGED_LABELS[v.variant], (v.variant, differ)
+        assert v.metrics[names.AGREEMENT] == pytest.approx(1 - differ / len(items)), v.variant  # same images
     registered = predict.load("models:/digits-cnn-variants/2")
     assert registered.ref.label == "digits-cnn-variants v2 · int8"
 
@@ -118,10 +128,9 @@ def test_variants_through_the_cli(exported, test_split, tmp_path, capsys):
     for uri in ["models:/digits-cnn/1", "models:/digits-cnn-variants/2", exported.variants[0].model_uri]:
         assert main(["predict", uri, *map(str, paths), "--json"]) == 0
         answers[uri] = [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()]
-    [original, *variants] = answers.values()
-    worst = min(v.metrics[names.AGREEMENT] for v in exported.variants)
-    for labels in variants:
-        assert sum(a != b for a, b in zip(labels, original)) <= round((1 - worst) * len(images))
+    [original, int8, onnx] = answers.values()
+    assert onnx == original
+    assert sum(a != b for a, b in zip(int8, original)) <= MAX_CHANGED_LABELS[names.INT8]
 
 
 # --- refusals -------------------------------------------------------------------------------------

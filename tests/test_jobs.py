@@ -27,6 +27,17 @@ def submitted(client, **changes) -> str:
     return jobs.submit(dataclasses.replace(CONFIG, **changes), client=client)
 
 
+def test_a_worker_limited_to_one_experiment_sees_only_its_runs(client):
+    mine = submitted(client, experiment="queue-of-one-mine")
+    theirs = submitted(client, experiment="queue-of-one-theirs")
+    assert [r.info.run_id for r in jobs.queued(client, "queue-of-one-mine")] == [mine]
+    assert [r.info.run_id for r in jobs.unfinished(client, "queue-of-one-mine")] == [mine]
+    assert {mine, theirs} <= {r.info.run_id for r in jobs.queued(client)}  # no limit: every experiment's
+    assert jobs.queued(client, "no-such-experiment") == []
+    for run_id in (mine, theirs):
+        jobs.cancel(run_id, client)
+
+
 def test_submit_creates_a_scheduled_run_with_the_full_config(client):
     config = RunConfig(dataset="digits", model="cnn", epochs=3, lr=1e-2, experiment=EXPERIMENT,
                        run_name="queued-cnn", register="queued-model")

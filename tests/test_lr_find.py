@@ -16,9 +16,12 @@ from pipeline.training import data, engine, lr_find
 # measured (5 epochs, digits/cnn, defaults otherwise): lr 3e-4 -> 0.975, 1e-3 -> 0.989, 3e-3 -> 0.992,
 # 1e-2 -> 0.994, 3e-2 -> 0.994, 1e-1 -> 0.992: a 5-epoch run reaches 0.98 from 1e-3 to at least 1e-1
 GOOD_LRS = (1e-3, 1e-1)
+# over seeds 0-2 the suggestion was 4.6e-3 .. 6.1e-3 and its 5-epoch run scored 0.986 .. 0.997 (at 1e-3:
+# 0.986 .. 0.997, sd 0.6 points): 0.98 left 2 test images of margin; 0.97 leaves 6 below the lowest seed.
+GOOD_ACCURACY = 0.97
 
 
-def test_lr_find_on_digits_suggests_an_lr_a_5_epoch_run_reaches_098_with(store, capsys):
+def test_lr_find_on_digits_suggests_an_lr_a_5_epoch_run_learns_digits_with(store, capsys):
     assert cli.main(["lr-find", "--dataset", "digits", "--model", "cnn", "--experiment", "lr-find", "--json"]) == 0
     found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert GOOD_LRS[0] <= found["suggestion"] <= GOOD_LRS[1], found["suggestion"]
@@ -31,7 +34,7 @@ def test_lr_find_on_digits_suggests_an_lr_a_5_epoch_run_reaches_098_with(store, 
     assert {a.path for a in client.list_artifacts(run.info.run_id, "lr_find")} == {names.LR_FIND_JSON,
                                                                                     names.LR_FIND_PNG}
     config = RunConfig(dataset="digits", model="cnn", epochs=5, lr=found["suggestion"])
-    assert engine.fit(config, data.load(config), progress=False).test.accuracy >= 0.98
+    assert engine.fit(config, data.load(config), progress=False).test.accuracy >= GOOD_ACCURACY
 
 
 def test_the_schedule_grows_exponentially_and_a_bad_option_is_refused(capsys):

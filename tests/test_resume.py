@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import threading
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ from pipeline.training import engine
 
 EXPERIMENT = "resume-unit"
 CONFIG = RunConfig(dataset="digits", model="mlp", epochs=4, batch_size=128, augment="strong", patience=3,
-                   experiment=EXPERIMENT)
+                   experiment=EXPERIMENT, device="cpu")  # bit-exact resumes: the CPU's deterministic kernels
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,20 @@ def test_a_checkpoint_of_other_data_is_refused():
         engine.fit(dataclasses.replace(CONFIG, batch_size=64), data, progress=False, resume=states[0])
 
 
+class _HeldUploads:
+    """The real MLflow client, whose artifact uploads wait until `release` is set."""
+
+    def __init__(self, client):
+        self.client, self.release = client, threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def log_artifact(self, *args, **kwargs):
+        assert self.release.wait(60), "the upload was never released"
+        return self.client.log_artifact(*args, **kwargs)
+
+
 def test_checkpoints_are_the_runs_artifacts_in_two_slots_written_in_turn(client):
     run_id = jobs.submit(CONFIG, client=client)
     assert checkpoints.load(client, run_id) is None
@@ -96,9 +111,13 @@ def test_checkpoints_are_the_runs_artifacts_in_two_slots_written_in_turn(client)
         writer({"epoch": epoch, "weights": torch.full((3,), float(epoch)), "rng": torch.get_rng_state()})
         writer.wait()
         assert client.get_run(run_id).data.tags[names.TAG_CHECKPOINT_FILE] == checkpoints.SLOTS[epoch - 1]
+    held = _HeldUploads(client)  # epoch 3's upload waits until epoch 4 has come, however fast the machine
+    writer.client = held
     writer({"epoch": 3, "weights": torch.zeros(3)})  # while epoch 3's upload goes on, epoch 4's is skipped
     writer({"epoch": 4, "weights": torch.zeros(3)})
+    held.release.set()
     writer.close()
+    writer.client = client
     assert writer.skipped == 1 and client.get_run(run_id).data.tags[names.TAG_CHECKPOINT] == "3"
     # a resumed attempt writes first the slot it did not resume from
     writer = checkpoints.CheckpointWriter(client, run_id)

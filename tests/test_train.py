@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 from pipeline import names
 from pipeline.runs import lifecycle, tracking, train
-from pipeline.training import data, models
+from pipeline.training import data, engine, models
 from pipeline.config import RunConfig
 from tests.conftest import TINY
 
@@ -29,7 +30,8 @@ def test_run_holds_params_tags_and_status(client, trained_run):
     assert run.data.params == {**RunConfig(**TINY).to_params(), names.PARAM_IMAGE_SIZE_RESOLVED: "8x8"}
     assert RunConfig.from_params(run.data.params) == RunConfig(**TINY)  # clone-able
     tags = run.data.tags
-    assert tags[names.TAG_DEVICE] == "cpu" and tags[names.TAG_TORCH] == torch.__version__
+    assert tags[names.TAG_DEVICE] == engine.device_name(engine.pick_device("auto"))  # a GPU where there is one
+    assert tags[names.TAG_TORCH] == torch.__version__
     assert tags[names.TAG_EPOCHS_RUN] == "2"
     # training is timed apart from the run's creation: started after the run began, ended before it ended
     started, ended = float(tags[names.TAG_TRAIN_STARTED]), float(tags[names.TAG_TRAIN_ENDED])
@@ -80,7 +82,7 @@ def test_artifacts_live_beside_the_sqlite_store(store, client, trained_run):
     assert uri.startswith((store / "artifacts").as_uri())
 
 
-def test_registered_model_loads_without_pickle_and_predicts_like_evaluation(client, trained_run):
+def test_registered_model_loads_without_pickle_and_predicts_like_evaluation(client, trained_run, monkeypatch, tmp_path):
     versions = client.search_model_versions("name='digits-cnn'")
     assert [v.run_id for v in versions] == [trained_run]
     uri = "models:/digits-cnn/1"
@@ -89,17 +91,24 @@ def test_registered_model_loads_without_pickle_and_predicts_like_evaluation(clie
     assert prep["classes"] == [str(i) for i in range(10)] and prep["channels"] == 1
     assert prep["image_size"] == [8, 8] and len(prep["mean"]) == len(prep["std"]) == 1
     assert info.signature.inputs.inputs[0].shape == (-1, 1, 8, 8)
-    assert info.flavors["pytorch"].get("serialization_format", "pt2") == "pt2" or "model.pt2" in str(info.flavors)
-    os.environ.pop("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", None)
+    # what is on disk: one torch.export archive, no pickled module or state dict
+    local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path)))
+    files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    assert sorted(f for f in files if f.startswith("data/")) == ["data/model.pt2"], files  # not model.pth
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")  # a pickled model would refuse to load
     model = mlflow.pytorch.load_model(uri)
-    # prepare the test split exactly as the metadata says, in batches of 3 (not the example's 2)
+    # prepare the whole test split exactly as the metadata says, in batches of 3 (not the example's 2)
     test = data.load(RunConfig()).test
     mean, std = torch.tensor(prep["mean"]).view(1, -1, 1, 1), torch.tensor(prep["std"]).view(1, -1, 1, 1)
     x = (test.images.float() / 255 - mean) / std
     with torch.no_grad():
-        preds = torch.cat([model(x[i:i + 3]) for i in range(0, 30, 3)]).argmax(1)
-    accuracy = client.get_run(trained_run).data.metrics[names.TEST_ACCURACY]
-    assert (preds == test.labels[:30]).float().mean().item() >= accuracy - 0.15
+        preds = torch.cat([model(x[i:i + 3]) for i in range(0, len(x), 3)]).argmax(1)
+    # every image lands where the run's own evaluation put it: the logged confusion matrix, rebuilt exactly
+    logged = json.loads(Path(client.download_artifacts(trained_run, "evaluation/confusion_matrix.json",
+                                                       str(tmp_path))).read_text())
+    matrix = np.zeros((10, 10), dtype=int)
+    np.add.at(matrix, (test.labels.numpy(), preds.numpy()), 1)
+    assert matrix.tolist() == logged["matrix"]
 
 
 def _cli(*args, env=None, **kw):
@@ -127,11 +136,10 @@ def test_bad_values_exit_2_with_one_line_and_write_nothing(client, trained_run, 
 
 
 def test_unreachable_tracking_server_is_one_clear_line():
-    started = time.time()
+    """One short health request, not MLflow's minutes of retries (those would end in another message)."""
     out = _cli("train", "--quiet", env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})  # nothing listens there
     assert out.returncode == 1
     assert out.stderr.strip().startswith("error: cannot reach the MLflow tracking server http://127.0.0.1:9")
-    assert time.time() - started < 60  # no minutes of retries
 
 
 def test_crash_ends_failed_with_reason_and_traceback(client, tmp_path):

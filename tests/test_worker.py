@@ -27,35 +27,49 @@ from pipeline.training import engine, models
 from pipeline.config import RunConfig
 
 EXPERIMENT = "queue-worker"
-QUICK = RunConfig(dataset="digits", model="mlp", epochs=1, experiment=EXPERIMENT)
+# on the CPU even where there is a GPU: resumed runs are compared bit for bit with in-process ones
+QUICK = RunConfig(dataset="digits", model="mlp", epochs=1, experiment=EXPERIMENT, device="cpu")
 LONG = dataclasses.replace(QUICK, epochs=2000)  # minutes of work: stopped long before it ends
 TRAIN_IMAGES = 1295  # digits' training split
 
 
 @pytest.fixture(scope="module")
 def client(store, tmp_path_factory):
-    os.environ["RUNBOARD_LOG_DIR"] = str(tmp_path_factory.mktemp("worker-logs"))
-    yield tracking.connect()
-    os.environ.pop("RUNBOARD_LOG_DIR", None)
+    with pytest.MonkeyPatch.context() as env:  # restored afterwards, not removed
+        env.setenv("RUNBOARD_LOG_DIR", str(tmp_path_factory.mktemp("worker-logs")))
+        yield tracking.connect()
 
 
-def _command(flags: tuple[str, ...]) -> list[str]:
-    # an explicit concurrency spares the worker importing torch to count GPUs
-    return [sys.executable, "-m", "pipeline", "worker", *(flags if "--concurrency" in flags else
-                                                         ("--concurrency", "1", *flags))]
+class Queue:
+    """One test's own queue: its runs go to its own experiment, and its workers (`--experiment`) train
+    and reap only those, whatever other tests left queued."""
+
+    def __init__(self, client, experiment: str):
+        self.client, self.experiment = client, experiment
+
+    def submit(self, config: RunConfig) -> str:
+        return jobs.submit(dataclasses.replace(config, experiment=self.experiment), client=self.client)
+
+    def _command(self, flags: tuple[str, ...]) -> list[str]:
+        # an explicit concurrency spares the worker importing torch to count GPUs
+        concurrency = () if "--concurrency" in flags else ("--concurrency", "1")
+        return [sys.executable, "-m", "pipeline", "worker", "--experiment", self.experiment, *concurrency, *flags]
+
+    def worker(self, *flags: str, env: dict | None = None) -> subprocess.Popen:
+        """`python -m pipeline worker` in the background, on the test store (its env is inherited)."""
+        return subprocess.Popen(self._command(flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, **(env or {})})
+
+    def burst(self, *flags: str, timeout: float = 240, env: dict | None = None) -> str:
+        done = subprocess.run(self._command(("--burst", *flags)), capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
 
 
-def worker(*flags: str, env: dict | None = None) -> subprocess.Popen:
-    """`python -m pipeline worker` in the background, on the test store (its env is inherited)."""
-    return subprocess.Popen(_command(flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
-
-
-def burst(*flags: str, timeout: float = 240, env: dict | None = None) -> str:
-    done = subprocess.run(_command(("--burst", *flags)), capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout + done.stderr
+@pytest.fixture
+def queue(client, request) -> Queue:
+    return Queue(client, f"{EXPERIMENT}-{request.node.name}")
 
 
 def wait_for(check, timeout: float = 120, every: float = 0.5):
@@ -89,10 +103,13 @@ def process_gone(client, run_id: str) -> bool:
         return True
 
 
-def test_a_submitted_run_trains_to_finished_with_its_log(client, tmp_path):
-    run_id = jobs.submit(dataclasses.replace(QUICK, run_name="queued-quick"), client=client)
-    out = burst()
+def test_a_submitted_run_trains_to_finished_with_its_log(queue, client, tmp_path):
+    other = Queue(client, f"{queue.experiment}-other").submit(QUICK)  # another test's run: not this worker's
+    run_id = queue.submit(dataclasses.replace(QUICK, run_name="queued-quick"))
+    out = queue.burst()
     assert "after starting 1 run(s)" in out
+    assert client.get_run(other).info.status == "SCHEDULED"
+    jobs.cancel(other, client)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED", run.data.tags.get(names.TAG_ERROR)
     assert run.data.tags[names.TAG_WORKER] and names.TAG_STARTED in run.data.tags
@@ -103,9 +120,9 @@ def test_a_submitted_run_trains_to_finished_with_its_log(client, tmp_path):
     assert not (settings.log_dir() / run_id).exists()  # the local copy goes once uploaded
 
 
-def test_cancel_a_running_run_ends_it_killed_keeping_its_metrics(client):
-    run_id = jobs.submit(LONG, client=client)
-    w = worker()
+def test_cancel_a_running_run_ends_it_killed_keeping_its_metrics(queue, client):
+    run_id = queue.submit(LONG)
+    w = queue.worker()
     try:
         wait_for(lambda: training(client, run_id))
         assert "stop requested" in jobs.cancel(run_id, client)
@@ -120,17 +137,17 @@ def test_cancel_a_running_run_ends_it_killed_keeping_its_metrics(client):
     assert process_gone(client, run_id)
 
 
-def test_crashing_runs_end_failed_with_the_reason(client, store):
+def test_crashing_runs_end_failed_with_the_reason(queue, client, store):
     nan_weights = store / "nan-weights.pt"
     net = models.build("mlp", 1, (8, 8), 10)
     torch.save({k: torch.full_like(v, math.nan) for k, v in net.state_dict().items()}, nan_weights)
-    diverges = jobs.submit(dataclasses.replace(QUICK, weights=str(nan_weights)), client=client)
+    diverges = queue.submit(dataclasses.replace(QUICK, weights=str(nan_weights)))
     folder = store / "data" / "doomed"
     for label in ("a", "b"):
         (folder / label).mkdir(parents=True)
-    vanished = jobs.submit(dataclasses.replace(QUICK, dataset="imagefolder:doomed"), client=client)
+    vanished = queue.submit(dataclasses.replace(QUICK, dataset="imagefolder:doomed"))
     folder.joinpath("a").rmdir(), folder.joinpath("b").rmdir(), folder.rmdir()  # gone before a worker starts it
-    out = burst()
+    out = queue.burst()
     for run_id, reason in ((diverges, "loss became nan"), (vanished, "image folder not found")):
         run = client.get_run(run_id)
         assert run.info.status == "FAILED" and reason in run.data.tags[names.TAG_ERROR], out
@@ -138,27 +155,27 @@ def test_crashing_runs_end_failed_with_the_reason(client, store):
         assert "logs/train.log" in {a.path for a in client.list_artifacts(run_id, "logs")}
 
 
-def test_a_killed_worker_leaves_no_run_running_and_the_queue_survives(client):
-    orphan = jobs.submit(LONG, client=client)
-    waiting = jobs.submit(dataclasses.replace(QUICK, run_name="after-the-crash"), client=client)
-    w = worker()
+def test_a_killed_worker_leaves_no_run_running_and_the_queue_survives(queue, client):
+    orphan = queue.submit(LONG)
+    waiting = queue.submit(dataclasses.replace(QUICK, run_name="after-the-crash"))
+    w = queue.worker()
     wait_for(lambda: training(client, orphan))
     w.kill()  # kill -9: no handler runs, nothing is cleaned up
     w.wait(timeout=10)
     wait_for(lambda: process_gone(client, orphan), timeout=10)  # its training process died with it
     assert client.get_run(orphan).info.status == "RUNNING"  # until a worker looks
     assert client.get_run(waiting).info.status == "SCHEDULED"
-    burst(env={"RUNBOARD_MAX_ATTEMPTS": "1"})  # no second attempt: it stays FAILED
+    queue.burst(env={"RUNBOARD_MAX_ATTEMPTS": "1"})  # no second attempt: it stays FAILED
     run = client.get_run(orphan)
     assert run.info.status == "FAILED" and "worker" in run.data.tags[names.TAG_ERROR]
     assert len(client.get_metric_history(orphan, names.TRAIN_LOSS_STEP)) > 0
     assert client.get_run(waiting).info.status == "FINISHED"
 
 
-def test_two_runs_at_once_lose_no_metric_point(client):
+def test_two_runs_at_once_lose_no_metric_point(queue, client):
     configs = [dataclasses.replace(QUICK, epochs=2, batch_size=b, run_name=f"pair-{b}") for b in (32, 64)]
-    run_ids = [jobs.submit(c, client=client) for c in configs]
-    burst("--concurrency", "2")
+    run_ids = [queue.submit(c) for c in configs]
+    queue.burst("--concurrency", "2")
     runs = [client.get_run(r) for r in run_ids]
     assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
     a, b = runs
@@ -170,9 +187,9 @@ def test_two_runs_at_once_lose_no_metric_point(client):
         assert steps == list(range(1, total + 1))
 
 
-def test_cold_stop_kills_running_runs_and_exits(client):
-    run_id = jobs.submit(LONG, client=client)
-    w = worker()
+def test_cold_stop_kills_running_runs_and_exits(queue, client):
+    run_id = queue.submit(LONG)
+    w = queue.worker()
     wait_for(lambda: training(client, run_id))
     w.send_signal(signal.SIGTERM)  # warm: it would wait for the run to end
     time.sleep(1.5)
@@ -183,14 +200,14 @@ def test_cold_stop_kills_running_runs_and_exits(client):
     assert run.info.status == "KILLED" and "worker was shut down" in run.data.tags[names.TAG_ERROR]
 
 
-def test_a_run_launched_on_an_idle_worker_starts_in_its_warm_spare(client, tmp_path):
-    w = worker()
+def test_a_run_launched_on_an_idle_worker_starts_in_its_warm_spare(queue, client, tmp_path):
+    w = queue.worker()
     try:
         spare_log = settings.log_dir() / "spare-0.log"
         wait_for(lambda: spare_log.exists() and "ready" in spare_log.read_text(), timeout=120)
         spare = int(spare_log.read_text().split()[1])
         t0 = time.monotonic()
-        run_id = jobs.submit(dataclasses.replace(QUICK, run_name="warm-start"), client=client)
+        run_id = queue.submit(dataclasses.replace(QUICK, run_name="warm-start"))
         wait_for(lambda: training(client, run_id), timeout=60)
         print(f"submit -> RUNNING with a first {names.TRAIN_LOSS_STEP}: {time.monotonic() - t0:.1f} s (warm)")
         wait_for(lambda: client.get_run(run_id).info.status == "FINISHED", timeout=120)
@@ -231,9 +248,9 @@ def assert_seamless(client, run_id: str, config: RunConfig) -> None:
         assert sorted(m.step for m in client.get_metric_history(run_id, key)) == list(range(1, last + 1)), key
 
 
-def test_a_run_killed_in_epoch_3_resumes_and_ends_as_if_never_killed(client, uninterrupted, tmp_path):
-    run_id = jobs.submit(RESUMABLE, client=client)
-    w = worker()
+def test_a_run_killed_in_epoch_3_resumes_and_ends_as_if_never_killed(queue, client, uninterrupted, tmp_path):
+    run_id = queue.submit(RESUMABLE)
+    w = queue.worker()
     try:
         wait_for(checkpointed(client, run_id, 2), every=0.05)
         os.kill(int(client.get_run(run_id).data.tags[names.TAG_PID]), signal.SIGKILL)  # kill -9 in epoch 3
@@ -256,10 +273,13 @@ def test_a_run_killed_in_epoch_3_resumes_and_ends_as_if_never_killed(client, uni
     assert 2 <= resumed_after < RESUMABLE.epochs
 
 
-def test_a_run_killed_four_times_still_finishes_with_one_point_per_step(client, uninterrupted):
-    pick = random.Random()
-    run_id = jobs.submit(RESUMABLE, client=client)
-    w = worker(env={"RUNBOARD_MAX_ATTEMPTS": "10"})
+def test_a_run_killed_four_times_still_finishes_with_one_point_per_step(queue, client, uninterrupted):
+    # seeded: the same kill times on every run. Each attempt lives at most 0.5 s after its process is
+    # tagged, so 4 attempts train for 2 s at most, a fraction of the 6 epochs even where they run fast
+    # (measured here: 0.6-3.4 s per epoch, 20 s for the run, at load 14)
+    pick = random.Random(27)
+    run_id = queue.submit(RESUMABLE)
+    w = queue.worker(env={"RUNBOARD_MAX_ATTEMPTS": "10"})
     kills, killed = [], set()
     try:
         for _ in range(4):
@@ -273,7 +293,7 @@ def test_a_run_killed_four_times_still_finishes_with_one_point_per_step(client, 
             pid = wait_for(new_attempt, every=0.05)
             if pid == "finished":
                 break
-            delay = pick.uniform(0.0, 2.5)
+            delay = pick.uniform(0.0, 0.5)
             time.sleep(delay)
             try:
                 os.kill(int(pid), signal.SIGKILL)
@@ -295,13 +315,13 @@ def test_a_run_killed_four_times_still_finishes_with_one_point_per_step(client, 
 MIDWAY = dataclasses.replace(QUICK, model="cnn", epochs=3, batch_size=2, augment="strong", run_name="midway")
 
 
-def test_a_run_killed_within_a_long_epoch_resumes_from_within_it(client, tmp_path):
+def test_a_run_killed_within_a_long_epoch_resumes_from_within_it(queue, client, tmp_path):
     from pipeline.training import data as datasets
 
     whole = engine.fit(MIDWAY, datasets.load(MIDWAY), progress=False)  # epochs of several seconds at batch 2
     per_epoch = math.ceil(TRAIN_IMAGES / MIDWAY.batch_size)
-    run_id = jobs.submit(MIDWAY, client=client)
-    w = worker(env={"RUNBOARD_CHECKPOINT_SECONDS": "1"})
+    run_id = queue.submit(MIDWAY)
+    w = queue.worker(env={"RUNBOARD_CHECKPOINT_SECONDS": "1"})
     try:
         def within_epoch_2():
             """a checkpoint from within epoch 2 or later is uploaded"""
@@ -321,14 +341,14 @@ def test_a_run_killed_within_a_long_epoch_resumes_from_within_it(client, tmp_pat
     assert "resumed from the checkpoint within epoch" in log, log[-2000:]
 
 
-def test_a_run_whose_worker_was_killed_resumes_when_a_worker_restarts(client):
-    run_id = jobs.submit(RESUMABLE, client=client)
-    w = worker()
+def test_a_run_whose_worker_was_killed_resumes_when_a_worker_restarts(queue, client):
+    run_id = queue.submit(RESUMABLE)
+    w = queue.worker()
     wait_for(checkpointed(client, run_id, 1), every=0.05)
     w.kill()  # kill -9: its training process dies with it
     w.wait(timeout=10)
     wait_for(lambda: process_gone(client, run_id), timeout=10)
-    out = burst()  # a restarted worker: no manual action
+    out = queue.burst()  # a restarted worker: no manual action
     run = client.get_run(run_id)
     assert run.data.tags[names.TAG_ATTEMPT] == "2" and "worker" in run.data.tags[names.TAG_ATTEMPT_REASON], out
     assert_seamless(client, run_id, RESUMABLE)

@@ -53,23 +53,30 @@ def orphan_reason(run: Run, now: float | None = None) -> str | None:
 
 # --- reading the queue -----------------------------------------------------------------------
 def search(client: MlflowClient, where: str = "", order_by: list[str] | None = None,
-           max_results: int = 1000) -> list[Run]:
-    """Queue runs of every experiment matching `where` (an MLflow filter), `order_by` as given."""
-    ids = [e.experiment_id for e in client.search_experiments()]
+           max_results: int = 1000, experiment: str | None = None) -> list[Run]:
+    """Queue runs matching `where` (an MLflow filter), `order_by` as given: of every experiment, or of
+    the one named `experiment`."""
+    if experiment is None:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    else:
+        found = client.get_experiment_by_name(experiment)
+        ids = [found.experiment_id] if found else []
     if not ids:
         return []
     query = f'tags."{names.TAG_QUEUED}" IS NOT NULL' + (f" AND {where}" if where else "")
     return list(client.search_runs(ids, filter_string=query, order_by=order_by, max_results=max_results))
 
 
-def unfinished(client: MlflowClient) -> list[Run]:
+def unfinished(client: MlflowClient, experiment: str | None = None) -> list[Run]:
     """SCHEDULED and RUNNING queue runs (MLflow's filter has no IN for status: two queries)."""
-    return [r for status in names.ACTIVE for r in search(client, f"attributes.status = '{status}'")]
+    return [r for status in names.ACTIVE
+            for r in search(client, f"attributes.status = '{status}'", experiment=experiment)]
 
 
-def queued(client: MlflowClient) -> list[Run]:
+def queued(client: MlflowClient, experiment: str | None = None) -> list[Run]:
     """SCHEDULED queue runs, oldest first: the order workers start them in."""
-    runs = search(client, f"attributes.status = '{names.SCHEDULED}'", ["attributes.start_time ASC"])
+    runs = search(client, f"attributes.status = '{names.SCHEDULED}'", ["attributes.start_time ASC"],
+                  experiment=experiment)
     return sorted(runs, key=lambda r: float(r.data.tags.get(names.TAG_QUEUED) or 0))
 
 

@@ -61,8 +61,9 @@ def describe_exit(code: int) -> str:
 
 class Worker:
     def __init__(self, concurrency: int | None = None, launcher: launchers.Launcher | None = None,
-                 poll_seconds: float = POLL_SECONDS):
+                 poll_seconds: float = POLL_SECONDS, experiment: str | None = None):
         self.client = tracking.connect()
+        self.experiment = experiment  # None: every experiment's runs; a name: only that one's (and its orphans)
         self.concurrency = max(1, concurrency or settings.worker_concurrency())
         self.launcher = launcher or launchers.from_settings(self.concurrency)
         self.poll_seconds = poll_seconds
@@ -97,7 +98,8 @@ class Worker:
     def work(self, burst: bool = False, max_jobs: int | None = None) -> int:
         """Run until stopped (or, with `burst`, until the queue is empty); returns how many runs it started."""
         self._install_signal_handlers()
-        log.info("worker %s: %d slot(s), store %s%s", self.name, self.concurrency, settings.tracking_uri(),
+        log.info("worker %s: %d slot(s), store %s%s%s", self.name, self.concurrency, settings.tracking_uri(),
+                 f", experiment {self.experiment!r} only" if self.experiment is not None else "",
                  " (burst)" if burst else "")
         next_beat = next_reap = 0.0
         while True:
@@ -135,7 +137,7 @@ class Worker:
         if not self._queue_may_have_changed():
             return None
         took = 0
-        for run in jobs.queued(self.client):
+        for run in jobs.queued(self.client, self.experiment):
             free = self.concurrency - len(self.active)
             if free <= 0 or (max_jobs is not None and self.started >= max_jobs):
                 break
@@ -279,7 +281,7 @@ class Worker:
         a FAILED one is then requeued while it has attempts left."""
         ended = 0
         now = time.time()
-        for run in jobs.unfinished(self.client):
+        for run in jobs.unfinished(self.client, self.experiment):
             run_id = run.info.run_id
             reason = None if run_id in self.active else jobs.orphan_reason(run, now)
             if reason is None or self._adopt(run):

@@ -4,8 +4,6 @@ Run: .venv/bin/python -m pytest tests/dashboard/test_compare_page.py -q
 """
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.dashboard.conftest import figures, open_page, plotted, texts
@@ -110,9 +108,8 @@ def test_empty_store(empty_store):
 
 
 def test_unreachable_store(unreachable_store):
-    start = time.perf_counter()
     at = open_page("compare", runs="a,b")
-    assert time.perf_counter() - start < 15 and not at.exception and "cannot be read" in texts(at.error)
+    assert not at.exception and "cannot be read" in texts(at.error)
 
 
 def test_the_view_comes_back_from_the_url(trained_runs):

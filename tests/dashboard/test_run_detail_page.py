@@ -5,8 +5,6 @@ Run: .venv/bin/python -m pytest tests/dashboard/test_run_detail_page.py -q
 """
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.dashboard.conftest import figures, open_page, texts
@@ -103,9 +101,8 @@ def test_without_a_run_in_the_url_a_picker_fills_it(trained_run):
 
 
 def test_unreachable_store(unreachable_store):
-    start = time.perf_counter()
     at = open_page("run_detail", run="a" * 32)
-    assert time.perf_counter() - start < 15 and not at.exception and "cannot be read" in texts(at.error)
+    assert not at.exception and "cannot be read" in texts(at.error)
 
 
 def test_a_sweep_page_shows_its_runs_not_training_cells(sweep_runs):
