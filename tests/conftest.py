@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import RunConfig
+from tests.skip_summary import pytest_sessionfinish, pytest_terminal_summary  # noqa: F401  (loud skips)
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: drives the real app in headless Chromium (skip: -m 'not e2e')")
