@@ -13,8 +13,12 @@ $(STAMP): requirements.txt
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
+# Ctrl-C: honcho SIGTERMs every process and SIGKILLs what is left KILL_WAIT (5) s after the first one ended, with no
+# option to change it; the worker needs longer to end its runs KILLED (up to its 30 s grace), so it gets 60 s here.
+# Reading KILL_WAIT first makes this fail loudly if a honcho upgrade renames it.
 run: install
-	$(BIN)/honcho start -f Procfile --port $${RUNBOARD_PORT:-8501}
+	$(BIN)/python -c "import sys, honcho.manager as m; m.KILL_WAIT = max(m.KILL_WAIT, 60); \
+	  from honcho.command import main; main(sys.argv[1:])" start -f Procfile --port $${RUNBOARD_PORT:-8501}
 
 # Every test runs: browser and PostgreSQL are set up first; a skip is listed in the summary and fails under CI=true.
 test: install browser postgres

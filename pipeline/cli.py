@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                              "one on a CPU-only machine)")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty and every run ended")
     worker.add_argument("--max-jobs", type=int, default=None, metavar="N", help="exit after starting N runs")
+    worker.add_argument("--cold-stop", action="store_true",
+                        help="the first SIGINT/SIGTERM also stops the running runs (they end KILLED, resumable), "
+                             "as `make run`'s Ctrl-C stops everything; without it the first waits for them")
     return parser
 
 
@@ -271,7 +274,8 @@ def worker(args) -> int:
     _quiet_mlflow()
     if args.concurrency is not None and args.concurrency < 1:
         raise errors.UserError(f"--concurrency must be at least 1, got {args.concurrency}")
-    workers.Worker(concurrency=args.concurrency).work(burst=args.burst, max_jobs=args.max_jobs)
+    workers.Worker(concurrency=args.concurrency, cold_stop=args.cold_stop).work(burst=args.burst,
+                                                                              max_jobs=args.max_jobs)
     return errors.OK
 
 
