@@ -39,6 +39,14 @@ postgres:
 	  && { pg_lsclusters -h 2>/dev/null | while read v c rest; do pg_ctlcluster "$$v" "$$c" stop 2>/dev/null; done; true; }; } \
 	  || echo "PostgreSQL could not be installed: make cluster needs it, and tests/cluster will be skipped (a failure under CI=true)"
 
+# Mutation testing (mutmut 3, set up in setup.cfg; a bench, not part of `make test`): each mutant of these modules
+# against the fast tests that run its function, then the share killed per module. Narrow it with MUTATE=...
+MUTATE ?= pipeline.training.state pipeline.runs.checkpoints pipeline.queue.jobs pipeline.runs.lifecycle \
+          pipeline.training.engine
+mutation: install
+	$(BIN)/mutmut run --max-children $${RUNBOARD_MUTATION_JOBS:-1} $(foreach m,$(MUTATE),"$(m).*")
+	$(BIN)/python bench/mutation_score.py $(MUTATE)
+
 bench: install
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/logging_overhead.py
