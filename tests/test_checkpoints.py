@@ -3,6 +3,11 @@ let live (`make mutation`). Run: .venv/bin/python -m pytest tests/test_checkpoin
 """
 from __future__ import annotations
 
+import threading
+
+from pipeline.config import RunConfig
+from pipeline.queue import jobs
+from pipeline.runs import checkpoints, tracking
 from pipeline.runs.checkpoints import ContinuingTracker
 
 
@@ -29,3 +34,20 @@ def test_a_continuing_tracker_drops_exactly_the_steps_the_run_already_holds():
     tracker.flush()
     assert recorder.points == [(0, {"new": 1.0}), (2, {"accuracy": 0.5}), (4, {"loss": 0.5, "accuracy": 0.7})]
     assert recorder.flushed == 1
+
+
+def test_every_state_offered_while_an_upload_goes_on_is_skipped_and_counted(store):
+    client = tracking.connect()
+    run_id = jobs.submit(RunConfig(dataset="digits", model="mlp", epochs=1, experiment="checkpoints-unit"), client=client)
+    try:
+        writer = checkpoints.CheckpointWriter(client, run_id)
+        upload = threading.Event()
+        writer._thread = threading.Thread(target=upload.wait)  # an upload still going, held until we let it end
+        writer._thread.start()
+        writer({"epoch": 1})
+        writer({"epoch": 2})
+        upload.set()
+        writer.close()
+        assert writer.skipped == 2 and checkpoints.load(client, run_id) is None
+    finally:
+        jobs.cancel(run_id, client)

@@ -1,6 +1,7 @@
 """A run's training state (pipeline/training/state.py) on its own: a copy that training cannot change, every
 part restored by `load`, and `unfit` naming what does not fit. Written to kill the mutants that the resume
-tests let live (`make mutation`). Run: .venv/bin/python -m pytest tests/test_state.py -q (tiny CPU tensors: seconds, most of it importing torch).
+tests let live (`make mutation`).
+Run: .venv/bin/python -m pytest tests/test_state.py -q (tiny CPU tensors: seconds, most of it importing torch).
 """
 from __future__ import annotations
 
