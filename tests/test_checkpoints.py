@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+from pipeline import names
 from pipeline.config import RunConfig
 from pipeline.queue import jobs
 from pipeline.runs import checkpoints, tracking
@@ -49,5 +50,18 @@ def test_every_state_offered_while_an_upload_goes_on_is_skipped_and_counted(stor
         upload.set()
         writer.close()
         assert writer.skipped == 2 and checkpoints.load(client, run_id) is None
+    finally:
+        jobs.cancel(run_id, client)
+
+
+def test_a_checkpoint_tags_the_epoch_and_the_step_it_holds(store):
+    client = tracking.connect()
+    run_id = jobs.submit(RunConfig(dataset="digits", model="mlp", epochs=1, experiment="checkpoints-unit"), client=client)
+    try:
+        writer = checkpoints.CheckpointWriter(client, run_id)
+        writer({"epoch": 2, "step": 37})
+        writer.close()
+        tags = client.get_run(run_id).data.tags
+        assert (tags[names.TAG_CHECKPOINT], tags[names.TAG_CHECKPOINT_STEP]) == ("2", "37")
     finally:
         jobs.cancel(run_id, client)
