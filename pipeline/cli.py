@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-jobs", type=int, default=None, metavar="N", help="exit after starting N runs")
     worker.add_argument("--experiment", default=None, metavar="NAME",
                         help="train (and reap) only the runs of this experiment (default: every experiment's)")
+    worker.add_argument("--cold-stop", action="store_true",
+                        help="the first SIGINT/SIGTERM also stops the running runs (they end KILLED, resumable), "
+                             "as `make run`'s Ctrl-C stops everything; without it the first waits for them")
     return parser
 
 
@@ -273,8 +276,8 @@ def worker(args) -> int:
     _quiet_mlflow()
     if args.concurrency is not None and args.concurrency < 1:
         raise errors.UserError(f"--concurrency must be at least 1, got {args.concurrency}")
-    workers.Worker(concurrency=args.concurrency, experiment=args.experiment).work(burst=args.burst,
-                                                                                  max_jobs=args.max_jobs)
+    workers.Worker(concurrency=args.concurrency, experiment=args.experiment,
+                   cold_stop=args.cold_stop).work(burst=args.burst, max_jobs=args.max_jobs)
     return errors.OK
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import RunConfig
+from tests.skip_summary import pytest_sessionfinish, pytest_terminal_summary  # noqa: F401  (loud skips)
+
 
 STEPS_IN_ORDER = ("e2e", "cluster")  # files whose tests are steps sharing one app or cluster
 

@@ -3,7 +3,8 @@
 `work()` loops: reap ended children, pass on cancel requests, heartbeat the runs it owns, claim
 and start the oldest SCHEDULED runs while slots are free, now and then end orphans of dead
 workers. Signal handlers only set flags: the first SIGTERM/SIGINT stops taking runs and waits for
-the running ones (warm stop), the second stops those too (cold stop: they end KILLED).
+the running ones (warm stop), the second stops those too (cold stop: they end KILLED). With
+`cold_stop` the first signal stops cold: `make run`'s Ctrl-C stops everything at once (Procfile).
 A run whose process or worker died is requeued as its next attempt (jobs.retry), which resumes
 from its checkpoint, up to RUNBOARD_MAX_ATTEMPTS attempts.
 """
@@ -61,9 +62,10 @@ def describe_exit(code: int) -> str:
 
 class Worker:
     def __init__(self, concurrency: int | None = None, launcher: launchers.Launcher | None = None,
-                 poll_seconds: float = POLL_SECONDS, experiment: str | None = None):
+                 poll_seconds: float = POLL_SECONDS, experiment: str | None = None, cold_stop: bool = False):
         self.client = tracking.connect()
         self.experiment = experiment  # None: every experiment's runs; a name: only that one's (and its orphans)
+        self.cold_stop = cold_stop
         self.concurrency = max(1, concurrency or settings.worker_concurrency())
         self.launcher = launcher or launchers.from_settings(self.concurrency)
         self.poll_seconds = poll_seconds
@@ -76,8 +78,8 @@ class Worker:
 
     # --- signals: flags only -----------------------------------------------------------------
     def request_stop(self, signum=None, frame=None) -> None:
-        """The signal handler: first call warm stop, second cold. Only a flag (the loop says it)."""
-        self.stopping = "cold" if self.stopping else "warm"
+        """The signal handler: first call warm stop (cold with `cold_stop`), second cold. Only a flag."""
+        self.stopping = "cold" if self.stopping or self.cold_stop else "warm"
 
     def _announce_stop(self) -> None:
         if self.stopping == self._announced:

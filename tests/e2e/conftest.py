@@ -2,6 +2,7 @@
 and a headless Debian Chromium driven by Playwright. Skip these with `pytest -m "not e2e"`.
 
 Screenshots of every step land in test-output/e2e/; when a step fails, the app's log is copied there.
+Stopping the app is Ctrl-C and nothing else: a process still there after it fails the module (`stop_app`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +24,8 @@ OUTPUT = ROOT / "test-output" / "e2e"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]
+MARK = "RUNBOARD_E2E_APP"  # in the app's environment: every process it starts inherits it, wherever it is reparented
+STOP_SECONDS = 45  # Ctrl-C to nothing left; a SIGKILL (honcho's after 60 s, the worker's after 30 s) fails anyway
 
 
 def _free_port() -> int:
@@ -44,18 +48,6 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 180
     raise RuntimeError(f"{url} did not answer within {seconds} s:\n{log.read_text()[-3000:]}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Ctrl-C, as a person in the terminal would; SIGKILL only if that does not end it."""
-    try:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=60)
-    except ProcessLookupError:
-        pass  # already gone
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 @dataclass
 class App:
     url: str
@@ -65,16 +57,54 @@ class App:
     env: dict
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    root = tmp_path_factory.mktemp("e2e")
+def app_processes(mark: str) -> list[psutil.Process]:
+    """The living processes started for the app with this mark (`make`, honcho, web, worker, mlflow ui, runs)."""
+    found = []
+    for p in psutil.process_iter(["environ", "status"]):
+        if p.info["status"] != psutil.STATUS_ZOMBIE and (p.info["environ"] or {}).get(MARK) == mark:
+            found.append(p)
+    return found
+
+
+def describe(p: psutil.Process) -> str:
+    try:
+        return f"{p.pid} {' '.join(p.cmdline())[:160]}"
+    except psutil.Error:
+        return f"{p.pid} (gone)"
+
+
+def stop_app(proc: subprocess.Popen, root: Path, seconds: float = STOP_SECONDS) -> list[str]:
+    """Ctrl-C, as a person in the terminal would: SIGINT to `make run`'s process group. What is still running
+    `seconds` later is SIGKILLed, so that nothing outlives the test, and returned, with any SIGKILL honcho
+    had to send: that is the failure."""
+    mark = str(root)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass  # already gone
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and (proc.poll() is None or app_processes(mark)):
+        time.sleep(0.2)
+    left = app_processes(mark) + ([psutil.Process(proc.pid)] if proc.poll() is None else [])
+    described = sorted({describe(p) for p in left})
+    for p in left:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    proc.wait()
+    log = (root / "app.log").read_text(errors="replace")
+    return described + [line for line in log.splitlines() if "sending SIGKILL" in line]
+
+
+def start_app(root: Path) -> tuple[subprocess.Popen, App]:
+    """`make run` on free ports with a store in `root`, in its own process group as in a terminal, once it answers."""
     (root / "data").mkdir()
     web, mlflow_port = _free_port(), _free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
            "RUNBOARD_DATA_ROOT": str(root / "data"), "RUNBOARD_PORT": str(web),
-           "RUNBOARD_MLFLOW_PORT": str(mlflow_port), "RUNBOARD_MLFLOW_UI_URL": f"http://127.0.0.1:{mlflow_port}"}
+           "RUNBOARD_MLFLOW_PORT": str(mlflow_port), "RUNBOARD_MLFLOW_UI_URL": f"http://127.0.0.1:{mlflow_port}",
+           MARK: str(root)}
     env.pop("RUNBOARD_PASSWORD", None)
     log = root / "app.log"
     with log.open("wb") as out:
@@ -83,11 +113,24 @@ def app(tmp_path_factory):
     try:
         _wait_http(f"http://127.0.0.1:{web}/_stcore/health", proc, log)
         _wait_http(f"http://127.0.0.1:{mlflow_port}/health", proc, log)
-        yield App(f"http://127.0.0.1:{web}", f"http://127.0.0.1:{mlflow_port}", root, log, env)
+    except BaseException:
+        stop_app(proc, root)
+        raise
+    return proc, App(f"http://127.0.0.1:{web}", f"http://127.0.0.1:{mlflow_port}", root, log, env)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    proc, running = start_app(tmp_path_factory.mktemp("e2e"))
+    try:
+        yield running
     finally:
-        _stop(proc)
+        left = stop_app(proc, running.store)
         OUTPUT.mkdir(parents=True, exist_ok=True)
-        shutil.copy(log, OUTPUT / "app.log")
+        shutil.copy(running.log, OUTPUT / "app.log")
+    assert not left, "still running after Ctrl-C to `make run` (killed now):\n" + "\n".join(left)
 
 
 @pytest.fixture(scope="module")
