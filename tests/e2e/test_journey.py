@@ -36,9 +36,23 @@ def badge(page: Page, status: str):
 
 
 def button(page: Page, key: str):
-    """A button by its widget key (Streamlit's `st-key-*` class): found also while a live fragment re-draws
-    it, when the accessibility tree may not list it."""
-    return page.locator(f".st-key-{key} button")
+    """A button by its widget key (Streamlit's `st-key-*` class), not its stale copy: while a live fragment
+    re-draws, the old element stays beside the new one, and a click on it does nothing."""
+    return page.locator(f".st-key-{key}[data-stale='false'] button")
+
+
+def press(page: Page, key: str, until, tries: int = 4) -> None:
+    """Click a button until `until` shows: on a busy box a click while the live fragment re-draws can go
+    unanswered, and a person would click again (never a second time once the button is gone)."""
+    for _ in range(tries):
+        if button(page, key).count():
+            button(page, key).click(timeout=120_000)
+        try:
+            expect(until).to_be_visible(timeout=15_000)
+            return
+        except AssertionError:
+            continue
+    expect(until).to_be_visible()
 
 
 def shown_status(page: Page) -> str | None:
@@ -99,12 +113,13 @@ def test_j2_cancel_on_the_run_page(page, app, shot):
     deadline = time.time() + 120
     while epochs_trained(app, run_id) < CANCEL_AFTER and time.time() < deadline:
         time.sleep(0.5)
-    button(page, f"cancel-detail-{run_id}").click(timeout=120_000)
-    box = page.get_by_text(re.compile(rf"Stop journey\? Progress: \d+ of {EPOCHS} epochs trained"))
-    expect(box).to_be_visible()
+    expect(button(page, f"cancel-detail-{run_id}")).to_be_visible()
+    press(page, f"cancel-detail-{run_id}",
+          page.get_by_text(re.compile(rf"Stop journey\? Progress: \d+ of {EPOCHS} epochs trained")))
     assert mlflow(app).get_run(run_id).info.status == names.RUNNING  # one click only asks
     shot("j2a-cancel-asks")
-    button(page, f"cancel-confirm-detail-{run_id}").click(timeout=120_000)
+    press(page, f"cancel-confirm-detail-{run_id}",
+          button(page, f"stopping-detail-{run_id}").or_(badge(page, "KILLED")).first)
     assert wait_status(app, run_id, names.ENDED, timeout=90) == names.KILLED
     journey["killed"] = mlflow(app).get_run(run_id).info.end_time / 1000
     expect(badge(page, "KILLED")).to_be_visible(timeout=FOLLOW_S * 1000)  # followed, no reload
@@ -121,8 +136,7 @@ def test_j3_resume_and_follow_to_finished(page, app, shot):
     expect(badge(other, "KILLED")).to_be_visible()
     idle(page)
     clicked = time.time()
-    button(page, f"resume-detail-{run_id}").click(timeout=120_000)
-    expect(page.get_by_text("queued again as attempt 2")).to_be_visible()
+    press(page, f"resume-detail-{run_id}", page.get_by_text("queued again as attempt 2"))
     seen = follow(app, run_id, {"this tab": page, "other tab": other}, timeout=600)
     run = mlflow(app).get_run(run_id)
     changed = {names.RUNNING: float(run.data.tags[names.TAG_STARTED]),  # set just before the status
