@@ -36,9 +36,9 @@ def badge(page: Page, status: str):
 
 
 def button(page: Page, key: str):
-    """A button by its widget key (Streamlit's `st-key-*` class), not its stale copy: while a live fragment
-    re-draws, the old element stays beside the new one, and a click on it does nothing."""
-    return page.locator(f".st-key-{key}[data-stale='false'] button")
+    """A button by its widget key (Streamlit's `st-key-*` class), the one shown: while a live fragment
+    re-draws, an old copy stays in the page beside it (stale, or hidden), and a click on it does nothing."""
+    return page.locator(f".st-key-{key}[data-stale='false'] button:visible").first
 
 
 def press(page: Page, key: str, until, tries: int = 4) -> None:
