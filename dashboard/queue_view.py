@@ -12,12 +12,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, store, tables, ui
+from dashboard.cancel import cancel_button, cancel_confirmation, progress_words
 from dashboard.resume import resume_buttons
 from dashboard import refresh
 from pipeline import names
 from pipeline.queue import jobs
 
 NO_WORKER_AFTER_SECONDS = 20  # a run waiting this long with no live worker anywhere: say how to start one
+WHERE = "queue"  # the Cancel buttons' key part here
 LATEST = (names.TRAIN_LOSS_STEP, names.TRAIN_LOSS, names.VAL_LOSS, names.VAL_ACCURACY)
 
 
@@ -58,6 +60,10 @@ def _value(row: pd.Series, column: str):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
+def _progress_words(row: pd.Series) -> str:
+    return progress_words(row["status"], int(_value(row, "epochs_done") or 0), _value(row, "params.epochs"))
+
+
 def _running_card(row: pd.Series, history: pd.DataFrame, experiment: str, now: float) -> None:
     run_id = row["run_id"]
     with st.container(border=True):
@@ -67,11 +73,8 @@ def _running_card(row: pd.Series, history: pd.DataFrame, experiment: str, now: f
             st.markdown(f"**{row['run_name']}** · `{run_id[:8]}` · {experiment} · "
                         f"{row.get('params.dataset')} / {row.get('params.model')}")
         with actions:
-            if _value(row, f"tags.{names.TAG_CANCEL}"):
-                st.button("Stopping…", key=f"stopping-{run_id}", disabled=True)
-            elif st.button("Cancel", key=f"cancel-{run_id}", icon=":material/stop_circle:",
-                           help="stop it: it ends KILLED and keeps what it logged so far"):
-                ui.queue_request(jobs.cancel, run_id)  # a button, not a popover: the 2 s refresh must not close a half-made choice
+            cancel_button(run_id, WHERE, bool(_value(row, f"tags.{names.TAG_CANCEL}")))
+        cancel_confirmation(run_id, row["run_name"], _progress_words(row), WHERE)
         steps = history[(history["run_id"] == run_id) & (history["key"] == names.TRAIN_LOSS_STEP)]
         p = progress(steps, float(_value(row, f"tags.{names.TAG_STEPS_PER_EPOCH}") or 0),
                      float(_value(row, "params.epochs") or 0))
@@ -110,8 +113,9 @@ def _queued_rows(queued: pd.DataFrame, experiments: dict[str, str], now: float) 
         cols[1].markdown(f"{row['run_name']} · `{run_id[:8]}` · {experiments.get(row['experiment_id'], '')}")
         waited = _age(_value(row, f"tags.{names.TAG_QUEUED}"), now)
         cols[2].caption(f"queued {tables.format_duration(waited)} ago")
-        if cols[3].button("Cancel", key=f"cancel-{run_id}", icon=":material/close:"):
-            ui.queue_request(jobs.cancel, run_id)
+        with cols[3]:
+            cancel_button(run_id, WHERE, bool(_value(row, f"tags.{names.TAG_CANCEL}")))
+        cancel_confirmation(run_id, row["run_name"], _progress_words(row), WHERE)
 
 
 def _worker_hint(running: pd.DataFrame, queued: pd.DataFrame, now: float) -> None:

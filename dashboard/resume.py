@@ -13,13 +13,12 @@ from pipeline import names
 from pipeline.queue import jobs
 
 
-
-def resume_button(run_id: str, status: str, key: str = "detail") -> None:
-    """A Resume button for a FAILED or KILLED run; nothing for any other."""
-    if status in names.RESUMABLE and st.button("Resume", key=f"resume-{key}-{run_id}", icon=":material/replay:",
-                                         help="queue it again: a worker continues it from its last "
-                                              "checkpoint, in this same run"):
-        ui.queue_request(jobs.resume, run_id)
+def resume_button(run_id: str, status: str, key: str = "detail") -> bool:
+    """A Resume button for a FAILED or KILLED run (nothing for any other); True when it just queued the run."""
+    return status in names.RESUMABLE and st.button(
+        "Resume", key=f"resume-{key}-{run_id}", icon=":material/replay:",
+        help="queue it again: a worker continues it from its last checkpoint, in this same run") \
+        and ui.queue_request(jobs.resume, run_id)
 
 
 def attempts_caption(tags: dict[str, str]) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import names
+from pipeline.runs import timing as run_timing
 
 STATUS_LABELS = {  # a symbol each (plain Unicode, no emoji font needed), so statuses differ without color too
     "SCHEDULED": "◌ SCHEDULED", "RUNNING": "▶ RUNNING", "FINISHED": "✓ FINISHED", "FAILED": "✗ FAILED",
@@ -26,38 +27,18 @@ LEGEND_PARAMS = 2  # distinguishing params named in a legend entry (beyond those
 LR_PARAMS = ("lr",)  # params shown with format_lr
 FINAL_METRICS = (names.TEST_ACCURACY, names.TEST_F1, names.VAL_ACCURACY, names.VAL_LOSS, names.TRAIN_LOSS)
 BASE_COLUMNS = ["run_id", "run_name", "experiment_id", "status", "start_time", "end_time", "train_start",
-                "duration_s", "queued_s", "last_update", "lifecycle_stage", "artifact_uri", "user"]
+                "duration_s", "queued_s", "stopped_s", "epochs_done", "last_update", "lifecycle_stage", "artifact_uri", "user"]
 
 
-def _seconds(tag: str | None) -> float | None:
-    try:
-        value = float(tag)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+def timing(info, tags: Mapping[str, str], now_s: float) -> run_timing.Times:
+    """One run's training start, training, queued and stopped seconds over all its attempts (MLflow RunInfo + tags)."""
+    return run_timing.run_times(info.status, info.start_time / 1000 if info.start_time else None,
+                                info.end_time / 1000 if info.end_time else None, tags, now_s)
 
 
-def timing(info, tags: Mapping[str, str], now_s: float) -> tuple[float | None, float | None, float | None]:
-    """(training start in unix seconds, training seconds, seconds queued) of one run.
-
-    MLflow's start time is when a queue run was submitted, so the training's own tags are used
-    (runboard.train_started/train_ended, written by pipeline.runs.train); a run from before them
-    falls back to the process launch, then to MLflow's start and end.
-    """
-    start = info.start_time / 1000 if info.start_time else None
-    end = info.end_time / 1000 if info.end_time else None
-    launched = _seconds(tags.get(names.TAG_STARTED))
-    train_start = _seconds(tags.get(names.TAG_TRAIN_STARTED)) or launched or start
-    # a resumed run is RUNNING again with its last attempt's end time still set: it runs until now
-    train_end = _seconds(tags.get(names.TAG_TRAIN_ENDED)) or (now_s if info.status == names.RUNNING else end)
-    if info.status == names.SCHEDULED:
-        train_start = train_end = None
-    duration = train_end - train_start if train_start is not None and train_end is not None else None
-    queued = None
-    if names.TAG_QUEUED in tags and start is not None:
-        waited_until = launched or train_start or (now_s if info.status == names.SCHEDULED else end)
-        queued = max(0.0, waited_until - start) if waited_until is not None else None
-    return train_start, duration, queued
+def epochs_done(metrics: Iterable) -> int:
+    """Epochs the run has trained: the step of its latest per-epoch metric (MLflow keeps the highest step)."""
+    return max((m.step for m in metrics if m.key in names.EPOCH_METRICS), default=0)
 
 
 def runs_frame(runs: Iterable) -> pd.DataFrame:
@@ -70,15 +51,17 @@ def runs_frame(runs: Iterable) -> pd.DataFrame:
     rows = []
     for run in runs:
         info, data = run.info, run.data
-        stamps = [m.timestamp for m in data._metric_objs] if hasattr(data, "_metric_objs") else []
-        train_start, duration, queued = timing(info, data.tags, now)
+        latest = data._metric_objs if hasattr(data, "_metric_objs") else []  # with their steps and times
+        times = timing(info, data.tags, now)
         rows.append({
             "run_id": info.run_id, "run_name": info.run_name or info.run_id[:8],
             "experiment_id": info.experiment_id, "status": info.status,
             "start_time": info.start_time, "end_time": info.end_time,
-            "train_start": train_start * 1000 if train_start is not None else np.nan,
-            "duration_s": np.nan if duration is None else duration, "queued_s": np.nan if queued is None else queued,
-            "last_update": int(max([info.start_time or 0, info.end_time or 0, *stamps])),
+            "train_start": times.train_start * 1000 if times.train_start is not None else np.nan,
+            **{column: np.nan if value is None else value for column, value in (
+                ("duration_s", times.training_s), ("queued_s", times.queued_s), ("stopped_s", times.stopped_s))},
+            "epochs_done": epochs_done(latest),
+            "last_update": int(max([info.start_time or 0, info.end_time or 0, *(m.timestamp for m in latest)])),
             "lifecycle_stage": info.lifecycle_stage, "artifact_uri": info.artifact_uri, "user": info.user_id,
             **{f"params.{k}": v for k, v in data.params.items() if not k.startswith(names.BOOKKEEPING_PREFIX)},
             **{f"metrics.{k}": v for k, v in data.metrics.items()},

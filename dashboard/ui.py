@@ -55,15 +55,20 @@ def reading_page(title: str):
     return all_runs
 
 
-def queue_request(action, run_id: str) -> None:
-    """Cancel or resume a run (pipeline.queue.jobs.cancel/resume): its answer as a toast, a refusal in place."""
+def queue_request(action, run_id: str) -> bool:
+    """Cancel or resume a run (pipeline.queue.jobs.cancel/resume): its answer as a toast, a refusal in place;
+    True when it was done. The cached queue and run are dropped, so every view shows the change at once."""
     from pipeline.queue import jobs
 
     try:
         st.toast(action(run_id, store.client()))
+        done = True
     except jobs.JobError as e:
         st.error(str(e))
+        done = False
     store.forget_queue()
+    store.forget_run(run_id)
+    return done
 
 
 def status_badge(status: str) -> None:

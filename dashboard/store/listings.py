@@ -86,3 +86,8 @@ def _run(uri: str, run_id: str) -> dict:
 def run(run_id: str) -> dict:
     """One run: the runs-frame columns plus params, metrics and tags dicts; RunNotFoundError if gone."""
     return _run(uri(), run_id)
+
+
+def forget_run(run_id: str) -> None:
+    """Drop the cached read of one run after this session changed it (resume, cancel): shown at once."""
+    _run.clear(uri(), run_id)

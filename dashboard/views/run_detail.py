@@ -11,7 +11,8 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, refresh, store, tables, ui
+from dashboard import charts, follow, refresh, store, tables, ui
+from dashboard.cancel import cancel_button, cancel_confirmation, progress_words
 from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
 from pipeline.training import metrics
@@ -56,17 +57,28 @@ def header(run: dict) -> None:
         register.page_link("views/registry.py", label="Register model", icon=":material/inventory_2:",
                            query_params={"register": run["run_id"]})
     tags, values = run["tags"], run["metrics"]
-    queued = run.get("queued_s")
-    cells = [("training time", tables.format_duration(run["duration_s"])),
-             *([("queued", tables.format_duration(queued))] if pd.notna(queued) else []),
-             ("device", tags.get(names.TAG_DEVICE, "—")),
-             ("epochs", tags.get(names.TAG_EPOCHS_RUN, run["params"].get("epochs", "—"))),
-             ("test accuracy", f"{values[names.TEST_ACCURACY]:.2%}" if names.TEST_ACCURACY in values else "—"),
-             ("test F1 (macro)", f"{values[names.TEST_F1]:.3f}" if names.TEST_F1 in values else "—")]
-    for column, (label, value) in zip(st.columns(len(cells)), cells):
-        column.metric(label, value)
+    queued, stopped = run.get("queued_s"), run.get("stopped_s")
+    cells = [("training time", tables.format_duration(run["duration_s"]), "training only, summed over attempts"),
+             *([("queued", tables.format_duration(queued), "waiting for a worker, summed over attempts")]
+               if pd.notna(queued) else []),
+             *([("stopped", tables.format_duration(stopped), "ended (cancelled or failed) before it was resumed; "
+                 "neither training nor queued")] if pd.notna(stopped) and stopped > 0 else []),
+             ("device", tags.get(names.TAG_DEVICE, "—"), None),
+             ("epochs", epochs_cell(run), None),
+             ("test accuracy", f"{values[names.TEST_ACCURACY]:.2%}" if names.TEST_ACCURACY in values else "—", None),
+             ("test F1 (macro)", f"{values[names.TEST_F1]:.3f}" if names.TEST_F1 in values else "—", None)]
+    for column, (label, value, why) in zip(st.columns(len(cells)), cells):
+        column.metric(label, value, help=why)
     with st.container():  # always one block, even empty: the tabs below keep their place (and open tab) at the end
         status_note(run)
+
+
+def epochs_cell(run: dict) -> str:
+    """A finished run's epochs (early stopping may end it before the configured count); any other's so far."""
+    configured = run["params"].get("epochs", "—")
+    if run["status"] == names.FINISHED:
+        return run["tags"].get(names.TAG_EPOCHS_RUN, configured)
+    return f"{int(run['epochs_done'])} of {configured}"
 
 
 def status_note(run: dict) -> None:
@@ -82,8 +94,14 @@ def status_note(run: dict) -> None:
     elif status in ui.LIVE_STATUSES:
         st.info(f"This run is {status.lower()}: this page follows it (every {refresh.LIVE_REFRESH} s); the "
                 "evaluation appears when it finishes.", icon=":material/autorenew:")
-    resume_button(run["run_id"], status)
+    changed = resume_button(run["run_id"], status)
+    if status in names.ACTIVE and names.TAG_QUEUED in tags:  # a run trained elsewhere is stopped where it runs
+        changed |= cancel_button(run["run_id"], "detail", names.TAG_CANCEL in tags)
+        cancel_confirmation(run["run_id"], run["run_name"], progress_words(status, int(run["epochs_done"]),
+                                                                           run["params"].get("epochs")), "detail")
     attempts_caption(tags)
+    if changed:
+        st.rerun()  # the whole page, as it now follows the run
 
 
 def overview(run: dict) -> None:
@@ -278,10 +296,9 @@ def sweep(run: dict) -> None:
 
 
 @ui.guarded
-def details(run_id: str, was_live: bool) -> None:
-    """Everything that changes while a run goes on; a fragment re-read on a timer until the run ends."""
+def details(run_id: str, mode: str) -> None:
+    """Everything that changes while a run goes on; a fragment, re-drawn on a timer while the run is live."""
     run = store.run(run_id)
-    live = is_live(run)
     if names.TAG_SWEEP in run["tags"]:
         sweep(run)
     else:
@@ -297,14 +314,15 @@ def details(run_id: str, was_live: bool) -> None:
             versus(run)
         with tabs[4]:
             artifacts(run)
-    if was_live and not live:
-        st.rerun()  # the whole page again, now without the timer
+    if follow.mode(follow.snapshot(run)) != mode:
+        st.rerun()  # the whole page again, following the run the new way
 
 
-def is_live(run: dict) -> bool:
-    if names.TAG_SWEEP in run["tags"]:
-        return tables.sweep_summary(tables.sweep_children(store.runs([run["experiment_id"]]), run["run_id"]))["live"]
-    return run["status"] in ui.LIVE_STATUSES
+@ui.guarded
+def watch(run_id: str, seen: follow.Snapshot) -> None:
+    """An ended run's check for a resume: the page is drawn again only when the run changed."""
+    if follow.snapshot(store.run(run_id)) != seen:
+        st.rerun()
 
 
 @ui.guarded
@@ -312,8 +330,11 @@ def page() -> None:
     run_id = pick_run()
     if not run_id:
         return
-    live = is_live(store.run(run_id))
-    st.fragment(details, run_every=refresh.LIVE_REFRESH if live else None)(run_id, live)
+    seen = follow.snapshot(store.run(run_id))
+    mode = follow.mode(seen)
+    st.fragment(details, run_every=refresh.LIVE_REFRESH if mode == follow.LIVE else None)(run_id, mode)
+    if mode == follow.RESUMABLE:
+        st.fragment(watch, run_every=refresh.LIVE_REFRESH)(run_id, seen)
 
 
 if __name__ == "__main__":

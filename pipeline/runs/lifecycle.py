@@ -30,6 +30,7 @@ from mlflow.exceptions import MlflowException
 from pipeline import names, settings
 from pipeline.config import RunConfig
 from pipeline.errors import UserError
+from pipeline.runs import timing
 
 TRACEBACK_TAG_CHARS = 4000   # the tail of a traceback kept as a tag; the whole is an artifact
 REASON_CHARS = 500           # the one-line reason tag
@@ -148,6 +149,14 @@ def mark_running(client: MlflowClient, run_id: str, tags: dict[str, object]) -> 
     client.update_run(run_id, status=names.RUNNING)
 
 
+def training_started(client: MlflowClient, run_id: str) -> None:
+    """Data loaded, the attempt's first epoch begins: its training time counts from here (the first
+    attempt's start is also where the run's relative time starts)."""
+    now = f"{time.time():.3f}"
+    first = names.TAG_TRAIN_STARTED not in client.get_run(run_id).data.tags
+    set_tags(client, run_id, {names.TAG_ATTEMPT_TRAIN_STARTED: now, **({names.TAG_TRAIN_STARTED: now} if first else {})})
+
+
 def heartbeat(client: MlflowClient, run_id: str, tags: dict[str, object] | None = None) -> None:
     """The owner is alive (and, optionally, what it saw: the log tail)."""
     set_tags(client, run_id, {names.TAG_HEARTBEAT: f"{time.time():.0f}", **(tags or {})})
@@ -203,7 +212,9 @@ def finish(client: MlflowClient, run_id: str, status: str, reason: str = "", det
 
 # --- attempts ----------------------------------------------------------------------------------
 RESET_ON_REQUEUE = (names.TAG_ERROR, names.TAG_TRACEBACK, names.TAG_CANCEL, names.TAG_ORPHANED,
-                    names.TAG_HEARTBEAT, names.TAG_WORKER, names.TAG_PID, names.TAG_RETRY)
+                    names.TAG_HEARTBEAT, names.TAG_WORKER, names.TAG_PID, names.TAG_RETRY,
+                    # the last attempt's times: summed into the TAG_EARLIER_* tags below
+                    names.TAG_STARTED, names.TAG_ATTEMPT_TRAIN_STARTED, names.TAG_TRAIN_ENDED)
 
 
 def retriable(error: BaseException) -> bool:
@@ -225,11 +236,13 @@ def requeue(client: MlflowClient, run_id: str, reason: str, automatic: bool) -> 
     run = client.get_run(run_id)
     if run.info.status not in names.RESUMABLE:
         return None
-    attempt, tags = attempt_of(run) + 1, run.data.tags
+    attempt, tags, now = attempt_of(run) + 1, run.data.tags, time.time()
     try:
-        client.log_param(run_id, f"{names.PARAM_REQUEUE}.{attempt}", f"{time.time():.3f}")
+        client.log_param(run_id, f"{names.PARAM_REQUEUE}.{attempt}", f"{now:.3f}")
     except MlflowException:  # another requeue of this attempt won
         return None
+    end = run.info.end_time / 1000 if run.info.end_time else now
+    so_far = timing.run_times(run.info.status, run.info.start_time / 1000, end, tags, now)
     for key in RESET_ON_REQUEUE:  # the last attempt's ending: kept in the history line below
         if key in tags:
             client.delete_tag(run_id, key)
@@ -239,7 +252,11 @@ def requeue(client: MlflowClient, run_id: str, reason: str, automatic: bool) -> 
         names.TAG_ATTEMPT: attempt, names.TAG_ATTEMPT_REASON: reason[:REASON_CHARS],
         names.TAG_ATTEMPT_HISTORY: history[-TRACEBACK_TAG_CHARS:],
         names.TAG_RETRIES: int(tags.get(names.TAG_RETRIES) or 0) + 1 if automatic else 0,
-        names.TAG_QUEUED: tags.get(names.TAG_QUEUED) or f"{time.time():.6f}",  # its place: first in line
+        names.TAG_QUEUED: tags.get(names.TAG_QUEUED) or f"{now:.6f}",  # its place: first in line
+        names.TAG_ATTEMPT_QUEUED: f"{now:.3f}",  # ...but it waits for a worker from now
+        names.TAG_EARLIER_TRAINING: f"{so_far.training_s or 0.0:.3f}",
+        names.TAG_EARLIER_QUEUED: f"{so_far.queued_s or 0.0:.3f}",
+        names.TAG_STOPPED: f"{(so_far.stopped_s or 0.0) + max(0.0, now - end):.3f}",
     })
     client.update_run(run_id, status=names.SCHEDULED)
     return attempt

@@ -85,8 +85,7 @@ def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
             if queued:  # maybe a later attempt: continue where the last checkpoint left off, logging no step twice
                 resume = checkpoints.load(client, run_id)
                 tracker = checkpoints.ContinuingTracker(tracker, checkpoints.logged_steps(client, run_id))
-            if resume is None:  # duration and relative time count from here: queueing and data loading are not training
-                lifecycle.set_tags(client, run_id, {names.TAG_TRAIN_STARTED: f"{time.time():.3f}"})
+            lifecycle.training_started(client, run_id)  # queueing and data loading are not training
             writer = checkpoints.CheckpointWriter(client, run_id)
             try:
                 result = engine.fit(config, data, tracker, progress=progress, resume=resume, checkpoint=writer,

@@ -174,12 +174,12 @@ def test_a_resumed_run_trains_until_now_not_until_its_last_attempts_end():
 
     tags = {names.TAG_TRAIN_STARTED: "1000.0", names.TAG_QUEUED: "990.0"}
     resumed = SimpleNamespace(start_time=990_000, end_time=1_100_000, status=names.RUNNING)  # attempt 1 ended at 1100
-    assert tables.timing(resumed, tags, now_s=1_500.0)[1] == 500.0
+    assert tables.timing(resumed, tags, now_s=1_500.0).training_s == 500.0
     ended = SimpleNamespace(start_time=990_000, end_time=1_100_000, status=names.FAILED)
-    assert tables.timing(ended, tags, now_s=1_500.0)[1] == 100.0
+    assert tables.timing(ended, tags, now_s=1_500.0).training_s == 100.0
     finished = {**tags, names.TAG_TRAIN_ENDED: "1090.0"}
     assert tables.timing(SimpleNamespace(start_time=990_000, end_time=1_100_000, status=names.FINISHED), finished,
-                         now_s=1_500.0)[1] == 90.0
+                         now_s=1_500.0).training_s == 90.0
 
 
 def test_only_runs_with_a_model_are_offered_as_trained():

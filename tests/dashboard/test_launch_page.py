@@ -94,8 +94,15 @@ def test_launch_queues_a_scheduled_run_and_cancel_removes_it(client, queued):
     queued.append(run.info.run_id)
     assert run.data.params == RunConfig(epochs=1, model="mlp").to_params()
     assert f"{len(jobs.queued(client))} queued" in at.subheader[0].value  # ours, and any other test's left queued
-    at.button(key=f"cancel-{run.info.run_id}").click().run()
-    assert client.get_run(run.info.run_id).info.status == "KILLED"
+    run_id = run.info.run_id
+    at.button(key=f"cancel-queue-{run_id}").click().run()  # one click only asks, with the run's progress
+    assert client.get_run(run_id).info.status == "SCHEDULED"
+    assert "Stop from-the-browser?" in texts(at.markdown) and "queued, 0 of 1 epochs trained" in texts(at.markdown)
+    at.button(key=f"cancel-keep-queue-{run_id}").click().run()
+    assert "Stop from-the-browser?" not in texts(at.markdown) and client.get_run(run_id).info.status == "SCHEDULED"
+    at.button(key=f"cancel-queue-{run_id}").click().run()
+    at.button(key=f"cancel-confirm-queue-{run_id}").click().run()
+    assert client.get_run(run_id).info.status == "KILLED"
 
 
 def test_clone_prefills_the_form_from_a_runs_params(client, queued):
@@ -169,8 +176,11 @@ def test_live_view_shows_a_running_runs_progress_metrics_curve_and_log(client, q
     at = open_page("launch")
     assert "epoch 1: train_loss 0.3" in at.code[0].value and "10/21" not in at.code[0].value
     assert any(e.label == "Log (tail, live)" for e in at.expander)
-    at.button(key=f"cancel-{run_id}").click().run()
+    at.button(key=f"cancel-queue-{run_id}").click().run()
+    assert names.TAG_CANCEL not in client.get_run(run_id).data.tags and "0 of 2 epochs trained" in texts(at.markdown)
+    at.button(key=f"cancel-confirm-queue-{run_id}").click().run()
     assert names.TAG_CANCEL in client.get_run(run_id).data.tags
+    assert at.button(key=f"stopping-queue-{run_id}").disabled
 
 
 def test_unreachable_store_is_one_clear_error(unreachable_store):

@@ -133,10 +133,14 @@ def test_3_clone_with_another_lr_and_cancel_it(page, app, shot):
     assert run.data.params["lr"] == "0.01" and run.data.params["model"] == "cnn"  # the rest came from the clone
     expect(page.get_by_text(re.compile(r"epoch \d+/200 · step \d+/\d+")).first).to_be_visible(timeout=120_000)
     shot("3a-clone-running")
-    page.get_by_role("button", name=re.compile(r"Cancel$")).first.click()
+    live = "[data-stale='false'] button:visible"  # not the copy a 2 s refresh leaves beside it while it re-draws
+    page.locator(f".st-key-cancel-queue-{state['clone']}{live}").first.click()  # it asks first, with the progress
+    expect(page.get_by_text(re.compile(r"Stop e2e-clone\? Progress: \d+ of 200 epochs trained"))).to_be_visible()
+    shot("3b-clone-cancel-asks")
+    page.locator(f".st-key-cancel-confirm-queue-{state['clone']}{live}").first.click()
     assert wait_status(app, state["clone"], ("FINISHED", "FAILED", "KILLED"), timeout=90) == "KILLED"
     expect(page.get_by_text("Queue · 0 running · 0 queued")).to_be_visible(timeout=60_000)
-    shot("3b-clone-killed")
+    shot("3c-clone-killed")
 
 
 def test_4_third_run_and_compare(page, app, shot):
