@@ -13,6 +13,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from dashboard import formatting
 from pipeline import names
 
 STATUS_LABELS = {  # a symbol each (plain Unicode, no emoji font needed), so statuses differ without color too
@@ -134,19 +135,8 @@ def expand_sweeps(run_ids: Sequence[str], runs: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def format_lr(value) -> str:
-    """A learning rate, one way on every page: 0.03 -> 3.00e-2, as the runs table's number column ("%.2e") draws it."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "" if value is None else str(value)
-    if not math.isfinite(number):
-        return str(value)
-    mantissa, exponent = f"{number:.2e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
-
-
-LR_FORMAT = "%.2e"  # the same, for st.column_config.NumberColumn (sprintf-js writes the exponent unpadded)
+format_lr = formatting.lr  # the one formatter's; kept under this name for the pages that call it
+LR_FORMAT = formatting.LR_FORMAT
 
 
 def prefixed(frame: pd.DataFrame, prefix: str) -> list[str]:
@@ -287,13 +277,7 @@ def history_csv(history: pd.DataFrame, labels: Mapping[str, str]) -> bytes:
     return out.sort_values(["run_id", "key", "step", "timestamp"]).to_csv(index=False).encode()
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+format_duration = formatting.duration  # the one formatter's; kept under this name for the pages that call it
 
 
 def user_tags(tags: Mapping[str, str]) -> dict[str, str]:

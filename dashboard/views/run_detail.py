@@ -11,7 +11,7 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, refresh, store, tables, ui
+from dashboard import charts, formatting, refresh, store, tables, ui
 from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
 from pipeline.training import metrics
@@ -61,8 +61,8 @@ def header(run: dict) -> None:
              *([("queued", tables.format_duration(queued))] if pd.notna(queued) else []),
              ("device", tags.get(names.TAG_DEVICE, "—")),
              ("epochs", tags.get(names.TAG_EPOCHS_RUN, run["params"].get("epochs", "—"))),
-             ("test accuracy", f"{values[names.TEST_ACCURACY]:.2%}" if names.TEST_ACCURACY in values else "—"),
-             ("test F1 (macro)", f"{values[names.TEST_F1]:.3f}" if names.TEST_F1 in values else "—")]
+             ("test accuracy", formatting.percent(values.get(names.TEST_ACCURACY))),
+             ("test F1 (macro)", formatting.score(values.get(names.TEST_F1)))]
     for column, (label, value) in zip(st.columns(len(cells)), cells):
         column.metric(label, value)
     with st.container():  # always one block, even empty: the tabs below keep their place (and open tab) at the end
@@ -144,12 +144,12 @@ def evaluation(run: dict) -> None:
         st.dataframe(pd.DataFrame([{"true": t, "predicted": p, "count": n, "of true class": n / rows[labels.index(t)]}
                                    for t, p, n in pairs], columns=["true", "predicted", "count", "of true class"]),
                      hide_index=True, key="confused",
-                     column_config={"of true class": st.column_config.NumberColumn(format="percent")})
+                     placeholder=formatting.MISSING, column_config={"of true class": formatting.percent_column()})
     try:
         per_class = tables.per_class_table(store.per_class(run_id, version))
         left, right = st.columns([2, 3])
         left.dataframe(per_class, hide_index=True, key="per_class",
-                       column_config={k: st.column_config.NumberColumn(format="%.3f")
+                       placeholder=formatting.MISSING, column_config={k: formatting.score_column()
                                       for k in ("precision", "recall", "f1")})
         right.plotly_chart(charts.per_class_figure(per_class), key="per_class_chart")
     except store.ArtifactNotFoundError as e:
@@ -221,7 +221,7 @@ def artifacts(run: dict) -> None:
         st.info("This run has no artifacts yet.")
     for i, row in files.iterrows():
         name, size = st.columns([4, 1])
-        name.markdown(f"`{row['path']}` · {row['size'] or 0:,} bytes")
+        name.markdown(f"`{row['path']}` · {formatting.size(row['size'])}")
         size.download_button("Download", functools.partial(store.artifact_bytes, run_id, row["path"], version),
                              file_name=row["path"].rsplit("/", 1)[-1], key=f"artifact_{i}", on_click="ignore",
                              icon=":material/download:")
@@ -241,7 +241,7 @@ def artifacts(run: dict) -> None:
     with st.expander(f"Model files ({len(model['files'])})"):
         for i, row in enumerate(model["files"]):
             name, size = st.columns([4, 1])
-            name.markdown(f"`{row['path']}` · {row['size'] or 0:,} bytes")
+            name.markdown(f"`{row['path']}` · {formatting.size(row['size'])}")
             size.download_button("Download", functools.partial(store.model_file_bytes, model["artifact_location"],
                                                                row["path"]),
                                  file_name=row["path"].rsplit("/", 1)[-1], key=f"model_file_{i}", on_click="ignore")
@@ -260,7 +260,7 @@ def sweep(run: dict) -> None:
     best = summary["best_test_accuracy"]
     for column, (label, value) in zip(st.columns(3), (
             ("runs", str(summary["runs"])), ("ended", summary["progress"]),
-            ("best test accuracy", f"{best:.2%}" if pd.notna(best) else "—"))):
+            ("best test accuracy", formatting.percent(best)))):
         column.metric(label, value)
     if children.empty:
         st.info("This sweep's runs are not in this store any more.")

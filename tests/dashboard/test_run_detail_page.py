@@ -112,7 +112,7 @@ def test_a_sweep_page_shows_its_runs_not_training_cells(sweep_runs):
     at = open_page("run_detail", run=sweep_runs["parent"])
     assert not at.exception and not at.error
     shown = {m.label: m.value for m in at.metric}
-    assert shown == {"runs": "3", "ended": "2/3 ended", "best test accuracy": "95.00%"}
+    assert shown == {"runs": "3", "ended": "2/3 ended", "best test accuracy": "95.0%"}
     table = at.dataframe[0].value
     assert list(table["name"]) == ["lr-sweep-01 lr=0.01", "lr-sweep-02 lr=0.001", "lr-sweep-03 lr=0.1"]
     links = [link.proto.page for link in at.get("page_link")]
