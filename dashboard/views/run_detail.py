@@ -11,7 +11,7 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, formatting, refresh, store, tables, ui
+from dashboard import charts, formatting, refresh, store, sweep_view, tables, ui
 from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
 from pipeline.training import metrics
@@ -92,10 +92,12 @@ def overview(run: dict) -> None:
     left.dataframe(pd.DataFrame(sorted(run["params"].items()), columns=["param", "value"]), hide_index=True,
                    height="content")
     middle.markdown("**Final metrics**")
-    final = {k: v for k, v in sorted(run["metrics"].items()) if not k.startswith("system/")}
+    final = {k: formatting.kind_of(k)(v) for k, v in sorted(run["metrics"].items()) if not k.startswith("system/")}
     middle.dataframe(pd.DataFrame(final.items(), columns=["metric", "value"]), hide_index=True, height="content")
     right.markdown("**Tags**")
-    right.dataframe(pd.DataFrame(tables.user_tags(run["tags"]).items(), columns=["tag", "value"]), hide_index=True)
+    right.dataframe(pd.DataFrame(tables.user_tags(run["tags"]).items(), columns=["tag", "value"]), hide_index=True,
+                    column_config={"tag": st.column_config.TextColumn(width=215), "value": st.column_config.TextColumn(
+                        width="large")})  # the longest tag name whole (runboard.checkpoint_step); values scroll
 
 
 def curves(run: dict) -> None:
@@ -247,40 +249,13 @@ def artifacts(run: dict) -> None:
                                  file_name=row["path"].rsplit("/", 1)[-1], key=f"model_file_{i}", on_click="ignore")
 
 
-def sweep(run: dict) -> None:
-    """A sweep's parent: a group of runs, not a trained model, so its runs instead of training cells."""
-    st.title(run["run_name"])
-    runs = store.runs([run["experiment_id"]])
-    children = tables.sweep_children(runs, run["run_id"])
-    summary = tables.sweep_summary(children)
-    st.badge(f"{run['tags'].get(names.TAG_SWEEP, '')} sweep · {summary['progress']}", icon=":material/account_tree:",
-             color="blue" if summary["live"] else "violet")
-    mlflow_url = tables.mlflow_run_url(settings.mlflow_ui_url(), run["experiment_id"], run["run_id"])
-    st.caption(f"sweep `{run['run_id']}` · {run['tags'].get(names.TAG_NOTE, '')} · [open in MLflow]({mlflow_url})")
-    best = summary["best_test_accuracy"]
-    for column, (label, value) in zip(st.columns(3), (
-            ("runs", str(summary["runs"])), ("ended", summary["progress"]),
-            ("best test accuracy", formatting.percent(best)))):
-        column.metric(label, value)
-    if children.empty:
-        st.info("This sweep's runs are not in this store any more.")
-        return
-    table = tables.runs_table(children, pd.Series(dtype=float), settings.mlflow_ui_url())
-    st.dataframe(table.sort_values("start").drop(columns=["run_id", "mlflow"]), hide_index=True, key="sweep_runs",
-                 column_config={"open": st.column_config.LinkColumn("", display_text="open", width="small"),
-                                "test acc": st.column_config.NumberColumn(format="percent"),
-                                "lr": st.column_config.NumberColumn(format=tables.LR_FORMAT)})
-    st.page_link("views/compare.py", label=f"Compare its {summary['runs']} runs", icon=":material/stacked_line_chart:",
-                 query_params={"runs": ",".join(children["run_id"])})
-
-
 @ui.guarded
 def details(run_id: str, was_live: bool) -> None:
     """Everything that changes while a run goes on; a fragment re-read on a timer until the run ends."""
     run = store.run(run_id)
     live = is_live(run)
     if names.TAG_SWEEP in run["tags"]:
-        sweep(run)
+        sweep_view.sweep(run)
     else:
         header(run)
         tabs = st.tabs(["Overview", "Curves", "Evaluation", "Compare evaluation", "Artifacts & model"])
