@@ -6,6 +6,7 @@ Run: .venv/bin/python -m pytest tests/dashboard/test_run_detail_page.py -q
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -137,6 +138,17 @@ def test_a_sweep_page_says_of_its_runs_what_the_runs_page_says(sweep_runs):
     config = json.loads(sweep.proto.columns)
     assert config["best val acc"]["type_config"]["format"] == config["test acc"]["type_config"]["format"] == "percent"
     assert sweep.proto.placeholder == "—"
+
+
+def test_numbers_on_the_run_page_read_one_way(trained_run):
+    at = open_page("run_detail", run=trained_run)
+    shown = {m.label: m.value for m in at.metric}
+    assert re.fullmatch(r"\d{1,3}\.\d%", shown["test accuracy"]) and re.fullmatch(r"\d\.\d{3}", shown["test F1 (macro)"])
+    final = next(d.value for d in at.dataframe if "metric" in d.value.columns).set_index("metric")["value"]
+    assert final["test_accuracy"] == shown["test accuracy"] and re.fullmatch(r"\d\.\d\de-\d+", final["lr"])
+    files = texts(at.markdown)
+    assert re.search(r"· \d+\.\d (kB|MB)", files) and not re.search(r"\d,\d{3} bytes", files)  # not 2,932,105 bytes
+    assert all(d.proto.placeholder == "—" for d in at.dataframe if {"true", "f1"} & set(d.value.columns))
 
 
 def test_training_time_and_queue_time_are_apart(sweep_runs):
