@@ -45,6 +45,12 @@ def score(value) -> str:
     return MISSING if number is None else f"{number:.3f}"
 
 
+def number(value) -> str:
+    """Any other measure (a loss, a throughput) with four significant digits: 0.2 -> 0.2, 308.666 -> 308.7."""
+    figure = _number(value)
+    return MISSING if figure is None else f"{figure:.4g}"
+
+
 def duration(seconds) -> str:
     """Seconds as a person reads them: 7 -> 7s, 84 -> 1m 24s, 3720 -> 1h 02m."""
     number = _number(seconds)
@@ -84,13 +90,15 @@ def text(value) -> str:
 
 
 def kind_of(column: str):
-    """The formatter a metric column's name calls for: accuracies are percentages, lr an lr, the rest scores."""
+    """The formatter a metric column's name calls for: accuracies percent, lr an lr, F1 and its kin scores."""
     name = column.lower()
     if "accuracy" in name or name.endswith(" acc") or "agreement" in name:
         return percent
     if name == "lr" or name.endswith("_lr") or name.endswith(" lr"):
         return lr
-    return score
+    if any(kind in name for kind in ("f1", "precision", "recall", "ece", "auc", "ap_macro")):
+        return score
+    return number
 
 
 def table_formats(frame) -> dict:

@@ -80,7 +80,7 @@ def _running_card(row: pd.Series, history: pd.DataFrame, experiment: str, now: f
         st.progress(p.fraction, text=f"{p.text}{eta} · running {tables.format_duration(started)}")
         for column, key in zip(st.columns(len(LATEST)), LATEST):
             value = _value(row, f"metrics.{key}")
-            column.metric(key, formatting.percent(value) if key == names.VAL_ACCURACY else formatting.score(value))
+            column.metric(key, formatting.kind_of(key)(value))
         if not steps.empty:
             fig = charts.metric_figure(steps, names.TRAIN_LOSS_STEP, {run_id: charts.run_colors([run_id])[run_id]},
                                        {run_id: row["run_name"]})

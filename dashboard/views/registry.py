@@ -289,7 +289,7 @@ def variants_section(versions: list) -> None:
 def _export_progress(source: str) -> None:
     process, log, started = st.session_state["export_jobs"][source]
     if process.poll() is None:
-        st.info(f"Exporting {source}… {time.time() - started:.0f} s so far (seconds for small models).")
+        st.info(f"Exporting {source}… {formatting.duration(time.time() - started)} so far (seconds for small models).")
         return
     del st.session_state["export_jobs"][source]
     with open(log, errors="replace") as f:

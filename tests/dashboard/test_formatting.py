@@ -24,6 +24,10 @@ def test_scores_have_three_decimals():
     assert [formatting.score(v) for v in (0.97, 0.12345, 2)] == ["0.970", "0.123", "2.000"]
 
 
+def test_other_measures_keep_four_significant_digits():
+    assert [formatting.number(v) for v in (0.2, 0.123456, 308.666, 1.2e-5)] == ["0.2", "0.1235", "308.7", "1.2e-05"]
+
+
 def test_durations_read_as_people_say_them():
     assert [formatting.duration(s) for s in (0, 11.059, 84, 3725)] == ["0s", "11s", "1m 24s", "1h 02m"]
     assert tables.format_duration is formatting.duration  # the pages' old name is the same function
@@ -41,8 +45,8 @@ def test_learning_rates_in_one_notation():
 
 @pytest.mark.parametrize("value", MISSING_VALUES)
 def test_a_missing_value_is_a_dash_never_none(value):
-    for format_ in (formatting.percent, formatting.score, formatting.duration, formatting.size, formatting.lr,
-                    formatting.text):
+    for format_ in (formatting.percent, formatting.score, formatting.number, formatting.duration, formatting.size,
+                    formatting.lr, formatting.text):
         assert format_(value) == formatting.MISSING == "—", format_
 
 
@@ -51,7 +55,7 @@ def test_metric_columns_are_formatted_by_what_their_name_says():
                           "test_f1_macro": [0.97], "val_loss": [0.1234], "lr": [0.03]})
     shown = {c: f(frame[c].iloc[0]) for c, f in formatting.table_formats(frame).items()}
     assert shown == {"test_accuracy": "97.0%", "best val_accuracy": "99.7%", "test_f1_macro": "0.970",
-                     "val_loss": "0.123", "lr": "3.00e-2"}
+                     "val_loss": "0.1234", "lr": "3.00e-2"}
 
 
 def test_table_columns_draw_what_the_functions_write():
