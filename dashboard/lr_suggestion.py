@@ -15,7 +15,7 @@ import sys
 
 import streamlit as st
 
-from dashboard import charts
+from dashboard import charts, formatting
 from dashboard.launch_form import KEY
 from pipeline.config import RunConfig
 from pipeline.settings import PROJECT_ROOT
@@ -67,7 +67,7 @@ def suggest_button(config: RunConfig | None) -> None:
     if "error" in result:
         st.error(result["error"], icon=":material/error:")
         return
-    st.success(f"Suggested lr **{result['suggestion']:.2g}** (filled in above): a tenth of the lr where the "
-               f"smoothed loss was lowest ({result['min_lr']:.2g}). Logged as run `{result['run_id']}`.",
+    st.success(f"Suggested lr **{formatting.lr(result['suggestion'])}** (filled in above): a tenth of the lr where "
+               f"the smoothed loss was lowest ({formatting.lr(result['min_lr'])}). Logged as run `{result['run_id']}`.",
                icon=":material/query_stats:")
     st.plotly_chart(charts.lr_find_figure(result), key=KEY + "lr_find_chart")

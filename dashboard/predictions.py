@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from dashboard import formatting
+
 if TYPE_CHECKING:  # the page has torch loaded anyway; this module does not need it
     from pipeline.serving.predict import ImageResult
 
@@ -33,7 +35,7 @@ def enlarged(picture: Image.Image | np.ndarray) -> Image.Image:
 def _answer(result: ImageResult, prefix: str = "") -> dict:
     p = result.prediction
     return {f"{prefix}prediction": p.label if p else None, f"{prefix}confidence": p.probability if p else None,
-            f"{prefix}top": "; ".join(f"{label} {q:.1%}" for label, q in p.top) if p else ""}
+            f"{prefix}top": "; ".join(f"{label} {formatting.percent(q)}" for label, q in p.top) if p else ""}
 
 
 def results_frame(results: Sequence[ImageResult], other: Sequence[ImageResult] | None = None) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, store, tables, ui
+from dashboard import charts, formatting, store, tables, ui
 from dashboard.cancel import cancel_button, cancel_confirmation, progress_words
 from dashboard.resume import resume_buttons
 from dashboard import refresh
@@ -83,7 +83,7 @@ def _running_card(row: pd.Series, history: pd.DataFrame, experiment: str, now: f
         st.progress(p.fraction, text=f"{p.text}{eta} · running {tables.format_duration(started)}")
         for column, key in zip(st.columns(len(LATEST)), LATEST):
             value = _value(row, f"metrics.{key}")
-            column.metric(key, "—" if value is None else f"{value:.4g}")
+            column.metric(key, formatting.kind_of(key)(value))
         if not steps.empty:
             fig = charts.metric_figure(steps, names.TRAIN_LOSS_STEP, {run_id: charts.run_colors([run_id])[run_id]},
                                        {run_id: row["run_name"]})
@@ -145,9 +145,9 @@ def _ended(recent: pd.DataFrame, experiments: dict[str, str]) -> None:
         "reason": recent.get(f"tags.{names.TAG_ERROR}", pd.Series("", index=recent.index)).fillna(""),
         "attempt": recent.get(f"tags.{names.TAG_ATTEMPT}", pd.Series("1", index=recent.index)).fillna("1"),
     })
-    st.dataframe(table, hide_index=True, column_config={
+    st.dataframe(table, hide_index=True, placeholder=formatting.MISSING, column_config={
         "open": st.column_config.LinkColumn("open", display_text="details"),
-        "test accuracy": st.column_config.NumberColumn(format="%.4f")})
+        "test accuracy": formatting.percent_column()})
     resume_buttons(recent)
 
 

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from dashboard import formatting
 from pipeline import names
 from pipeline.runs import timing as run_timing
 
@@ -21,6 +22,9 @@ STATUS_LABELS = {  # a symbol each (plain Unicode, no emoji font needed), so sta
     "KILLED": "■ KILLED",
 }
 SWEEP_LABEL = "◇ SWEEP"  # a sweep's parent row in the runs table
+FOLD_ICONS = {False: ":material/chevron_right:", True: ":material/expand_more:"}  # a sweep's runs hidden, shown
+RUNS_TABLE_FIRST = ("run_id", "sweep", "open", "name", "status", "test acc", "best val acc", "test F1", "model", "lr",
+                    "training", "start")  # what a person reads first; the rest follows
 KEY_PARAMS = ("dataset", "model", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "augment")
 NUMERIC_PARAMS = ("epochs", "batch_size", "lr", "weight_decay")  # shown as numbers so they sort as numbers
 LEGEND_PARAMS = 2  # distinguishing params named in a legend entry (beyond those the run name already says)
@@ -81,9 +85,7 @@ def is_sweep(runs: pd.DataFrame) -> pd.Series:
 
 def trained(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs that train a model: every run but sweep parents and learning-rate range tests (no model)."""
-    kind = f"tags.{names.TAG_KIND}"
-    range_tests = runs[kind].eq(names.KIND_LR_FIND) if kind in runs else pd.Series(False, index=runs.index)
-    return runs[~is_sweep(runs) & ~range_tests]
+    return runs[~is_sweep(runs) & ~range_tests(runs)]
 
 
 def sweep_children(runs: pd.DataFrame, parent_id: str) -> pd.DataFrame:
@@ -101,11 +103,15 @@ def sweep_summary(children: pd.DataFrame) -> dict:
     column = f"metrics.{names.TEST_ACCURACY}"
     scores = pd.to_numeric(children[column], errors="coerce") if column in children else pd.Series(dtype=float)
     best_id = scores.idxmax() if scores.notna().any() else None
-    return {"runs": len(children), "ended": ended,
-            "live": bool(children["status"].isin(names.ACTIVE).any()),
+    running = int(children["status"].eq(names.RUNNING).sum())
+    queued = int(children["status"].eq(names.SCHEDULED).sum())
+    progress = ", ".join([f"{ended} of {len(children)} ended", *([f"{running} running"] if running else []),
+                          *([f"{queued} queued"] if queued else [])])
+    return {"runs": len(children), "ended": ended, "running": running, "queued": queued,
+            "live": bool(running or queued),
             "best_test_accuracy": float(scores[best_id]) if best_id is not None else np.nan,
             "best_run": children.loc[best_id, "run_id"] if best_id is not None else None,
-            "progress": f"{ended}/{len(children)} ended"}
+            "progress": progress}
 
 
 def expand_sweeps(run_ids: Sequence[str], runs: pd.DataFrame) -> list[str]:
@@ -117,19 +123,8 @@ def expand_sweeps(run_ids: Sequence[str], runs: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def format_lr(value) -> str:
-    """A learning rate, one way on every page: 0.03 -> 3.00e-2, as the runs table's number column ("%.2e") draws it."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "" if value is None else str(value)
-    if not math.isfinite(number):
-        return str(value)
-    mantissa, exponent = f"{number:.2e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
-
-
-LR_FORMAT = "%.2e"  # the same, for st.column_config.NumberColumn (sprintf-js writes the exponent unpadded)
+format_lr = formatting.lr  # the one formatter's; kept under this name for the pages that call it
+LR_FORMAT = formatting.LR_FORMAT
 
 
 def prefixed(frame: pd.DataFrame, prefix: str) -> list[str]:
@@ -187,44 +182,90 @@ def steps_per_epoch(runs: pd.DataFrame) -> dict[str, float]:
     return {r: float(v) for r, v in zip(runs["run_id"], per_epoch) if np.isfinite(v) and v > 0}
 
 
-def runs_table(runs: pd.DataFrame, best_val: pd.Series, mlflow_ui: str, extra: Sequence[str] = ()) -> pd.DataFrame:
-    """The runs page's table: one row per run, newest first, with links to the detail page and MLflow.
+def runs_table(runs: pd.DataFrame, best_val: pd.Series, mlflow_ui: str, extra: Sequence[str] = (),
+               unfolded: Iterable[str] = ()) -> pd.DataFrame:
+    """The runs table of the Runs page and of a sweep's page: one row per run, newest first, with links.
 
-    The scores people compare on come right after the name; a sweep's parent is a group row: its
-    runs' progress in `runs`, its best run's scores in the score columns.
+    The scores people compare on come right after the name. A sweep's parent is a group row: its best
+    run's scores, and in `sweep` a fold button ("> 3 runs"); its runs sit under it, shown only when
+    the parent is in `unfolded` (as MLflow's UI nests child runs). Durations are text, as every page writes them.
     """
     sweeps = is_sweep(runs)
     table = pd.DataFrame({
         "run_id": runs["run_id"],
+        "sweep": None,
         "open": "run_detail?run=" + runs["run_id"],
         "name": runs["run_name"],
         "status": runs["status"].map(lambda s: STATUS_LABELS.get(s, s)).where(~sweeps, SWEEP_LABEL),
         "test acc": runs.get(f"metrics.{names.TEST_ACCURACY}", pd.Series(np.nan, index=runs.index)),
-        "test F1": runs.get(f"metrics.{names.TEST_F1}", pd.Series(np.nan, index=runs.index)),
         "best val acc": runs["run_id"].map(best_val),
-        "runs": "",
+        "test F1": runs.get(f"metrics.{names.TEST_F1}", pd.Series(np.nan, index=runs.index)),
         "start": runs["start_time"].dt.tz_convert(None),  # naive UTC: Arrow warns on tz-aware columns
-        "duration_s": runs["duration_s"], "queued_s": runs.get("queued_s", pd.Series(np.nan, index=runs.index)),
-    })
+        "training": runs["duration_s"].map(formatting.duration).where(~sweeps, None),  # a group, not a training
+        "queued": runs.get("queued_s", pd.Series(np.nan, index=runs.index)).map(
+            lambda s: None if pd.isna(s) else formatting.duration(s)),
+    }).astype({"sweep": object})
     for p in KEY_PARAMS:
-        values = runs[f"params.{p}"] if f"params.{p}" in runs else pd.Series("", index=runs.index)
-        table[p] = pd.to_numeric(values, errors="coerce") if p in NUMERIC_PARAMS else values.fillna("")
+        values = runs[f"params.{p}"] if f"params.{p}" in runs else pd.Series(None, index=runs.index, dtype=object)
+        table[p] = pd.to_numeric(values, errors="coerce") if p in NUMERIC_PARAMS else values
     for column in extra:
         table[column.split(".", 1)[-1]] = runs.get(column)
+    unfolded = set(unfolded)
     for i in np.flatnonzero(sweeps.to_numpy()):
-        children = sweep_children(runs, runs["run_id"].iloc[i])
+        parent = runs["run_id"].iloc[i]
+        children = sweep_children(runs, parent)
         summary = sweep_summary(children)
-        table.iloc[i, table.columns.get_loc("runs")] = f"{summary['runs']} runs · {summary['progress']}"
-        table.iloc[i, table.columns.get_loc("duration_s")] = np.nan  # a group, not a training
+        table.iloc[i, table.columns.get_loc("sweep")] = f"{FOLD_ICONS[parent in unfolded]} {summary['runs']} runs"
         if summary["best_run"] is not None:
             best = children[children["run_id"] == summary["best_run"]].index[0]
             for column in ("test acc", "test F1"):
                 table.iloc[i, table.columns.get_loc(column)] = table.loc[best, column]
         table.iloc[i, table.columns.get_loc("best val acc")] = children["run_id"].map(best_val).max()
     table["mlflow"] = [mlflow_run_url(mlflow_ui, e, r) for e, r in zip(runs["experiment_id"], runs["run_id"])]
-    empty = (["runs"] if not sweeps.any() else []) + (["queued_s"] if table["queued_s"].isna().all() else [])
-    table = table.drop(columns=empty)  # no sweep, or no queue run, here: no empty column
-    return table.sort_values("start", ascending=False, na_position="first").reset_index(drop=True)
+    table = table.drop(columns=["queued"] if table["queued"].isna().all() else [])  # no queue run here
+    table = table[[*RUNS_TABLE_FIRST, *(c for c in table.columns if c not in RUNS_TABLE_FIRST)]]
+    table = table.sort_values("start", ascending=False, na_position="first")
+    return nested(table, runs[f"tags.{names.TAG_SWEEP_ID}"] if f"tags.{names.TAG_SWEEP_ID}" in runs else None,
+                  unfolded).reset_index(drop=True)
+
+
+def nested(table: pd.DataFrame, parent_of: pd.Series | None, unfolded: set[str]) -> pd.DataFrame:
+    """`table` with each sweep's runs moved under its parent row (in queue order), or left out while it is
+    folded; a run whose parent is not in the table stays a row of its own."""
+    if parent_of is None:
+        return table
+    parents = parent_of.reindex(table.index)
+    shown = set(table["run_id"])
+    children = parents.notna() & parents.isin(shown)
+    order = []
+    for index in table.index[~children]:
+        order.append(index)
+        run_id = table.at[index, "run_id"]
+        if run_id in unfolded:
+            order += sorted(table.index[children & (parents == run_id)], key=lambda i: table.at[i, "start"])
+    out = table.loc[order]
+    inner = out.index.isin(table.index[children])
+    out.loc[inner, "name"] = "└ " + out.loc[inner, "name"]
+    return out
+
+
+def range_tests(runs: pd.DataFrame) -> pd.Series:
+    """True for a learning-rate range test (pipeline lr-find): a short run with a suggestion, no model."""
+    kind = f"tags.{names.TAG_KIND}"
+    return runs[kind].eq(names.KIND_LR_FIND) if kind in runs else pd.Series(False, index=runs.index)
+
+
+def range_test_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Range tests as what they are: the suggested lr for a dataset and model, newest first."""
+    column = f"metrics.{names.SUGGESTED_LR}"
+    table = pd.DataFrame({
+        "open": "run_detail?run=" + runs["run_id"], "name": runs["run_name"],
+        "status": runs["status"].map(lambda s: STATUS_LABELS.get(s, s)),
+        "suggested lr": runs[column] if column in runs else np.nan,
+        "dataset": runs.get("params.dataset"), "model": runs.get("params.model"),
+        "batch_size": pd.to_numeric(runs.get("params.batch_size"), errors="coerce"),
+        "start": runs["start_time"].dt.tz_convert(None)})
+    return table.sort_values("start", ascending=False).reset_index(drop=True)
 
 
 def mlflow_run_url(base: str, experiment_id: str, run_id: str) -> str:
@@ -270,13 +311,7 @@ def history_csv(history: pd.DataFrame, labels: Mapping[str, str]) -> bytes:
     return out.sort_values(["run_id", "key", "step", "timestamp"]).to_csv(index=False).encode()
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+format_duration = formatting.duration  # the one formatter's; kept under this name for the pages that call it
 
 
 def user_tags(tags: Mapping[str, str]) -> dict[str, str]:

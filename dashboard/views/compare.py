@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, refresh, store, tables, ui
+from dashboard import charts, formatting, refresh, store, tables, ui
 from pipeline import names, settings
 
 MAX_RUNS = 50
@@ -94,8 +94,8 @@ def differences(selected: pd.DataFrame, colors: dict[str, str]) -> None:
                            names.VAL_ACCURACY)
     table = tables.diff_table(selected, best_val)
     styled = table.style.apply(lambda _: [f"color: {colors[r]}; font-weight: 600" for r in table.index],
-                               subset=["run"]).format(precision=4, subset=table.select_dtypes("number").columns)
-    st.dataframe(styled, key="diff_table", hide_index=True)
+                               subset=["run"]).format(formatting.table_formats(table), na_rep=formatting.MISSING)
+    st.dataframe(styled, key="diff_table", hide_index=True, placeholder=formatting.MISSING)
     params = tables.differing(selected, tables.prefixed(selected, "params."))
     if not params:
         st.caption("These runs share every param: only their metrics differ.")

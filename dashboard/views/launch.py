@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import launch_form as form
-from dashboard import lr_suggestion, queue_view, store, ui
+from dashboard import formatting, lr_suggestion, queue_view, store, ui
 from pipeline import names
 from pipeline.queue import jobs, sweep
 from pipeline.config import ConfigError, RunConfig
@@ -96,7 +96,8 @@ def launch_sweep(base: RunConfig | None) -> None:
         st.error(str(e), icon=":material/block:")
         return
     preview = pd.DataFrame([{"run name": c.run_name, **{k: getattr(c, k) for k in space}} for c in configs])
-    st.dataframe(preview, hide_index=True, height=min(35 * (len(configs) + 1) + 3, 400))
+    st.dataframe(preview, hide_index=True, height=min(35 * (len(configs) + 1) + 3, 400), placeholder=formatting.MISSING,
+                 column_config={"lr": formatting.lr_column("lr")})
     if st.button(f"Queue {len(configs)} runs", type="primary", icon=":material/grid_view:", key=SWEEP_KEY + "go"):
         parent, run_ids = jobs.submit_sweep(configs, kind, space, client=store.client())
         store.forget_queue()

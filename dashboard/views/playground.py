@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from dashboard import charts, input_check, model_choice, predictions, samples, store, ui
+from dashboard import charts, formatting, input_check, model_choice, predictions, samples, store, ui
 from dashboard.predictions import enlarged
 from pipeline import names, settings
 from pipeline.serving import images, predict, registry
@@ -71,7 +71,7 @@ def pick_model(versions: list, slot: str, default: tuple[str, str]):
     def label(option: str) -> str:
         v = model_choice.resolve(versions, name, option)
         where = f" → v{v.version}" if option.startswith("@") else ""
-        acc = f" · test acc {v.test_accuracy:.1%}" if v.test_accuracy is not None else ""
+        acc = f" · test acc {formatting.percent(v.test_accuracy)}" if v.test_accuracy is not None else ""
         return f"{option}{where} · {v.architecture or '?'}{acc}"
 
     ref = st.selectbox("Version or alias", options, index=index, format_func=label, key=f"pg_ref_{slot}_{name}")
@@ -131,7 +131,7 @@ def predicted(model, items: list, top: int):
 def show_one(slot: str, model, result, ms: float) -> None:
     p = result.prediction
     st.markdown(f"**{model.ref.label}**")
-    st.metric("Prediction", p.label, f"{p.probability:.1%} confident", delta_color="off", delta_arrow="off",
+    st.metric("Prediction", p.label, f"{formatting.percent(p.probability)} confident", delta_color="off", delta_arrow="off",
               help="the most likely class; the chart shows the top classes with their probabilities")
     st.plotly_chart(charts.top_classes_figure(pd.DataFrame(p.top, columns=["label", "probability"])),
                     key=f"pg_chart_{slot}", config={"displayModeBar": False})
@@ -143,8 +143,8 @@ def show_batch(runs: list, compare: bool) -> None:
     if compare:
         st.markdown(f"**The models agree on {int(table['agree'].eq(True).sum())} of {int(table['agree'].notna().sum())} "
                     "images**; disagreements are highlighted in red, images that could not be used in amber.")
-    bar = st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent")
-    st.dataframe(table.style.apply(predictions.disagreement_styles, axis=1), hide_index=True,
+    bar = st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent", step=formatting.PERCENT_STEP)
+    st.dataframe(table.style.apply(predictions.disagreement_styles, axis=1), hide_index=True, placeholder=formatting.MISSING,
                  column_config={c: bar for c in ("confidence", "B confidence") if c in table})
     csv = predictions.to_csv(table, runs[0][0].ref.load_uri, runs[1][0].ref.load_uri if compare else None)
     st.download_button("Download CSV", csv, file_name="predictions.csv", mime="text/csv", key="pg_csv",

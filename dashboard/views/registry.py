@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 from mlflow.exceptions import MlflowException
 
-from dashboard import refresh, store, tables, ui
+from dashboard import formatting, refresh, store, tables, ui
 from pipeline import names, settings
 from pipeline.serving import export, registry
 
@@ -55,7 +55,7 @@ def _failed(e: Exception) -> None:
 
 
 def _pct(value) -> str:
-    return "—" if value is None or pd.isna(value) else f"{value:.1%}"
+    return formatting.percent(value)
 
 
 def _versions_frame(versions: list) -> pd.DataFrame:
@@ -87,16 +87,17 @@ def show_tables(versions: list) -> None:
     cols[0].metric("Registered models", len(models))
     cols[1].metric("Versions", len(versions))
     cols[2].metric("With a @champion", sum(registry.CHAMPION in v.aliases for v in versions))
-    st.dataframe(_models_frame(versions), hide_index=True, width="stretch", column_config={
+    st.dataframe(_models_frame(versions), hide_index=True, width="stretch", placeholder=formatting.MISSING, column_config={
         "aliases": st.column_config.ListColumn("aliases"),
         "updated (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
     chosen = st.multiselect("Show versions of", models, placeholder="all models")
     shown = [v for v in versions if not chosen or v.name in chosen]
-    st.dataframe(_versions_frame(shown), hide_index=True, width="stretch", column_config={
+    st.dataframe(_versions_frame(shown), hide_index=True, width="stretch", placeholder=formatting.MISSING, column_config={
         "version": st.column_config.NumberColumn(format="v%d"),
         "aliases": st.column_config.ListColumn("aliases"),
-        "test accuracy": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
-        "test F1": st.column_config.NumberColumn(format="%.3f"),
+        "test accuracy": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent",
+                                                         step=formatting.PERCENT_STEP),
+        "test F1": formatting.score_column(),
         "created (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "source run": st.column_config.LinkColumn(display_text=r"run=(\w{8})", help="open the run's detail page"),
         "try it": st.column_config.LinkColumn(display_text="playground", help="predict with this version"),
@@ -160,8 +161,7 @@ def _version_label(versions: list, name: str):
 
 
 def _scores(v) -> str:
-    return f"v{v.version}: test accuracy {_pct(v.test_accuracy)} · test F1 " + (
-        "—" if v.test_f1 is None or pd.isna(v.test_f1) else f"{v.test_f1:.3f}")
+    return f"v{v.version}: test accuracy {_pct(v.test_accuracy)} · test F1 {formatting.score(v.test_f1)}"
 
 
 def alias_form(versions: list) -> None:
@@ -261,11 +261,12 @@ def variants_section(versions: list) -> None:
     if rows:
         ratio, ms = st.column_config.NumberColumn(format="%.2f×"), st.column_config.NumberColumn(format="%.2f")
         st.dataframe(tables.variants_table(rows), hide_index=True, width="stretch", key="variants_table",
-                     column_config={"test accuracy": st.column_config.NumberColumn(format="percent"),
-                                    "agreement": st.column_config.NumberColumn(format="percent"),
+                     placeholder=formatting.MISSING,
+                     column_config={"test accuracy": formatting.percent_column(),
+                                    "agreement": formatting.percent_column(),
                                     "max prob. diff": st.column_config.NumberColumn(format="%.1e"),
                                     "max logit diff": st.column_config.NumberColumn(format="%.1e"),
-                                    "size (MB)": st.column_config.NumberColumn(format="%.2f"),
+                                    "size (MB)": st.column_config.NumberColumn(format="%.1f"),  # as formatting.size
                                     **{c: ratio for c in ("size ×", "1 image ×", "64 images ×")},
                                     **{c: ms for c in ("1 image p50 (ms)", "1 image p95 (ms)", "64 images p50 (ms)",
                                                        "64 images p95 (ms)")},
@@ -288,7 +289,7 @@ def variants_section(versions: list) -> None:
 def _export_progress(source: str) -> None:
     process, log, started = st.session_state["export_jobs"][source]
     if process.poll() is None:
-        st.info(f"Exporting {source}… {time.time() - started:.0f} s so far (seconds for small models).")
+        st.info(f"Exporting {source}… {formatting.duration(time.time() - started)} so far (seconds for small models).")
         return
     del st.session_state["export_jobs"][source]
     with open(log, errors="replace") as f:

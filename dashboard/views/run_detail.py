@@ -11,7 +11,7 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, follow, refresh, store, tables, ui
+from dashboard import charts, follow, formatting, refresh, store, sweep_view, tables, ui
 from dashboard.cancel import cancel_button, cancel_confirmation, progress_words
 from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
@@ -65,8 +65,8 @@ def header(run: dict) -> None:
                  "neither training nor queued")] if pd.notna(stopped) and stopped > 0 else []),
              ("device", tags.get(names.TAG_DEVICE, "—"), None),
              ("epochs", epochs_cell(run), None),
-             ("test accuracy", f"{values[names.TEST_ACCURACY]:.2%}" if names.TEST_ACCURACY in values else "—", None),
-             ("test F1 (macro)", f"{values[names.TEST_F1]:.3f}" if names.TEST_F1 in values else "—", None)]
+             ("test accuracy", formatting.percent(values.get(names.TEST_ACCURACY)), None),
+             ("test F1 (macro)", formatting.score(values.get(names.TEST_F1)), None)]
     for column, (label, value, why) in zip(st.columns(len(cells)), cells):
         column.metric(label, value, help=why)
     with st.container():  # always one block, even empty: the tabs below keep their place (and open tab) at the end
@@ -110,10 +110,12 @@ def overview(run: dict) -> None:
     left.dataframe(pd.DataFrame(sorted(run["params"].items()), columns=["param", "value"]), hide_index=True,
                    height="content")
     middle.markdown("**Final metrics**")
-    final = {k: v for k, v in sorted(run["metrics"].items()) if not k.startswith("system/")}
+    final = {k: formatting.kind_of(k)(v) for k, v in sorted(run["metrics"].items()) if not k.startswith("system/")}
     middle.dataframe(pd.DataFrame(final.items(), columns=["metric", "value"]), hide_index=True, height="content")
     right.markdown("**Tags**")
-    right.dataframe(pd.DataFrame(tables.user_tags(run["tags"]).items(), columns=["tag", "value"]), hide_index=True)
+    right.dataframe(pd.DataFrame(tables.user_tags(run["tags"]).items(), columns=["tag", "value"]), hide_index=True,
+                    column_config={"tag": st.column_config.TextColumn(width=215), "value": st.column_config.TextColumn(
+                        width="large")})  # the longest tag name whole (runboard.checkpoint_step); values scroll
 
 
 def curves(run: dict) -> None:
@@ -164,12 +166,12 @@ def evaluation(run: dict) -> None:
         st.dataframe(pd.DataFrame([{"true": t, "predicted": p, "count": n, "of true class": n / rows[labels.index(t)]}
                                    for t, p, n in pairs], columns=["true", "predicted", "count", "of true class"]),
                      hide_index=True, key="confused",
-                     column_config={"of true class": st.column_config.NumberColumn(format="percent")})
+                     placeholder=formatting.MISSING, column_config={"of true class": formatting.percent_column()})
     try:
         per_class = tables.per_class_table(store.per_class(run_id, version))
         left, right = st.columns([2, 3])
         left.dataframe(per_class, hide_index=True, key="per_class",
-                       column_config={k: st.column_config.NumberColumn(format="%.3f")
+                       placeholder=formatting.MISSING, column_config={k: formatting.score_column()
                                       for k in ("precision", "recall", "f1")})
         right.plotly_chart(charts.per_class_figure(per_class), key="per_class_chart")
     except store.ArtifactNotFoundError as e:
@@ -242,7 +244,7 @@ def artifacts(run: dict) -> None:
         st.info("This run has no artifacts yet.")
     for i, row in files.iterrows():
         name, size = st.columns([4, 1])
-        name.markdown(f"`{row['path']}` · {row['size'] or 0:,} bytes")
+        name.markdown(f"`{row['path']}` · {formatting.size(row['size'])}")
         size.download_button("Download", functools.partial(store.artifact_bytes, run_id, row["path"], version),
                              file_name=row["path"].rsplit("/", 1)[-1], key=f"artifact_{i}", on_click="ignore",
                              icon=":material/download:")
@@ -262,37 +264,10 @@ def artifacts(run: dict) -> None:
     with st.expander(f"Model files ({len(model['files'])})"):
         for i, row in enumerate(model["files"]):
             name, size = st.columns([4, 1])
-            name.markdown(f"`{row['path']}` · {row['size'] or 0:,} bytes")
+            name.markdown(f"`{row['path']}` · {formatting.size(row['size'])}")
             size.download_button("Download", functools.partial(store.model_file_bytes, model["artifact_location"],
                                                                row["path"]),
                                  file_name=row["path"].rsplit("/", 1)[-1], key=f"model_file_{i}", on_click="ignore")
-
-
-def sweep(run: dict) -> None:
-    """A sweep's parent: a group of runs, not a trained model, so its runs instead of training cells."""
-    st.title(run["run_name"])
-    runs = store.runs([run["experiment_id"]])
-    children = tables.sweep_children(runs, run["run_id"])
-    summary = tables.sweep_summary(children)
-    st.badge(f"{run['tags'].get(names.TAG_SWEEP, '')} sweep · {summary['progress']}", icon=":material/account_tree:",
-             color="blue" if summary["live"] else "violet")
-    mlflow_url = tables.mlflow_run_url(settings.mlflow_ui_url(), run["experiment_id"], run["run_id"])
-    st.caption(f"sweep `{run['run_id']}` · {run['tags'].get(names.TAG_NOTE, '')} · [open in MLflow]({mlflow_url})")
-    best = summary["best_test_accuracy"]
-    for column, (label, value) in zip(st.columns(3), (
-            ("runs", str(summary["runs"])), ("ended", summary["progress"]),
-            ("best test accuracy", f"{best:.2%}" if pd.notna(best) else "—"))):
-        column.metric(label, value)
-    if children.empty:
-        st.info("This sweep's runs are not in this store any more.")
-        return
-    table = tables.runs_table(children, pd.Series(dtype=float), settings.mlflow_ui_url())
-    st.dataframe(table.sort_values("start").drop(columns=["run_id", "mlflow"]), hide_index=True, key="sweep_runs",
-                 column_config={"open": st.column_config.LinkColumn("", display_text="open", width="small"),
-                                "test acc": st.column_config.NumberColumn(format="percent"),
-                                "lr": st.column_config.NumberColumn(format=tables.LR_FORMAT)})
-    st.page_link("views/compare.py", label=f"Compare its {summary['runs']} runs", icon=":material/stacked_line_chart:",
-                 query_params={"runs": ",".join(children["run_id"])})
 
 
 @ui.guarded
@@ -300,7 +275,7 @@ def details(run_id: str, mode: str) -> None:
     """Everything that changes while a run goes on; a fragment, re-drawn on a timer while the run is live."""
     run = store.run(run_id)
     if names.TAG_SWEEP in run["tags"]:
-        sweep(run)
+        sweep_view.sweep(run)
     else:
         header(run)
         tabs = st.tabs(["Overview", "Curves", "Evaluation", "Compare evaluation", "Artifacts & model"])

@@ -2,15 +2,15 @@
 
 URL: `?experiment=NAME`, plus the filters (`filter_status`, `filter_dataset`, `filter_model`, `filter`): a link shows the same table.
 The table comes from one cached search_runs query; best val accuracy
-from one bulk read of the val_accuracy histories, cached per run until the run changes.
+from one bulk read of the val_accuracy histories, cached per run until the run changes (runs_view).
+A sweep's runs fold under its parent row; learning-rate range tests have a table of their own.
 """
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import refresh, store, tables, ui
-from pipeline import names, settings
+from dashboard import refresh, runs_view, store, tables, ui
 
 MAX_COMPARE = 50
 FILTERS = (("Status", "status"), ("Dataset", "params.dataset"), ("Model", "params.model"))  # key: filter_<label>
@@ -64,26 +64,6 @@ def actions(table: pd.DataFrame, selected: list[str]) -> None:
         right.link_button("Open in MLflow", url, icon=":material/open_in_new:")
 
 
-def column_config() -> dict:
-    cc = st.column_config
-    return {
-        "open": cc.LinkColumn("", display_text="open", help="the run's detail page", width="small"),
-        "name": cc.TextColumn("name"),
-        "status": cc.MultiselectColumn("status", options=[*tables.STATUS_LABELS.values(), tables.SWEEP_LABEL],
-                                       color=[*(ui.STATUS_CSS[s] for s in tables.STATUS_LABELS), ui.SWEEP_CSS]),
-        "runs": cc.TextColumn("sweep", help="a sweep's runs and how many have ended"),
-        "start": cc.DatetimeColumn("start (UTC)", format="YYYY-MM-DD HH:mm"),
-        "duration_s": cc.NumberColumn("training (s)", format="%.1f", help="from the first epoch to the end of "
-                                      "the test evaluation; time in the queue is not counted"),
-        "queued_s": cc.NumberColumn("queued (s)", format="%.1f", help="waiting for a worker before it started"),
-        "batch_size": cc.NumberColumn("batch size"), "lr": cc.NumberColumn("lr", format=tables.LR_FORMAT),
-        "weight_decay": cc.NumberColumn("weight decay", format="%.1e"),
-        "best val acc": cc.NumberColumn(format="percent"), "test acc": cc.NumberColumn(format="percent"),
-        "test F1": cc.NumberColumn(format="%.3f"),
-        "mlflow": cc.LinkColumn("MLflow", display_text="↗", help="the same run in mlflow ui", width="small"),
-    }
-
-
 @ui.guarded
 def table_section(name: str, experiment_id: str, query: str) -> None:
     """Filters, the table and its actions; re-run every few seconds while a run is still going."""
@@ -95,18 +75,20 @@ def table_section(name: str, experiment_id: str, query: str) -> None:
     if runs.empty:
         st.info("No run matches these filters.", icon=":material/filter_alt_off:")
         return
-    histories = store.metric_histories(store.versions(runs), [names.VAL_ACCURACY])
+    tests = runs[tables.range_tests(runs)]
+    runs = runs[~tables.range_tests(runs)]  # a range test is no training run: its own table below
+    if runs.empty:
+        st.info("No training run matches yet: only range tests.", icon=":material/query_stats:")
+        runs_view.range_tests(tests)
+        return
     extra_options = [c for c in runs.columns if c.startswith(("params.", "metrics."))
                      and c.removeprefix("params.") not in tables.KEY_PARAMS and not c.startswith("metrics.system/")]
     extra = st.multiselect("More columns", extra_options, key="extra_columns", placeholder="params or metrics")
-    table = tables.runs_table(runs, tables.best(histories, names.VAL_ACCURACY), settings.mlflow_ui_url(), extra)
-    shown = table.assign(status=table["status"].map(lambda label: [label]))  # a list shows as a colored pill
-    event = st.dataframe(shown, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
-                         column_order=[c for c in table.columns if c != "run_id"], column_config=column_config())
-    selected = [table["run_id"].iloc[i] for i in event.selection.rows if i < len(table)]
+    table, selected = runs_view.show(runs, "runs_table", extra)
     st.caption(f"{len(table)} runs shown · select rows to compare (2 to {MAX_COMPARE}) or open one · "
                "click a header to sort")
     actions(table, selected)
+    runs_view.range_tests(tests)
 
 
 @ui.guarded

@@ -5,6 +5,10 @@ Run: .venv/bin/python -m pytest tests/dashboard/test_run_detail_page.py -q
 """
 from __future__ import annotations
 
+import json
+import re
+import time
+
 import pytest
 
 from tests.dashboard.conftest import figures, open_page, texts
@@ -109,11 +113,41 @@ def test_a_sweep_page_shows_its_runs_not_training_cells(sweep_runs):
     at = open_page("run_detail", run=sweep_runs["parent"])
     assert not at.exception and not at.error
     shown = {m.label: m.value for m in at.metric}
-    assert shown == {"runs": "3", "ended": "2/3 ended", "best test accuracy": "95.00%"}
+    assert shown == {"runs": "3", "best test accuracy": "95.0%", "best val accuracy": "85.0%"}
+    [progress] = at.get("progress")
+    assert progress.proto.text == "2 of 3 ended, 1 queued" and progress.proto.value == 66  # progress, in its bar
     table = at.dataframe[0].value
     assert list(table["name"]) == ["lr-sweep-01 lr=0.01", "lr-sweep-02 lr=0.001", "lr-sweep-03 lr=0.1"]
     links = [link.proto.page for link in at.get("page_link")]
     assert not any("registry" in page for page in links) and any("compare" in page for page in links)
+
+
+def test_a_sweep_page_says_of_its_runs_what_the_runs_page_says(sweep_runs):
+    runs_page = open_page(experiment="dashboard-sweep")
+    runs_page.session_state["runs_table_unfolded"] = [sweep_runs["parent"]]
+    runs = runs_page.run().dataframe[0].value.set_index("run_id")
+    sweep = open_page("run_detail", run=sweep_runs["parent"]).dataframe[0]
+    table = sweep.value.set_index("run_id")
+    ended = [sweep_runs["run1"], sweep_runs["run2"]]
+    assert list(table.loc[ended, "best val acc"]) == pytest.approx([0.81, 0.85])  # read as the Runs page reads it
+    assert list(table.loc[ended, "best val acc"]) == list(runs.loc[ended, "best val acc"])
+    assert list(table.loc[ended, "test acc"]) == list(runs.loc[ended, "test acc"])
+    assert table.loc[sweep_runs["run1"], "training"] == runs.loc[sweep_runs["run1"], "training"] == "12s"
+    assert "duration_s" not in table.columns
+    config = json.loads(sweep.proto.columns)
+    assert config["best val acc"]["type_config"]["format"] == config["test acc"]["type_config"]["format"] == "percent"
+    assert sweep.proto.placeholder == "—"
+
+
+def test_numbers_on_the_run_page_read_one_way(trained_run):
+    at = open_page("run_detail", run=trained_run)
+    shown = {m.label: m.value for m in at.metric}
+    assert re.fullmatch(r"\d{1,3}\.\d%", shown["test accuracy"]) and re.fullmatch(r"\d\.\d{3}", shown["test F1 (macro)"])
+    final = next(d.value for d in at.dataframe if "metric" in d.value.columns).set_index("metric")["value"]
+    assert final["test_accuracy"] == shown["test accuracy"] and re.fullmatch(r"\d\.\d\de-\d+", final["lr"])
+    files = texts(at.markdown)
+    assert re.search(r"· \d+\.\d (kB|MB)", files) and not re.search(r"\d,\d{3} bytes", files)  # not 2,932,105 bytes
+    assert all(d.proto.placeholder == "—" for d in at.dataframe if {"true", "f1"} & set(d.value.columns))
 
 
 def test_training_time_and_queue_time_are_apart(sweep_runs):

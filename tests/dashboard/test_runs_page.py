@@ -4,12 +4,35 @@ Run: .venv/bin/python -m pytest tests/dashboard/test_runs_page.py -q
 """
 from __future__ import annotations
 
+import json
+import time
+
+import pandas as pd
 import pytest
 
+from dashboard.tables import FOLD_ICONS
 from pipeline import settings
 from tests.dashboard.conftest import open_page, texts
 
 pytestmark = pytest.mark.usefixtures("edge_runs")
+
+
+@pytest.fixture(scope="module")
+def range_test(store) -> dict:
+    """A real learning-rate range test (pipeline lr-find, 40 steps) beside one finished run, in its own experiment."""
+    from pipeline.config import RunConfig
+    from pipeline.runs import lifecycle, lr_find, tracking
+
+    config = RunConfig(dataset="digits", model="cnn", epochs=5, experiment="dashboard-lr-find")
+    run_id, result = lr_find.run(config, steps=40)
+    client = tracking.connect()
+    trained = lifecycle.record(client, tracking.experiment_id(client, "dashboard-lr-find"), "a trained run", {})
+    return {"run_id": run_id, "name": client.get_run(run_id).info.run_name, "suggestion": result.suggestion}
+
+
+def frame_of(at, column: str):
+    """The st.dataframe that has this column."""
+    return next(frame for frame in at.dataframe if column in frame.value.columns)
 
 
 def statuses(table) -> set[str]:
@@ -24,7 +47,7 @@ def test_table_lists_an_experiments_runs_with_scores_and_links(trained_runs):
     assert set(table["run_id"]) == set(trained_runs)
     assert statuses(table) == {"✓ FINISHED"}
     assert table["best val acc"].between(0.5, 1).all() and table["test acc"].between(0.5, 1).all()
-    assert table["test F1"].notna().all() and (table["duration_s"] > 0).all()
+    assert table["test F1"].notna().all() and table["training"].str.fullmatch(r"(\d+m )?\d+s").all()
     assert set(table["dataset"]) == {"digits"} and set(table["model"]) == {"cnn", "mlp"}
     assert table["mlflow"].str.startswith(settings.mlflow_ui_url() + "/#/experiments/").all()
     assert table["open"].str.startswith("run_detail?run=").all()
@@ -107,13 +130,55 @@ def test_unreachable_store_fails_fast_with_a_clear_message(unreachable_store):
 def test_a_sweep_is_one_group_row_and_durations_leave_out_the_queue(sweep_runs):
     at = open_page(experiment="dashboard-sweep")
     assert not at.exception and not at.error
+    at.session_state["runs_table_unfolded"] = [sweep_runs["parent"]]
+    at.run()
     table = at.dataframe[0].value.set_index("run_id")
     parent = table.loc[sweep_runs["parent"]]
-    assert parent["status"] == ["◇ SWEEP"] and parent["runs"] == "3 runs · 2/3 ended"
-    assert parent["test acc"] == pytest.approx(0.95) and parent["duration_s"] != parent["duration_s"]  # NaN
+    assert parent["status"] == ["◇ SWEEP"] and parent["sweep"] == f"{FOLD_ICONS[True]} 3 runs"
+    assert parent["test acc"] == pytest.approx(0.95) and pd.isna(parent["training"])  # a group, not a training
     first = table.loc[sweep_runs["run1"]]
-    assert first["duration_s"] == pytest.approx(12, abs=0.01) and first["queued_s"] == pytest.approx(20, abs=0.01)
-    assert list(at.dataframe[0].value.columns[:6]) == ["run_id", "open", "name", "status", "test acc", "test F1"]
+    assert first["training"] == "12s" and first["queued"] == "20s"  # as the run's page writes them
+    assert list(at.dataframe[0].value.columns[:7]) == ["run_id", "sweep", "open", "name", "status", "test acc",
+                                                       "best val acc"]
+
+
+def test_a_sweep_folds_its_runs_under_its_row(sweep_runs):
+    at = open_page(experiment="dashboard-sweep")
+    folded = at.dataframe[0].value
+    assert list(folded["run_id"]) == [sweep_runs["parent"]] and list(folded["sweep"]) == [f"{FOLD_ICONS[False]} 3 runs"]
+    at.session_state["runs_table_unfolded"] = [sweep_runs["parent"]]  # what its fold button's click sets
+    at.run()
+    unfolded = at.dataframe[0].value
+    assert list(unfolded["run_id"]) == [sweep_runs[k] for k in ("parent", "run1", "run2", "run3")]  # queue order
+    assert list(unfolded["name"][1:]) == ["└ lr-sweep-01 lr=0.01", "└ lr-sweep-02 lr=0.001", "└ lr-sweep-03 lr=0.1"]
+    assert unfolded["sweep"][1:].isna().all()  # no button on its runs
+    # a run whose parent is filtered out stands alone
+    at.multiselect(key="filter_model").set_value(["cnn"]).run()
+    assert set(at.dataframe[0].value["run_id"]) == {sweep_runs["run1"], sweep_runs["run2"], sweep_runs["run3"]}
+
+
+def test_the_table_shows_what_fits_1400_px_and_hides_the_rest(sweep_runs):
+    at = open_page(experiment="dashboard-sweep")
+    config = json.loads(at.dataframe[0].proto.columns)
+    config = {name: c for name, c in config.items() if not name.startswith("_")}  # not the (hidden) index
+    hidden = {name for name, c in config.items() if c.get("hidden")}
+    assert hidden == {"queued", "dataset", "epochs", "batch_size", "optimizer", "weight_decay", "schedule", "augment",
+                      "mlflow"}
+    widths = {name: c.get("width") for name, c in config.items() if not c.get("hidden")}
+    assert all(isinstance(w, int) for w in widths.values()), widths  # none sized to its longest cell
+    assert sum(widths.values()) <= 905  # measured at 1,400 px: a 940 px table, 35 px of it the row checkboxes
+    assert at.dataframe[0].proto.placeholder == "—"  # an empty cell never reads "None"
+
+
+def test_a_range_test_is_listed_as_one_with_its_suggestion(range_test):
+    at = open_page(experiment="dashboard-lr-find")
+    assert not at.exception and not at.error
+    assert range_test["run_id"] not in set(frame_of(at, "best val acc").value["run_id"])  # not a training run
+    tests = frame_of(at, "suggested lr").value
+    assert list(tests["name"]) == [range_test["name"]]
+    assert tests["suggested lr"].iloc[0] == pytest.approx(range_test["suggestion"])
+    assert json.loads(frame_of(at, "suggested lr").proto.columns)["suggested lr"]["type_config"]["format"] == "%.2e"
+    assert "Learning-rate range tests" in texts(at.markdown)
 
 
 def test_filters_come_back_from_the_url(trained_runs):

@@ -185,6 +185,43 @@ def test_4c_runs_filters_in_the_url(page, app, shot):
     shot("4c-runs-filtered-from-the-url")
 
 
+RUNS_COLUMNS = ["sweep", "", "name", "status", "test acc", "best val", "test F1", "model", "lr", "training",
+                "start (UTC)"]  # the Runs table's default columns, the "" one the links to each run's page
+
+
+def test_4d_runs_table_fits_1400_px_and_folds_a_sweep(page, app, shot):
+    from pipeline.config import RunConfig
+    from pipeline.queue import jobs, sweep
+
+    space = {"lr": [0.003, 0.03]}  # queued as the Launch page's Sweep tab queues it; the worker trains both
+    configs = sweep.build(RunConfig(dataset="digits", model="cnn", epochs=2, run_name="e2e-sweep"), "grid", space)
+    parent, run_ids = jobs.submit_sweep(configs, "grid", space, client=mlflow(app))
+    for run_id in run_ids:
+        assert wait_status(app, run_id, ("FINISHED", "FAILED", "KILLED")) == "FINISHED"
+    assert page.viewport_size["width"] == 1400
+    open_page(page, app, "/")
+    frame = page.get_by_test_id("stDataFrame").first
+    grid = frame.locator("table[role=grid]")
+    expect(grid).to_contain_text("e2e-sweep (grid, 2 runs)", timeout=60_000)
+    expect(grid.locator("thead th")).to_have_text(RUNS_COLUMNS)  # the DOM copy holds the columns on screen...
+    scroll = frame.evaluate("el => { const s = el.querySelector('.dvn-scroller'); return [s.scrollWidth, s.clientWidth] }")
+    assert scroll[0] <= scroll[1], scroll  # ...and none is cut: the table does not scroll sideways
+    expect(grid).not_to_contain_text(configs[0].run_name)  # folded: the sweep's runs are under its row
+    shot("4d-runs-1400px-sweep-folded")
+    rows = grid.locator("tbody tr").all_text_contents()
+    row = next(i for i, text in enumerate(rows) if "e2e-sweep (grid" in text)
+    box = frame.bounding_box()  # Glide draws the grid on a canvas: its fold button is clicked where it is drawn
+    header, height, checkboxes = 35, 35, 35  # px: Streamlit's row height; the selection column
+    fold = (box["x"] + checkboxes + 37, box["y"] + header + row * height + height / 2)
+    page.mouse.click(*fold)
+    expect(grid).to_contain_text("└ " + configs[0].run_name, timeout=60_000)
+    expect(grid).to_contain_text("└ " + configs[1].run_name)
+    shot("4d-runs-1400px-sweep-unfolded")
+    idle(page)
+    page.mouse.click(*fold)
+    expect(grid).not_to_contain_text(configs[0].run_name, timeout=60_000)
+
+
 def test_5_run_detail_confusion_matrix(page, app, shot):
     open_page(page, app, f"/run_detail?run={state['first']}")
     expect(page.get_by_text("FINISHED").first).to_be_visible()
