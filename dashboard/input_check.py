@@ -37,7 +37,20 @@ def unlike_training(image: Image.Image, prepared: np.ndarray, channels: int, ima
     if abs(seen_mean - trained_mean) > BRIGHTNESS_GAP:
         reasons.append(f"it is much {'brighter' if seen_mean > trained_mean else 'darker'} than the training "
                        f"images (mean {seen_mean:.2f} vs {trained_mean:.2f} on 0..1)"
-                       + ("; an inverted picture (dark on light)?" if seen_mean > trained_mean else ""))
+                       + (", as an inverted picture (dark on light) would be" if seen_mean > trained_mean else ""))
     if trained_std > 0 and seen_std < FLAT_SHARE * trained_std:
         reasons.append(f"it is nearly flat (contrast {seen_std:.2f} vs {trained_std:.2f} in training)")
     return reasons
+
+
+def reasons_for(result, preprocessing) -> list[str]:
+    """unlike_training for a predicted ImageResult under a model's Preprocessing ([] for an unusable image)."""
+    if result.prediction is None:
+        return []
+    p = preprocessing
+    return unlike_training(result.image, result.prepared, p.channels, p.image_size, p.mean, p.std)
+
+
+def sentence(reasons: list[str]) -> str:
+    """The reasons as one sentence, the way the detail view, the table row and the CSV all say it."""
+    return "; ".join(reasons) + "." if reasons else ""

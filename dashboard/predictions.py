@@ -1,7 +1,8 @@
 """The playground's batch table and CSV: plain pandas from pipeline.serving.predict results, no Streamlit.
 
-One row per image: its prediction and confidence, the top classes, the error when it could not be
-used; with a second model, that model's answer and whether the two agree.
+One row per image: its prediction and confidence, a warning when the image is unlike the model's
+training data (dashboard.input_check), the top classes, the error when it could not be used; with a
+second model, that model's answer and whether the two agree.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from dashboard import formatting
+from dashboard.input_check import sentence
 
 if TYPE_CHECKING:  # the page has torch loaded anyway; this module does not need it
     from pipeline.serving.predict import ImageResult
@@ -38,20 +40,43 @@ def _answer(result: ImageResult, prefix: str = "") -> dict:
             f"{prefix}top": "; ".join(f"{label} {formatting.percent(q)}" for label, q in p.top) if p else ""}
 
 
-def results_frame(results: Sequence[ImageResult], other: Sequence[ImageResult] | None = None) -> pd.DataFrame:
-    """image, prediction, confidence, top, error [, B prediction, B confidence, B top, agree]."""
+def warning(reasons: Sequence[str], other: Sequence[str] | None = None) -> str:
+    """The row's warning: why the image is unlike the training data, per model when the two models differ."""
+    if other is None or list(other) == list(reasons):
+        return sentence(list(reasons))
+    return "; ".join(f"{side}: {sentence(list(r))}" for side, r in (("A", reasons), ("B", other)) if r)
+
+
+def results_frame(results: Sequence[ImageResult], other: Sequence[ImageResult] | None = None,
+                  unlike: Sequence[Sequence[str]] = (), other_unlike: Sequence[Sequence[str]] = ()) -> pd.DataFrame:
+    """image, prediction, confidence, warning, top, error [, B prediction, B confidence, B top, agree].
+
+    `unlike` and `other_unlike` hold each image's reasons to distrust model A's and B's answer (input_check).
+    """
     rows = []
     for i, a in enumerate(results):
+        reasons = unlike[i] if unlike else []
         row = {"image": a.name, **_answer(a), "error": a.error}
         if other is not None:
             b = other[i]
             both = a.prediction is not None and b.prediction is not None
             row.update(_answer(b, "B "), agree=(a.prediction.label == b.prediction.label) if both else None)
+            row["warning"] = warning(reasons, other_unlike[i] if other_unlike else [])
+        else:
+            row["warning"] = warning(reasons)
         rows.append(row)
-    columns = ["image", "prediction", "confidence", "top", "error"]
+    columns = ["image", "prediction", "confidence", "warning", "top", "error"]
     if other is not None:
         columns += ["B prediction", "B confidence", "B top", "agree"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def agreement(frame: pd.DataFrame) -> tuple[int, int, int]:
+    """(agreeing, compared, left out): images with a warning are left out, whatever the two models said."""
+    trusted = frame["warning"].eq("")
+    compared = frame["agree"].notna()
+    return (int((compared & trusted & frame["agree"].eq(True)).sum()), int((compared & trusted).sum()),
+            int((compared & ~trusted).sum()))
 
 
 def disagreement_styles(row: pd.Series) -> list[str]:

@@ -22,9 +22,6 @@ CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_
                    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
-UPLOAD_REPORTED = 4  # see streamlit_args
-
-
 def client_defaults() -> None:
     """Set the dashboard's MLflow client defaults in this process (and so in the server it becomes)."""
     for name, value in CLIENT_DEFAULTS.items():
@@ -38,9 +35,8 @@ def streamlit_args() -> list[str]:
         "--server.address", settings.host(),
         "--server.port", str(settings.port()),
         "--server.headless", "true",
-        # the server takes files up to UPLOAD_REPORTED x the limit, so the playground can name one that is over
-        # it (pipeline.serving.predict refuses it) instead of the browser silently dropping it
-        "--server.maxUploadSize", str(UPLOAD_REPORTED * settings.upload_limit_mb()),
+        # RUNBOARD_UPLOAD_MB, the one limit: the upload box says it and refuses a bigger file by name
+        "--server.maxUploadSize", str(settings.upload_limit_mb()),
         "--server.enableXsrfProtection", "true",
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",

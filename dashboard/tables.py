@@ -88,6 +88,22 @@ def trained(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[~is_sweep(runs) & ~range_tests(runs)]
 
 
+def best_trained(runs: pd.DataFrame) -> str | None:
+    """The id of the best trained run among `runs`, by test accuracy (else validation accuracy), the first of
+    equals; exported variants are copies of a trained model, not candidates. None when there is no such run."""
+    runs = trained(runs)
+    export = f"tags.{names.TAG_EXPORT_SOURCE}"
+    if export in runs:
+        runs = runs[runs[export].isna()]
+    scores = pd.Series(np.nan, index=runs.index)
+    for metric in (names.TEST_ACCURACY, names.VAL_ACCURACY):
+        if f"metrics.{metric}" in runs:
+            scores = scores.fillna(pd.to_numeric(runs[f"metrics.{metric}"], errors="coerce"))
+    if scores.notna().any():
+        return runs.loc[scores.idxmax(), "run_id"]
+    return runs["run_id"].iloc[0] if len(runs) else None
+
+
 def sweep_children(runs: pd.DataFrame, parent_id: str) -> pd.DataFrame:
     """The runs of the sweep `parent_id` among `runs`, in queue order."""
     column = f"tags.{names.TAG_SWEEP_ID}"

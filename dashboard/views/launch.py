@@ -122,7 +122,8 @@ def page() -> None:
     except ConfigError as e:
         config = None
         st.error(str(e), icon=":material/block:")
-    single, grid = st.tabs(["One run", "Sweep"])
+    # keyed and stateful: a rerun that changes the page above (another dataset) keeps the open tab
+    single, grid = st.tabs(["One run", "Sweep"], key="launch_tab", on_change="rerun")
     with single:
         launch_one(config)
         lr_suggestion.suggest_button(config)

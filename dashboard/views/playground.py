@@ -138,11 +138,13 @@ def show_one(slot: str, model, result, ms: float) -> None:
     st.caption(f"Latency {ms:.1f} ms per image (decode, prepare and forward pass; model cached)")
 
 
-def show_batch(runs: list, compare: bool) -> None:
-    table = predictions.results_frame(runs[0][1], runs[1][1] if compare else None)
+def show_batch(runs: list, unlike: list, compare: bool) -> None:
+    table = predictions.results_frame(runs[0][1], runs[1][1] if compare else None, *unlike)
     if compare:
-        st.markdown(f"**The models agree on {int(table['agree'].eq(True).sum())} of {int(table['agree'].notna().sum())} "
-                    "images**; disagreements are highlighted in red, images that could not be used in amber.")
+        agreeing, compared, left_out = predictions.agreement(table)
+        st.markdown(f"**The models agree on {agreeing} of {compared} images**"
+                    + (f" ({left_out} more left out: unlike the training data, see *warning*)" if left_out else "")
+                    + "; disagreements are highlighted in red, images that could not be used in amber.")
     bar = st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent", step=formatting.PERCENT_STEP)
     st.dataframe(table.style.apply(predictions.disagreement_styles, axis=1), hide_index=True, placeholder=formatting.MISSING,
                  column_config={c: bar for c in ("confidence", "B confidence") if c in table})
@@ -154,20 +156,30 @@ def show_batch(runs: list, compare: bool) -> None:
 PREDICTED = "the predicted class"
 
 
-def show_explanations(runs: list, pick: int) -> None:
+def explained_by(model, version):
+    """The model whose maps explain `model`: itself, or for an exported variant (an ONNX graph, no gradients
+    to follow) the registered version it was exported from. Raises predict.ModelError when there is none."""
+    if model.module is not None or not model.ref.variant:
+        return model
+    return store.predictor(version)
+
+
+def show_explanations(runs: list, versions: list, pick: int) -> None:
     """Heat maps of what drove each model's answer on the detailed image, over the original and the input."""
     st.subheader("What drove the answer")
     choice = st.selectbox("Explain", [PREDICTED, *runs[0][0].classes], key="pg_explain_class",
                           help="the class whose evidence is drawn: red pixels raised its score; blue ones lowered "
                                "it, where the method can show that (integrated gradients; Grad-CAM maps are ≥ 0)")
     columns = st.columns(2 * len(runs))
-    for i, (model, results, _) in enumerate(runs):
+    for i, ((model, results, _), version) in enumerate(zip(runs, versions)):
         result = results[pick]
         try:
-            explainer = store.explainer(model)
+            source = explained_by(model, version)
+            explainer = store.explainer(source)
         except predict.ModelError as e:
-            columns[2 * i].info(f"{model.ref.label} cannot be explained: {e}")
+            columns[2 * i].info(str(e))  # the message names the model already
             continue
+        title = model.ref.label if source is model else f"{source.ref.label}, source of {model.ref.variant}"
         started = time.perf_counter()
         target = choice if choice in model.classes else result.prediction.label  # known: saves a forward pass
         [e] = explainer.explain(result.prepared[None], target)
@@ -175,14 +187,16 @@ def show_explanations(runs: list, pick: int) -> None:
         pre = model.preprocessing  # ImageNet-style models saw only the centre: lay the map over that part
         original = images.input_region(result.image, pre.image_size, pre.crop).copy()
         original.thumbnail((256, 256))  # the map has the input's few cells: more pixels add nothing
-        columns[2 * i].plotly_chart(charts.explanation_figure(np.asarray(original), e.heat, model.ref.label,
+        columns[2 * i].plotly_chart(charts.explanation_figure(np.asarray(original), e.heat, title,
                                                               smooth=True, signed=e.signed),
                                     key=f"pg_explain_original_{i}", config={"displayModeBar": False})
         columns[2 * i + 1].plotly_chart(charts.explanation_figure(result.prepared.transpose(1, 2, 0), e.heat,
                                                                   "model input", signed=e.signed, scale=True),
                                         key=f"pg_explain_input_{i}", config={"displayModeBar": False})
         other = f" ({model.ref.label} has no class {choice})" if choice not in (PREDICTED, *model.classes) else ""
-        columns[2 * i].caption(f"{e.method} for class **{e.label}**{other} · {ms:.0f} ms"
+        via = "" if source is model else (f"{model.ref.label} is an exported ONNX graph, explained through its "
+                                          f"source model {source.ref.label}: ")
+        columns[2 * i].caption(f"{via}{e.method} for class **{e.label}**{other} · {ms:.0f} ms"
                                + ("" if e.signed else " · its maps are ≥ 0: they show what raised the score, "
                                   "not what lowered it")
                                + (" · no pixel spoke for this class: the map is all zero" if e.empty else ""))
@@ -209,8 +223,6 @@ def choose_models(all_versions: list, compare: bool, slots) -> list:
         with slots[1]:
             version_b, _ = pick_model(all_versions, "b", model_choice.default_b(all_versions, version_a))
         chosen.append(version_b)
-        if version_b.uri == version_a.uri:
-            st.info("Both sides are the same version: pick another version or model, or another variant, to compare.")
     return chosen
 
 
@@ -225,18 +237,19 @@ def inputs(models: list) -> list[tuple[str, bytes]]:
     if st.get_option("server.maxUploadSize") < limit:
         st.warning(f"The server accepts uploads up to {st.get_option('server.maxUploadSize')} MB, below "
                    f"RUNBOARD_UPLOAD_MB={limit}: start streamlit with --server.maxUploadSize {limit}.")
-    uploads = st.file_uploader(f"Upload images (png, jpg, webp, bmp, gif; up to {limit} MB each)", type=IMAGE_TYPES,
-                               accept_multiple_files=True, key=upload_key())  # the server's cap: see serve.py
+    uploads = st.file_uploader("Upload images", type=IMAGE_TYPES, max_upload_size=limit,  # the box names the limit
+                               accept_multiple_files=True, key=upload_key())
     pre = models[0].preprocessing
     side = pre.image_size[0] if pre.dataset == "digits" and pre.image_size[0] == pre.image_size[1] != 8 else 0
     sample_picker(side, pre.dataset, bool(uploads))
     return [(f.name, f.getvalue()) for f in uploads or []] + list(st.session_state["pg_samples"].items())
 
 
-def show_results(models: list, items: list, compare: bool) -> None:
+def show_results(models: list, versions: list, items: list, compare: bool) -> None:
     pre = models[0].preprocessing
     top = st.slider("Top classes shown", 1, min(MAX_TOP, len(pre.classes)), min(3, len(pre.classes)), key="pg_top")
     runs = [(m, *predicted(m, items, top)) for m in models]
+    unlike = [[input_check.reasons_for(r, m.preprocessing) for r in results] for m, results, _ in runs]
     failed = [r.error for r in runs[0][1] if r.error]
     if failed:
         st.error(f"{len(failed)} of {len(items)} file(s) could not be used:\n\n" + "\n".join(f"- {e}" for e in failed))
@@ -259,16 +272,13 @@ def show_results(models: list, items: list, compare: bool) -> None:
     for i, (column, (model, results, ms)) in enumerate(zip(columns[2:], runs)):
         with column:
             show_one("ab"[i], model, results[pick], ms)
-            p = model.preprocessing
-            reasons = input_check.unlike_training(seen.image, results[pick].prepared, p.channels, p.image_size,
-                                                  p.mean, p.std)
-            if reasons:
+            if reasons := unlike[i][pick]:
                 st.warning("**Unlike what this model was trained on**, so trust this answer less: "
-                           + "; ".join(reasons) + ".", icon=":material/warning:")
-    show_explanations(runs, pick)
+                           + input_check.sentence(reasons), icon=":material/warning:")
+    show_explanations(runs, versions, pick)
     if len(items) > 1 or compare:
         st.subheader("All images")
-        show_batch(runs, compare)
+        show_batch(runs, unlike, compare)
 
 
 @ui.guarded
@@ -282,8 +292,8 @@ def page() -> None:
         return
     compare = st.toggle("Compare two models", key="pg_compare")
     slots = st.columns(2) if compare else [st.container()]
-    models = []
-    for slot, version in zip(slots, choose_models(all_versions, compare, slots)):
+    models, versions = [], choose_models(all_versions, compare, slots)
+    for slot, version in zip(slots, versions):
         with slot:
             model = load_chosen(version, "ab"[len(models)])
             if model is not None:
@@ -291,11 +301,13 @@ def page() -> None:
             models.append(model)
     if any(m is None for m in models):
         return
+    if compare and models[0].ref.load_uri == models[1].ref.load_uri:  # a variant of the same version differs
+        st.info(f"Both sides are {models[0].ref.label}: pick another version, model or variant to compare.")
     items = inputs(models)
     if not items:
         st.info("Upload images or click a sample to see predictions.")
         return
-    show_results(models, items, compare)
+    show_results(models, versions, items, compare)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,7 @@ def register_form(versions: list) -> None:
         experiments = dict(zip(listed["experiment_id"], listed["name"]))
     except store.ERRORS as e:
         return _failed(e)
+    best = tables.best_trained(runs)  # what the form starts from, unless a link names a run
     runs = tables.trained(runs)  # a sweep's parent has no model
     if runs.empty:
         st.info("No finished runs yet. Train one on the Launch page or with "
@@ -130,8 +131,9 @@ def register_form(versions: list) -> None:
     ids = list(labels)
     if wanted and wanted not in labels:
         st.warning(f"Run {wanted} is not a finished run of this store, so it cannot be registered.")
-    run_id = st.selectbox("Finished run", ids, index=ids.index(wanted) if wanted in labels else 0,
-                          format_func=labels.get, key="register_run")
+    start = wanted if wanted in labels else best if best in labels else ids[0]
+    run_id = st.selectbox("Finished run", ids, index=ids.index(start), format_func=labels.get, key="register_run",
+                          help="starts at the best finished run by test accuracy (else validation accuracy)")
     model_names = sorted({v.name for v in versions})
     picked = st.selectbox("Registered model", model_names + [NEW_MODEL], key="register_model",
                           help="a new version of an existing model, or a new model")
@@ -140,8 +142,10 @@ def register_form(versions: list) -> None:
         suggestion = f"{row.get('params.dataset', 'model')}-{row.get('params.model', '')}".strip("-")
         picked = st.text_input("New model name", value=suggestion.replace(":", "-").replace("/", "-"),
                                key=f"register_new_name_{run_id}")  # the suggestion follows the chosen run
-    description = st.text_area("Version description (optional)", key="register_description")
-    alias = st.selectbox("Then set alias", ["none", registry.CHAMPION, registry.CHALLENGER], key="register_alias")
+    # keyed by the run: another run starts from an empty form, never from the last registration's values
+    description = st.text_area("Version description (optional)", key=f"register_description_{run_id}")
+    alias = st.selectbox("Then set alias", ["none", registry.CHAMPION, registry.CHALLENGER],
+                         key=f"register_alias_{run_id}")
     if st.button("Register", type="primary", key="register_button"):
         try:
             made = registry.register_run(run_id, picked, description)
@@ -151,6 +155,8 @@ def register_form(versions: list) -> None:
                 note = f"; @{alias} moved from v{moved} to v{made.version}" if moved else f"; @{alias} set"
         except FAILURES as e:
             return _failed(e)
+        for key in (f"register_description_{run_id}", f"register_alias_{run_id}"):
+            st.session_state.pop(key, None)  # a submit leaves nothing behind, even for the same run
         _flash(f"Registered run {run_id[:8]} as {made.name} v{made.version}{note}.")
 
 

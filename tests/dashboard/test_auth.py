@@ -39,7 +39,7 @@ def test_server_flags_come_from_settings(monkeypatch):
     args = serve.streamlit_args()
     flags = dict(zip(args[5::2], args[6::2]))
     assert flags["--server.address"] == "127.0.0.2" and flags["--server.port"] == "9123"
-    assert flags["--server.maxUploadSize"] == "28" and flags["--browser.gatherUsageStats"] == "false"
+    assert flags["--server.maxUploadSize"] == "7" and flags["--browser.gatherUsageStats"] == "false"
 
 
 def test_password_gate(monkeypatch, store):

@@ -237,15 +237,32 @@ def test_batch_table_marks_disagreements_and_the_csv_names_the_models():
     a = [_result("1.png", "7", 0.9), _result("2.png", "3", 0.6), _result("3.png", None)]
     b = [_result("1.png", "7", 0.8), _result("2.png", "5", 0.7), _result("3.png", None)]
     table = predictions.results_frame(a, b)
-    assert table["agree"].tolist() == [True, False, None]
+    assert table["agree"].tolist() == [True, False, None] and table["warning"].tolist() == ["", "", ""]
     assert table["top"][0] == "7 90.0%; x 10.0%" and table["error"][2] == "3.png: empty file"
     styles = [predictions.disagreement_styles(row)[0] for _, row in table.iterrows()]
     assert styles == ["", predictions.DISAGREE_STYLE, predictions.ERROR_STYLE]  # a failed image is not a disagreement
     assert predictions.ERROR_STYLE != predictions.DISAGREE_STYLE
     csv = predictions.to_csv(table, "models:/m/1", "models:/m/2").decode().splitlines()
-    assert csv[0] == "image,prediction,confidence,top,error,B prediction,B confidence,B top,agree,model,B model"
-    assert csv[2].startswith("2.png,3,0.6,") and csv[2].endswith(",False,models:/m/1,models:/m/2")
-    assert list(predictions.results_frame(a).columns) == ["image", "prediction", "confidence", "top", "error"]
+    assert csv[0] == ("image,prediction,confidence,warning,top,error,B prediction,B confidence,B top,agree,"
+                      "model,B model")
+    assert csv[2].startswith("2.png,3,0.6,,") and csv[2].endswith(",False,models:/m/1,models:/m/2")
+    assert list(predictions.results_frame(a).columns) == ["image", "prediction", "confidence", "warning", "top",
+                                                          "error"]
+
+
+def test_an_image_unlike_the_training_data_is_flagged_in_its_row_and_csv_and_not_counted_as_agreeing():
+    from dashboard import predictions
+
+    a = [_result("digit.png", "7", 0.9), _result("photo.png", "8", 0.9983), _result("other.png", "3", 0.5)]
+    b = [_result("digit.png", "7", 0.8), _result("photo.png", "8", 0.97), _result("other.png", "5", 0.6)]
+    colour = ["it is a colour picture"]
+    table = predictions.results_frame(a, b, [[], colour, []], [[], colour, []])
+    assert table["warning"].tolist() == ["", "it is a colour picture.", ""]
+    assert predictions.agreement(table) == (1, 2, 1)  # the photo's agreement is not counted
+    csv = predictions.to_csv(table, "models:/m/1", "models:/m/2").decode().splitlines()
+    assert csv[2].startswith("photo.png,8,0.9983,it is a colour picture.,")
+    only_b = predictions.results_frame(a, b, [[], [], []], [[], colour, []])
+    assert only_b["warning"][1] == "B: it is a colour picture." and predictions.agreement(only_b)[2] == 1
 
 
 def test_top_classes_chart_ranks_best_first():
@@ -256,6 +273,50 @@ def test_top_classes_chart_ranks_best_first():
     fig = charts.top_classes_figure(pd.DataFrame({"label": ["7", "1", "9"], "probability": [0.85, 0.1, 0.05]}))
     assert len(fig.data) == 1 and fig.layout.yaxis.categoryarray == ("9", "1", "7")  # drawn bottom-up: 7 on top
     assert list(fig.data[0].text) == ["85.0%", "10.0%", "5.0%"] and fig.layout.xaxis.range == (0, 1)
+
+
+def photo_png(width: int = 200, height: int = 150) -> bytes:
+    """A colour photo-like image: smooth RGB gradients, nothing like an 8x8 grayscale digit."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([255 * x / width, 255 * y / height, 128 + 0 * x], axis=2).astype(np.uint8)
+    return encoded(Image.fromarray(rgb, "RGB"), "PNG")
+
+
+def digit_png(index: int = 0) -> bytes:
+    from pipeline.config import RunConfig
+    from pipeline.training import data
+
+    return encoded(Image.fromarray(data.load(RunConfig(dataset="digits")).test.images[index, 0].numpy(), "L"), "PNG")
+
+
+def test_a_photo_is_flagged_in_its_row_and_left_out_of_the_agreement_count(models):
+    at = page(NAME, "champion")
+    at.toggle(key="pg_compare").set_value(True)
+    files = [("digit.png", digit_png(), "image/png"), ("photo.png", photo_png(), "image/png")]
+    at = at.file_uploader(key="pg_upload_0").set_value(files).run()
+    assert_no_traceback(at)
+    table = at.dataframe[0].value
+    [digit, photo] = table["warning"].tolist()
+    assert digit == "" and "colour picture" in photo and "200×150" in photo and photo.endswith(".")
+    summary = next(m.value for m in at.markdown if "The models agree on" in m.value)
+    assert " of 1 images**" in summary and "1 more left out" in summary  # the photo is not counted
+
+
+def test_an_inverted_digit_is_named_in_one_plain_sentence(models):
+    inverted = Image.fromarray(255 - np.asarray(Image.open(io.BytesIO(digit_png()))), "L")
+    at = page(NAME, "1")
+    at = at.file_uploader(key="pg_upload_0").set_value([("inverted.png", encoded(inverted, "PNG"), "image/png")]).run()
+    assert_no_traceback(at)
+    [warned] = [w.value for w in at.warning if "Unlike what this model was trained on" in w.value]
+    assert "dark on light" in warned and "?." not in warned and warned.endswith(".")
+
+
+def test_the_upload_box_states_the_one_upload_limit(models, monkeypatch):
+    monkeypatch.setenv("RUNBOARD_UPLOAD_MB", "3")
+    at = page(NAME, "1")
+    box = at.file_uploader(key="pg_upload_0")
+    assert box.proto.max_upload_size_mb == 3  # the box reads "Limit 3MB per file" and refuses more by name
+    assert "MB" not in box.label  # said once, by the box, not again (differently) in the label
 
 
 def test_clear_removes_uploads_too_and_an_unlike_input_is_named(models):

@@ -56,7 +56,7 @@ def test_versions_with_aliases_scores_and_links_to_their_runs(model, trained_run
     at = page()
     assert_no_traceback(at)
     table = versions_table(at)
-    [row] = table[(table["model"] == NAME) & (table["version"] == 1)].to_dict("records")  # others may add v2
+    [row] = table[(table["model"] == NAME) & (table["version"] == 1)].to_dict("records")  # other tests add v2
     run = MlflowClient().get_run(trained_runs[0])
     assert row["version"] == 1 and row["aliases"] == ["@champion"]
     assert row["test accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
@@ -70,23 +70,21 @@ def test_versions_with_aliases_scores_and_links_to_their_runs(model, trained_run
 
 
 def test_register_a_finished_run_from_the_page_with_an_alias(model, trained_runs):
-    own = f"{NAME}-register"  # a model of this test's own: the other tests register the same runs into NAME
-    if not MlflowClient().search_model_versions(f"name = '{own}'"):
-        registry.register_run(trained_runs[0], own)
-    store.forget_model_versions()
+    name = "registry-page-register"  # its own model: other tests add NAME v2 in any order (pytest-randomly)
+    registry.register_run(trained_runs[0], name)
     at = page(register=trained_runs[2])  # the run detail page links here like this
     assert at.selectbox(key="register_run").value == trained_runs[2]
-    at.selectbox(key="register_model").set_value(own)
-    at.text_area(key="register_description").input("the mlp, for comparison")
-    at.selectbox(key="register_alias").set_value("challenger")
+    at.selectbox(key="register_model").set_value(name)
+    at.text_area(key=f"register_description_{trained_runs[2]}").input("the mlp, for comparison")
+    at.selectbox(key=f"register_alias_{trained_runs[2]}").set_value("challenger")
     at = at.button(key="register_button").click().run()
     assert_no_traceback(at)
-    assert f"as {own} v2; @challenger set" in success(at)
+    assert f"as {name} v2; @challenger set" in success(at)
     client = MlflowClient()
-    assert client.get_model_version(own, "2").description == "the mlp, for comparison"
-    assert client.get_registered_model(own).aliases["challenger"] == 2
+    assert client.get_model_version(name, "2").description == "the mlp, for comparison"
+    assert client.get_registered_model(name).aliases["challenger"] == 2
     table = versions_table(at)
-    assert 2 in table[table["model"] == own]["version"].tolist()  # the table shows it at once
+    assert 2 in table[table["model"] == name]["version"].tolist()  # the table shows it at once
 
 
 def test_register_as_a_new_model_and_refuse_a_duplicate(model, trained_runs):
@@ -219,3 +217,66 @@ def test_moving_an_alias_to_a_worse_version_asks_first_and_can_be_undone(model, 
     assert client.get_registered_model(NAME).aliases["champion"] == int(better)
     assert "Undone" in success(at)
     registry.set_alias(NAME, registry.CHAMPION, 1)
+
+
+@pytest.fixture(scope="module")
+def scored_runs(store):
+    """Two finished runs with only scores (no model), in their own experiment: the best one older, a worse one the
+    newest; removed afterwards so no other page test sees them."""
+    import time
+
+    from mlflow.entities import Metric
+
+    from pipeline.runs import tracking
+
+    client = tracking.connect()
+    experiment = tracking.experiment_id(client, "registry-form")
+    made = {}
+    for name, accuracy in (("best-scored", 0.999), ("newest-worse", 0.01)):
+        run_id = client.create_run(experiment, run_name=name).info.run_id
+        client.log_batch(run_id, metrics=[Metric("test_accuracy", accuracy, int(time.time() * 1000), 2)])
+        client.set_terminated(run_id, "FINISHED")
+        made[name] = run_id
+        time.sleep(0.01)  # distinct start times: newest first
+    yield made
+    for run_id in made.values():
+        client.delete_run(run_id)
+
+
+def test_the_register_form_starts_at_the_best_finished_run_not_the_newest(model, scored_runs):
+    at = page()
+    assert_no_traceback(at)
+    box = at.selectbox(key="register_run")
+    position = {name: next(i for i, o in enumerate(box.options) if o.endswith(run_id[:8]))
+                for name, run_id in scored_runs.items()}
+    assert position["newest-worse"] < position["best-scored"]  # listed newest first, yet not the start
+    assert box.value == scored_runs["best-scored"]
+
+
+def _labelled(widgets, label: str):
+    [widget] = [w for w in widgets if w.label == label]
+    return widget
+
+
+def test_a_second_registration_starts_from_an_empty_form(model, trained_runs):
+    name, client = "registry-form-tests", MlflowClient()
+    description = lambda at: _labelled(at.text_area, "Version description (optional)")  # noqa: E731
+    alias = lambda at: _labelled(at.selectbox, "Then set alias")  # noqa: E731
+    at = page(register=trained_runs[0])
+    at = at.selectbox(key="register_model").set_value("+ new model…").run()
+    at.text_input(key=f"register_new_name_{trained_runs[0]}").input(name)
+    description(at).input("cnn, 2 epochs, the first")
+    alias(at).set_value("challenger")
+    at = at.button(key="register_button").click().run()
+    assert f"as {name} v1; @challenger set" in success(at)
+    at = at.selectbox(key="register_run").set_value(trained_runs[2]).run()
+    at = at.selectbox(key="register_model").set_value(name).run()
+    assert description(at).value == "" and alias(at).value == "none"
+    at = at.button(key="register_button").click().run()
+    assert_no_traceback(at)
+    assert f"as {name} v2." in success(at)
+    assert client.get_model_version(name, "1").description == "cnn, 2 epochs, the first"
+    assert not client.get_model_version(name, "2").description  # nothing carried over
+    assert client.get_registered_model(name).aliases == {"challenger": 1}
+    at = at.selectbox(key="register_run").set_value(trained_runs[0]).run()
+    assert description(at).value == ""  # nor back to the first run

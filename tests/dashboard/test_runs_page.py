@@ -5,7 +5,6 @@ Run: .venv/bin/python -m pytest tests/dashboard/test_runs_page.py -q
 from __future__ import annotations
 
 import json
-import time
 
 import pandas as pd
 import pytest
@@ -26,7 +25,7 @@ def range_test(store) -> dict:
     config = RunConfig(dataset="digits", model="cnn", epochs=5, experiment="dashboard-lr-find")
     run_id, result = lr_find.run(config, steps=40)
     client = tracking.connect()
-    trained = lifecycle.record(client, tracking.experiment_id(client, "dashboard-lr-find"), "a trained run", {})
+    lifecycle.record(client, tracking.experiment_id(client, "dashboard-lr-find"), "a trained run", {})  # a run beside it
     return {"run_id": run_id, "name": client.get_run(run_id).info.run_name, "suggestion": result.suggestion}
 
 

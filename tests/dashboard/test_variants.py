@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import store
+from tests.dashboard.conftest import figures
 from pipeline import names
 from pipeline.serving import predict
 
@@ -72,3 +73,23 @@ def test_the_playground_predicts_with_a_variant(exported):
     [shown] = [m for m in at.metric if m.label == "Prediction"]
     assert shown.value == expected.label
     assert any("digits-cnn v1 · int8" in m.value for m in at.markdown)
+
+
+def test_a_version_against_its_own_int8_variant_is_compared_and_explained_through_its_source(exported):
+    at = AppTest.from_file(PLAYGROUND, default_timeout=180)
+    at.query_params.update(model="digits-cnn", ref="1")
+    at = at.run()
+    at = at.toggle(key="pg_compare").set_value(True).run()
+    at = at.selectbox(key="pg_model_b").set_value("digits-cnn").run()
+    at = at.selectbox(key="pg_ref_b_digits-cnn").set_value("v1").run()
+    assert any("Both sides are digits-cnn v1" in i.value for i in at.info)  # truly the same model: said
+    at = at.radio(key="pg_variant_b_digits-cnn_1").set_value(names.INT8).run()
+    assert not any("Both sides" in i.value for i in at.info)  # v1 against its int8 variant is a comparison
+    at = next(b for b in at.button if b.key.startswith("pg_sample_")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any("cannot be explained" in i.value for i in at.info)
+    maps = [f["layout"]["title"]["text"] for f in figures(at) if any(t.get("type") == "heatmap" for t in f["data"])]
+    assert maps == ["digits-cnn v1", "model input", "digits-cnn v1, source of int8", "model input"]
+    [via] = [c.value for c in at.caption if "explained through its source" in c.value]
+    assert via.startswith("digits-cnn v1 · int8 is an exported ONNX graph, explained through its source model "
+                          "digits-cnn v1: ") and via.count("digits-cnn v1 · int8") == 1
