@@ -35,20 +35,6 @@ def pytest_collection_modifyitems(config, items):
             items[i] = item
 
 
-def pytest_collection_modifyitems(config, items):
-    """The browser tests (tests/e2e) are the steps of stories that share one app and page: each module's
-    steps keep the order they are written in, also when a plugin shuffles the rest (pytest-randomly
-    applies its order before this hook, which only moves e2e steps among their own places)."""
-    places: dict[str, list[int]] = {}
-    for i, item in enumerate(items):
-        if "e2e" in item.nodeid.split("::")[0].split("/")[:-1]:
-            places.setdefault(item.nodeid.split("::")[0], []).append(i)
-    for spots in places.values():
-        steps = sorted((items[i] for i in spots), key=lambda item: item.reportinfo()[1] or 0)
-        for i, step in zip(spots, steps):
-            items[i] = step
-
-
 TINY = dict(dataset="digits", model="cnn", epochs=2, batch_size=64)
 
 
