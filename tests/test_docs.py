@@ -20,7 +20,8 @@ README_MAX_LINES = 200
 # Phrases that describe who else used the machine, or a device lent for a while, instead of the machine's load.
 # Written in pieces so that this file does not match itself.
 CIRCUMSTANCES = [r"other (jobs|test runs|work|engineers|sessions)\b", r"shared with other",
-                 r"shared (CPU|box|cores?|machine)\b", r"\blent\b", r"no GPU was " + "available", r"development " + "machine", r"\bGPU (was|is) lent"]
+                 r"shared (CPU|box|cores?|machine)\b", r"\blent\b", r"no GPU was " + "available",
+                 r"development " + "machine"]
 TEXT_SUFFIXES = {".md", ".py", ".yml", ".yaml", ".cfg", ".ini", ".txt", ""}
 
 
