@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test bench browser cluster postgres mutation
+.PHONY: install run test bench browser cluster postgres mutation docs
 
 install: $(STAMP)
 
@@ -23,6 +23,12 @@ run: install
 # Every test runs: browser and PostgreSQL are set up first; a skip is listed in the summary and fails under CI=true.
 test: install browser postgres
 	$(BIN)/python -m pytest tests -q
+
+# The user guide: build it strictly into site/ (a broken link or missing page fails), then serve it on loopback.
+DOCS_PORT ?= 8000
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict -a 127.0.0.1:$(DOCS_PORT)
 
 # Debian's Chromium for tests/e2e (Playwright drives it; it never downloads a browser of its own).
 browser:

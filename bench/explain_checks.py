@@ -49,7 +49,7 @@ def latency(explainer: explain.Explainer, batch: np.ndarray, runs: int) -> tuple
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared box)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a loaded machine)")
     parser.add_argument("--runs", type=int, default=200, help="single-image explanations timed per model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -1,7 +1,7 @@
 """The share of mutants killed per module, from mutmut 3's results in mutants/ (`make mutation` prints it last).
 
 Killed: a selected test failed (or timed out) with the mutant in place. A survivor is either killed by a
-new test or explained in README's table (Tests, mutation testing). Goal: at least 80 % per module.
+new test or explained in the table of docs/testing.md (Tests, mutation testing). Goal: at least 80 % per module.
 
     .venv/bin/python bench/mutation_score.py [pipeline.training.state ...]   (default: every mutated module)
 """

@@ -1,7 +1,7 @@
 """Settings from environment variables, each with a default that works on a laptop.
 
 Read at call time (not import time) so tests and the worker can point a process elsewhere.
-The README's settings table lists the same names.
+The settings table in docs/settings.md lists the same names.
 """
 from __future__ import annotations
 

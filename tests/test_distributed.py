@@ -42,7 +42,7 @@ def test_steps_per_epoch_splits_the_batch_between_processes():
 
 
 def test_torchrun_two_processes_make_one_run(store, trained_run):
-    """The command from the README, with --standalone so that a busy port 29500 cannot break it."""
+    """The command from docs/training.md (torchrun), with --standalone so that a busy port 29500 cannot break it."""
     out = subprocess.run(
         [str(TORCHRUN), "--standalone", "--nproc-per-node", "2", "-m", "pipeline", "train", "--quiet",
          "--dataset", "digits", "--model", "cnn", "--epochs", "2", "--experiment", "ddp",

@@ -1,7 +1,7 @@
 """Start and stop the services of the team setup on loopback: PostgreSQL, `mlflow server`, a Ray head.
 
 `make cluster` and the cluster tests use these; on real machines the same services are started by
-their own packages' tools (README: "Several machines"). Everything binds 127.0.0.1. PostgreSQL
+their own packages' tools (docs/cluster.md: "Several machines"). Everything binds 127.0.0.1. PostgreSQL
 refuses to run as root, so as root its tools run as the `postgres` system user (runuser needs no
 login session). Each start returns a small record that the matching stop takes.
 """

@@ -1,4 +1,4 @@
-"""Do the maps mean anything? Two checks from the literature, run in the tests and for the README.
+"""Do the maps mean anything? Two checks from the literature, run in the tests and for docs/explanations.md.
 
 - Randomization (Adebayo et al., 2018, "Sanity checks for saliency maps"): maps of the trained
   model should not resemble those of the same architecture with random weights. A method that

@@ -1,7 +1,7 @@
 """onnxruntime sessions for exported variants: one way to open a model and run it, for predictions and export.
 
 ONNX files are protobuf (no pickle). Sessions run on the CPU provider, listed explicitly (the wheel also
-offers Azure's), with a fixed thread count: on a shared CPU one thread is the fastest for small batches.
+offers Azure's), with a fixed thread count: on a loaded CPU one thread is the fastest for small batches.
 """
 from __future__ import annotations
 
