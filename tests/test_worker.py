@@ -137,6 +137,30 @@ def test_cancel_a_running_run_ends_it_killed_keeping_its_metrics(queue, client):
     assert process_gone(client, run_id)
 
 
+def test_a_resume_pressed_before_the_worker_saw_the_cancelled_process_exit_is_kept(queue, client):
+    """The run ends itself KILLED when its process is stopped; a person can press Resume before the worker
+    notices that process exit. The worker must leave the new attempt queued, then train it (a browser journey
+    lost its resume this way on a busy machine: the worker ended the queued attempt KILLED)."""
+    run_id = queue.submit(LONG)
+    w = queue.worker()
+    try:
+        wait_for(lambda: training(client, run_id))
+        w.send_signal(signal.SIGSTOP)  # the worker is slow to look: it sees the exit only after the resume
+        os.kill(int(client.get_run(run_id).data.tags[names.TAG_PID]), signal.SIGTERM)
+        wait_for(lambda: client.get_run(run_id).info.status == "KILLED" and process_gone(client, run_id), timeout=60)
+        assert "as attempt 2" in jobs.resume(run_id, client)
+        w.send_signal(signal.SIGCONT)
+        wait_for(lambda: training(client, run_id) and client.get_run(run_id).data.tags[names.TAG_ATTEMPT] == "2")
+        jobs.cancel(run_id, client)
+        wait_for(lambda: client.get_run(run_id).info.status == "KILLED", timeout=60)
+    finally:
+        w.send_signal(signal.SIGCONT)
+        out = stop(w)
+    assert w.returncode == 0, out
+    assert "attempt 1 ended (exit code" in out and "attempt 2 is queued" in out, out
+    assert client.get_run(run_id).data.tags[names.TAG_ATTEMPT] == "2"  # not a third, automatic one
+
+
 def test_crashing_runs_end_failed_with_the_reason(queue, client, store):
     nan_weights = store / "nan-weights.pt"
     net = models.build("mlp", 1, (8, 8), 10)

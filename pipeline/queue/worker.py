@@ -42,6 +42,7 @@ class Active:
     job: launchers.Job
     slot: int
     started: float                  # time.monotonic() at launch
+    attempt: int = 1                # the run's attempt this process trains: a resume queues the next one
     stop_reason: str | None = None  # set when the worker asked it to stop: it then ends KILLED
     stop_sent: float = 0.0          # time.monotonic() of the SIGTERM
     killed: bool = False            # SIGKILL sent after the grace period
@@ -143,8 +144,8 @@ class Worker:
             free = self.concurrency - len(self.active)
             if free <= 0 or (max_jobs is not None and self.started >= max_jobs):
                 break
-            if lifecycle.Claim.of(run) is not None:
-                continue  # someone else's (a worker's, or a cancel's)
+            if lifecycle.Claim.of(run) is not None or run.info.run_id in self.active:
+                continue  # someone else's (a worker's, or a cancel's), or resumed while its last attempt exits
             run_id = run.info.run_id
             if lifecycle.claim(self.client, run_id, self.name, lifecycle.attempt_of(run)):
                 self.started += 1
@@ -194,7 +195,8 @@ class Worker:
         except OSError as e:
             lifecycle.finish(client, run_id, names.FAILED, f"the training process could not start: {e}")
             return
-        self.active[run_id] = Active(run_id, run.info.experiment_id, job, slot, time.monotonic())
+        self.active[run_id] = Active(run_id, run.info.experiment_id, job, slot, time.monotonic(),
+                                     lifecycle.attempt_of(run))
         if job.pid:
             lifecycle.set_tags(client, run_id, {names.TAG_PID: job.pid})
         log.info("run %s (%s) started in slot %d", run_id, run.info.run_name, slot)
@@ -210,7 +212,13 @@ class Worker:
     def _finish(self, active: Active, code: int) -> None:
         """The child ended: make the run's status honest, keep its log as an artifact."""
         client, run_id = self.client, active.run_id
-        status = client.get_run(run_id).info.status
+        run = client.get_run(run_id)
+        if lifecycle.attempt_of(run) != active.attempt:  # it ended itself, and was resumed before we saw it exit
+            active.job.close()
+            log.info("run %s: attempt %d ended (exit code %s); attempt %d is queued, so its status is left as it is",
+                     run_id, active.attempt, code, lifecycle.attempt_of(run))
+            return
+        status = run.info.status
         tail = launchers.log_tail(active.job.log_path, lifecycle.TRACEBACK_TAG_CHARS)
         if status in names.ACTIVE:  # it died without ending its run (kill -9, OOM, crash before start)
             if active.stop_reason:
@@ -317,6 +325,7 @@ class Worker:
         lifecycle.heartbeat(self.client, run_id, {names.TAG_WORKER: self.name,
                                                   names.TAG_ADOPTED: f"{self.name} {lifecycle.process_key()}"})
         slot = (self._free_slots() or [max(a.slot for a in self.active.values()) + 1])[0]
-        self.active[run_id] = Active(run_id, run.info.experiment_id, job, slot, time.monotonic())
+        self.active[run_id] = Active(run_id, run.info.experiment_id, job, slot, time.monotonic(),
+                                     lifecycle.attempt_of(run))
         log.info("run %s: adopted from %s (its job still runs)", run_id, claim.owner)
         return True
