@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from dashboard.tables import format_duration
+from dashboard.formatting import duration as format_duration
 
 pytestmark = pytest.mark.e2e
 
@@ -268,55 +268,6 @@ def test_6_register_and_set_champion(page, app, shot):
     shot("6-registry")
 
 
-def best_finished_run(app) -> str:
-    """The finished trained run with the best test accuracy, as a person would pick it from the Runs page."""
-    client = mlflow(app)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], "attributes.status = 'FINISHED'")
-    scored = [r for r in runs if "test_accuracy" in r.data.metrics and "runboard.sweep" not in r.data.tags
-              and r.data.tags.get("runboard.kind") != "lr_find" and "runboard.export_source" not in r.data.tags]
-    return max(scored, key=lambda r: r.data.metrics["test_accuracy"]).info.run_id
-
-
-def test_6b_moving_champion_to_a_worse_version_asks_and_can_be_undone(page, app, shot):
-    # a second registration, of another run, from the page as it opens: it starts at the best finished run,
-    # and with an empty form, not with the first registration's description and alias
-    open_page(page, app, "/registry")
-    run_box = page.get_by_test_id("stSelectbox").filter(has_text="Finished run").locator("input")
-    expect(run_box).to_have_value(re.compile(rf"{best_finished_run(app)[:8]}$"))
-    choose(page, "Finished run", state["third"][:8])
-    expect(run_box).to_have_value(re.compile(rf"{state['third'][:8]}$"))
-    expect(page.get_by_label("Version description (optional)", exact=True)).to_have_value("")
-    expect(page.get_by_test_id("stSelectbox").filter(has_text="Then set alias").locator("input")).to_have_value("none")
-    shot("6b-second-registration-form")
-    page.get_by_role("button", name=re.compile(r"^Register$")).click()  # a new version of the only model
-    expect(page.get_by_text("as e2e-digits v2")).to_be_visible(timeout=60_000)
-    second = mlflow(app).get_model_version("e2e-digits", "2")
-    assert second.run_id == state["third"] and not second.description and not second.aliases
-    assert str(mlflow(app).get_model_version_by_alias("e2e-digits", "champion").version) == "1"
-    page.get_by_role("tab", name="Aliases").click()
-    choose(page, "Version", "v2")
-    expect(page.get_by_test_id("stSelectbox").filter(has_text="Version").locator("input")).to_have_value(
-        re.compile(r"^v2 · "))  # picked, not only typed
-    expect(page.get_by_text(re.compile(r"Now v1: test accuracy"))).to_be_visible()
-    expect(page.get_by_text(re.compile(r"After v2: test accuracy"))).to_be_visible()
-    client = mlflow(app)
-    scores = {v: client.get_run(client.get_model_version("e2e-digits", v).run_id).data.metrics["test_accuracy"]
-              for v in ("1", "2")}
-    if scores["2"] < scores["1"]:
-        expect(page.get_by_text("scored lower")).to_be_visible()
-        expect(page.get_by_role("button", name="Move @champion to v2")).to_be_disabled()
-        page.get_by_text("Yes, move @champion").click()
-    shot("6b-alias-before-the-move")
-    page.get_by_role("button", name="Move @champion to v2").click()
-    expect(page.get_by_text("moved from v1 to v2")).to_be_visible(timeout=60_000)
-    expect(page.get_by_role("tab", name="Aliases")).to_have_attribute("aria-selected", "true")  # no jump
-    assert str(client.get_model_version_by_alias("e2e-digits", "champion").version) == "2"
-    shot("6c-alias-moved")
-    page.get_by_role("button", name=re.compile(r"Undo: move @champion back to v1")).click()
-    expect(page.get_by_text("Undone")).to_be_visible(timeout=60_000)
-    assert str(client.get_model_version_by_alias("e2e-digits", "champion").version) == "1"
-
-
 def choose(page: Page, label: str, option: str) -> None:
     """Pick the first option containing `option` in the select box labelled `label`, by typing, as a keyboard user."""
     idle(page)
@@ -356,64 +307,6 @@ def test_7_playground_upload(page, app, shot, tmp_path):
     expect(page.get_by_test_id("stMetric").filter(has_text="Prediction")).to_be_visible()
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
     shot("7c-playground-good-again")
-
-
-def test_7f_export_v1_to_onnx_and_int8(page, app, shot):
-    open_page(page, app, "/registry")
-    choose(page, "Variants of", "e2e-digits v1 ")
-    page.get_by_role("button", name="Export to ONNX and int8").click()
-    expect(page.get_by_text("Exported models:/e2e-digits/1 to ONNX and int8.")).to_be_visible(timeout=240_000)
-    shot("7f-exported")
-
-
-def photo(path, width: int = 200, height: int = 150) -> None:
-    """A colour photo-like picture: smooth RGB gradients, nothing like an 8x8 grayscale digit."""
-    y, x = np.mgrid[0:height, 0:width]
-    Image.fromarray(np.stack([255 * x / width, 255 * y / height, 128 + 0 * x], axis=2).astype(np.uint8)).save(path)
-
-
-def test_7g_playground_compares_v1_with_its_int8_variant_and_flags_a_photo(page, app, shot, tmp_path):
-    import csv
-
-    from pipeline.config import RunConfig
-    from pipeline.training import data
-
-    digit, picture = tmp_path / "digit.png", tmp_path / "photo.png"
-    Image.fromarray(data.load(RunConfig()).test.images[1, 0].numpy()).save(digit)
-    photo(picture)
-    open_page(page, app, "/playground?model=e2e-digits&ref=1")
-    expect(page.get_by_test_id("stFileUploader")).to_contain_text(re.compile(r"10\s?MB per file"))  # one limit
-    page.get_by_text("Compare two models", exact=True).click()
-    idle(page)
-    refs = page.get_by_test_id("stSelectbox").filter(has_text="Version or alias")
-    expect(refs).to_have_count(2)
-    box = refs.nth(1).locator("input")  # side B: v1, as side A
-    box.click()
-    box.fill("v1 ")
-    page.get_by_role("option", name=re.compile(r"^v1 ")).first.click()
-    idle(page)
-    expect(page.get_by_text(re.compile(r"Both sides are e2e-digits v1"))).to_be_visible()  # the same: said
-    variants = page.get_by_test_id("stRadio").filter(has_text="Variant")
-    expect(variants).to_have_count(2)
-    variants.nth(1).get_by_text("int8", exact=True).click()
-    idle(page)
-    expect(page.get_by_text(re.compile(r"Both sides are"))).to_have_count(0)  # v1 against its int8 variant
-    page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files([str(digit), str(picture)])
-    expect(page.get_by_text("All images")).to_be_visible(timeout=90_000)
-    idle(page)
-    expect(page.get_by_text(re.compile(r"explained through its source model e2e-digits v1"))).to_be_visible()
-    expect(page.get_by_text(re.compile(r"cannot be explained"))).to_have_count(0)
-    summary = page.get_by_test_id("stMarkdownContainer").filter(has_text="The models agree on")
-    expect(summary).to_contain_text(re.compile(r"The models agree on \d+ of 1 images \(1 more left out"))  # the photo
-    table = grid_text(page)
-    assert "photo.png" in table and "colour picture" in table  # in its row
-    shot("7g-playground-variant-and-photo")
-    with page.expect_download() as download:
-        page.get_by_role("button", name="Download CSV").click()
-    rows = {r["image"]: r for r in csv.DictReader(open(download.value.path(), newline=""))}
-    assert "colour picture" in rows["photo.png"]["warning"] and "200×150" in rows["photo.png"]["warning"]
-    assert rows["digit.png"]["warning"] == ""
-    assert rows["photo.png"]["B model"].startswith("runs:/")  # the int8 variant answered as B
 
 
 def test_7d_the_pages_ask_nothing_from_outside_hosts(requested, app):

@@ -1,5 +1,11 @@
-"""A journey across features, as a person takes it (issue 20's "Done when"): launch, cancel on the run's
-page, resume there and watch the page follow the run to FINISHED without a reload, with honest times.
+"""A journey across features, as a person takes it, in one app and one browser tab:
+1. launch a run;
+2. cancel it on its page;
+3. resume it there and watch the page follow it to FINISHED without a reload, with honest times;
+4. register it, then a second run as a second version, whose form starts fresh; moving @champion to a worse
+   version asks first and can be undone;
+5. export v1 to ONNX and int8, and try v1 against its int8 variant in the playground with a digit and a photo:
+   the photo is flagged in its row and in the CSV.
 
 Run: .venv/bin/python -m pytest tests/e2e/test_journey.py -q (the app and Chromium as in conftest.py).
 The steps run in order and share the app, the browser page and `journey`; later steps append to both.
@@ -7,16 +13,19 @@ Screenshots: test-output/e2e/j<step>-*.png.
 """
 from __future__ import annotations
 
+import csv
 import re
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from dashboard import refresh, tables
-from dashboard.tables import format_duration
+from dashboard.formatting import duration as format_duration
 from pipeline import names
-from tests.e2e.test_browser import idle, launch, mlflow, open_page, run_named, wait_status
+from tests.e2e.test_browser import choose, fill, grid_text, idle, launch, mlflow, open_page, run_named, wait_status
 
 pytestmark = pytest.mark.e2e
 
@@ -167,3 +176,125 @@ def test_j3_resume_and_follow_to_finished(page, app, shot):
     assert metric(page, "epochs") == run.data.tags[names.TAG_EPOCHS_RUN]
     journey["finished"] = True
     shot("j3b-times")
+
+
+MODEL = "journey-digits"
+
+
+def best_finished_run(app) -> str:
+    """The finished trained run with the best test accuracy, as a person would pick it from the Runs page."""
+    client = mlflow(app)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], "attributes.status = 'FINISHED'")
+    scored = [r for r in runs if names.TEST_ACCURACY in r.data.metrics and names.TAG_SWEEP not in r.data.tags
+              and r.data.tags.get(names.TAG_KIND) != "lr_find" and names.TAG_EXPORT_SOURCE not in r.data.tags]
+    return max(scored, key=lambda r: r.data.metrics[names.TEST_ACCURACY]).info.run_id
+
+
+def test_j4_register_two_runs_and_move_champion_with_undo(page, app, shot):
+    assert journey.get("finished"), "the journey's run did not finish"
+    first = journey["run_id"]
+    open_page(page, app, f"/registry?register={first}")
+    fill(page, "New model name", MODEL)  # the registry is empty: a new model is the only choice
+    fill(page, "Version description (optional)", "journey: the resumed run")
+    choose(page, "Then set alias", "champion")
+    page.get_by_role("button", name=re.compile(r"^Register$")).click()
+    expect(page.get_by_text("@champion").first).to_be_visible(timeout=60_000)
+    client = mlflow(app)
+    v1 = client.get_model_version_by_alias(MODEL, "champion")
+    assert v1.run_id == first and v1.description == "journey: the resumed run"
+
+    launch(page, app, "/launch", epochs="3", lr="0.0003", run_name="journey-second")
+    second = run_named(app, "journey-second").info.run_id
+    assert wait_status(app, second, names.ENDED) == names.FINISHED
+    # the second registration, of another run, from the page as it opens: it starts at the best finished run,
+    # with an empty form, not with the first registration's description and alias
+    open_page(page, app, "/registry")
+    run_box = page.get_by_test_id("stSelectbox").filter(has_text="Finished run").locator("input")
+    expect(run_box).to_have_value(re.compile(rf"{best_finished_run(app)[:8]}$"))
+    choose(page, "Finished run", second[:8])
+    expect(run_box).to_have_value(re.compile(rf"{second[:8]}$"))
+    expect(page.get_by_label("Version description (optional)", exact=True)).to_have_value("")
+    expect(page.get_by_test_id("stSelectbox").filter(has_text="Then set alias").locator("input")).to_have_value("none")
+    shot("j4a-second-registration-form")
+    page.get_by_role("button", name=re.compile(r"^Register$")).click()  # a new version of the only model
+    expect(page.get_by_text(f"as {MODEL} v2")).to_be_visible(timeout=60_000)
+    v2 = client.get_model_version(MODEL, "2")
+    assert v2.run_id == second and not v2.description and not v2.aliases
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+
+    page.get_by_role("tab", name="Aliases").click()
+    choose(page, "Version", "v2")
+    expect(page.get_by_test_id("stSelectbox").filter(has_text="Version").locator("input")).to_have_value(
+        re.compile(r"^v2 · "))  # picked, not only typed
+    expect(page.get_by_text(re.compile(r"Now v1: test accuracy"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"After v2: test accuracy"))).to_be_visible()
+    scores = {v: client.get_run(client.get_model_version(MODEL, v).run_id).data.metrics[names.TEST_ACCURACY]
+              for v in ("1", "2")}
+    if scores["2"] < scores["1"]:  # 3 epochs at a small lr against a resumed 40: lower, as a rule
+        expect(page.get_by_text("scored lower")).to_be_visible()
+        expect(page.get_by_role("button", name="Move @champion to v2")).to_be_disabled()
+        page.get_by_text("Yes, move @champion").click()
+    shot("j4b-alias-before-the-move")
+    page.get_by_role("button", name="Move @champion to v2").click()
+    expect(page.get_by_text("moved from v1 to v2")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("tab", name="Aliases")).to_have_attribute("aria-selected", "true")  # no jump
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
+    page.get_by_role("button", name=re.compile(r"Undo: move @champion back to v1")).click()
+    expect(page.get_by_text("Undone")).to_be_visible(timeout=60_000)
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    journey["registered"] = True
+
+
+def photo(path, width: int = 200, height: int = 150) -> None:
+    """A colour photo-like picture: smooth RGB gradients, nothing like an 8x8 grayscale digit."""
+    y, x = np.mgrid[0:height, 0:width]
+    Image.fromarray(np.stack([255 * x / width, 255 * y / height, 128 + 0 * x], axis=2).astype(np.uint8)).save(path)
+
+
+def test_j5_export_and_try_v1_against_its_int8_variant_with_a_photo(page, app, shot, tmp_path):
+    from pipeline.config import RunConfig
+    from pipeline.training import data
+
+    assert journey.get("registered"), "the journey's model was not registered"
+    open_page(page, app, "/registry")
+    choose(page, "Variants of", f"{MODEL} v1 ")
+    page.get_by_role("button", name="Export to ONNX and int8").click()
+    expect(page.get_by_text(f"Exported models:/{MODEL}/1 to ONNX and int8.")).to_be_visible(timeout=240_000)
+    shot("j5a-exported")
+
+    digit, picture = tmp_path / "digit.png", tmp_path / "photo.png"
+    Image.fromarray(data.load(RunConfig()).test.images[1, 0].numpy()).save(digit)
+    photo(picture)
+    open_page(page, app, f"/playground?model={MODEL}&ref=1")
+    expect(page.get_by_test_id("stFileUploader")).to_contain_text(re.compile(r"10\s?MB per file"))  # one limit
+    page.get_by_text("Compare two models", exact=True).click()
+    idle(page)
+    refs = page.get_by_test_id("stSelectbox").filter(has_text="Version or alias")
+    expect(refs).to_have_count(2)
+    box = refs.nth(1).locator("input")  # side B: v1, as side A
+    box.click()
+    box.fill("v1 ")
+    page.get_by_role("option", name=re.compile(r"^v1 ")).first.click()
+    idle(page)
+    expect(page.get_by_text(re.compile(r"Both sides are journey-digits v1"))).to_be_visible()  # the same: said
+    variants = page.get_by_test_id("stRadio").filter(has_text="Variant")
+    expect(variants).to_have_count(2)
+    variants.nth(1).get_by_text("int8", exact=True).click()
+    idle(page)
+    expect(page.get_by_text(re.compile(r"Both sides are"))).to_have_count(0)  # v1 against its int8 variant
+    page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files([str(digit), str(picture)])
+    expect(page.get_by_text("All images")).to_be_visible(timeout=90_000)
+    idle(page)
+    expect(page.get_by_text(re.compile(rf"explained through its source model {MODEL} v1"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"cannot be explained"))).to_have_count(0)
+    summary = page.get_by_test_id("stMarkdownContainer").filter(has_text="The models agree on")
+    expect(summary).to_contain_text(re.compile(r"The models agree on \d+ of 1 images \(1 more left out"))  # the photo
+    table = grid_text(page)
+    assert "photo.png" in table and "colour picture" in table  # in its row
+    shot("j5b-playground-variant-and-photo")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    rows = {r["image"]: r for r in csv.DictReader(open(download.value.path(), newline=""))}
+    assert "colour picture" in rows["photo.png"]["warning"] and "200×150" in rows["photo.png"]["warning"]
+    assert rows["digit.png"]["warning"] == ""
+    assert rows["photo.png"]["B model"].startswith("runs:/")  # the int8 variant answered as B
