@@ -3,12 +3,16 @@
 `make cluster` and the cluster tests use these; on real machines the same services are started by
 their own packages' tools (docs/cluster.md: "Several machines"). Everything binds 127.0.0.1. PostgreSQL
 refuses to run as root, so as root its tools run as the `postgres` system user (runuser needs no
-login session). Each start returns a small record that the matching stop takes.
+login session); when that user cannot reach the data folder (a clone in root's 0700 home), the data
+lives in its own home instead, with a link where it was asked for. Each start returns a small record
+that the matching stop takes.
 """
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -65,18 +69,17 @@ def start_postgres(base: Path, port: int | None = None, database: str = "runboar
     """PostgreSQL on 127.0.0.1 with its data in `base`: a new cluster with a role and a database, or the
     one an earlier start left there (its generated password kept beside it, readable by root only)."""
     pg, port = postgres_bin(), port or free_port()
+    if os.geteuid() == 0:
+        base = reachable_by_postgres(base)
     secret = base / "password"
     if (base / "data" / "PG_VERSION").exists() and secret.exists():
         _as_postgres([str(pg / "pg_ctl"), "-D", str(base / "data"), "-l", str(base / "server.log"), "-w", "-t", "30",
                       "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {base}", "start"])
         return Postgres(base, port, _url(secret.read_text().strip(), port, database))
     password = secrets.token_hex(16)
-    base.mkdir(parents=True)
+    base.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
-        for parent in base.parents:  # the postgres user must reach the folder
-            if parent.stat().st_mode & 0o001 == 0 and parent != Path("/"):
-                raise ServiceMissing(f"the postgres user cannot enter {parent}; put the data folder under /tmp")
     base.chmod(0o700)
     _as_postgres([str(pg / "initdb"), "-D", str(base / "data"), "-U", "postgres", "--auth-local=trust",
                   "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])
@@ -89,6 +92,36 @@ def start_postgres(base: Path, port: int | None = None, database: str = "runboar
     secret.touch(mode=0o600)
     secret.write_text(password)
     return Postgres(base, port, _url(password, port, database))
+
+
+def blocked_for_others(folder: Path) -> Path | None:
+    """The first folder above `folder` that users other than its owner cannot enter, if any."""
+    for parent in reversed(folder.parents):
+        if parent != Path("/") and parent.exists() and parent.stat().st_mode & 0o001 == 0:
+            return parent
+    return None
+
+
+def reachable_by_postgres(base: Path) -> Path:
+    """Where the `postgres` user can keep the data asked for at `base`: `base` itself when it can enter
+    every folder above it, else a folder of its own home named after `base` (kept across restarts),
+    linked from `base` so that the store's folder still shows where its database is."""
+    if base.is_symlink():
+        return base.resolve()
+    blocked = blocked_for_others(base)
+    if blocked is None:
+        return base
+    home = Path(pwd.getpwnam("postgres").pw_dir) / "runboard"
+    home.mkdir(mode=0o700, exist_ok=True)
+    shutil.chown(home, "postgres", "postgres")
+    data = home / f"{base.name}-{hashlib.sha256(str(base.resolve()).encode()).hexdigest()[:12]}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    if base.exists():  # an empty folder left by an earlier try is replaced by the link; files are never moved
+        base.rmdir()
+    base.symlink_to(data, target_is_directory=True)
+    print(f"PostgreSQL's data: {data} (the postgres user cannot enter {blocked}); linked from {base}",
+          file=sys.stderr)
+    return data
 
 
 def _url(password: str, port: int, database: str) -> str:
