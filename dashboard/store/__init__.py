@@ -11,7 +11,7 @@ from dashboard.store.artifacts import (artifact_bytes, artifacts, confusion_matr
 from dashboard.store.connection import (ERRORS, ArtifactNotFoundError, FilterError, RunNotFoundError, TrackingError,
                                         client)
 from dashboard.store.histories import metric_histories
-from dashboard.store.listings import experiments, forget_run, run, runs, versions
+from dashboard.store.listings import experiments, forget_run, run, runs, runs_by_id, versions
 from dashboard.store.models import (explainer, forget_model_variants, forget_model_versions, model_variants,
                                     model_versions, predictor, variant_predictor)
 from dashboard.store.queue import forget_queue, live_log_tail, queue
@@ -19,5 +19,5 @@ from dashboard.store.queue import forget_queue, live_log_tail, queue
 __all__ = ["ERRORS", "ArtifactNotFoundError", "FilterError", "RunNotFoundError", "TrackingError", "artifact_bytes",
            "artifacts", "client", "confusion_matrix", "experiments", "explainer", "forget_model_variants",
            "forget_model_versions", "forget_queue", "forget_run", "live_log_tail", "metric_histories", "model_file_bytes", "model_info",
-           "model_variants", "model_versions", "per_class", "predictor", "queue", "run", "runs", "variant_predictor",
+           "model_variants", "model_versions", "per_class", "predictor", "queue", "run", "runs", "runs_by_id", "variant_predictor",
            "versions"]

@@ -1,6 +1,7 @@
 """Experiments and runs as DataFrames: one cached search_runs per listing."""
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import pandas as pd
@@ -11,13 +12,14 @@ from mlflow.exceptions import MlflowException
 from dashboard import refresh, tables
 from dashboard.store.connection import FilterError, RunNotFoundError, client, not_found, store_failed, uri
 
-MAX_RUNS = 5000  # newest runs listed per query; more belong in a filter
+MAX_RUNS = 5000  # newest runs listed per query; more belong in a filter (a link's runs are read by id)
+MAX_EXPERIMENTS = 5000
 
 
 @st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
 def _experiments(uri: str) -> pd.DataFrame:
     try:
-        found = client().search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=MAX_RUNS)
+        found = client().search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=MAX_EXPERIMENTS)
     except MlflowException as e:
         raise store_failed(e, "experiments") from None
     return pd.DataFrame([{"experiment_id": e.experiment_id, "name": e.name, "last_update": e.last_update_time}
@@ -59,6 +61,33 @@ def runs(experiment_ids: Sequence[str] | None = None, filter_string: str = "") -
     if not ids:
         return tables.runs_frame([])
     return _runs(uri(), ids, filter_string.strip())
+
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow's run ids; anything else in a link is not one
+BY_ID_CHUNK = 100
+
+
+@st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
+def _runs_by_id(uri: str, experiment_ids: tuple[str, ...], run_ids: tuple[str, ...]) -> pd.DataFrame:
+    found = []
+    try:
+        for start in range(0, len(run_ids), BY_ID_CHUNK):
+            quoted = ", ".join(f"'{r}'" for r in run_ids[start:start + BY_ID_CHUNK])
+            found += client().search_runs(list(experiment_ids), f"attributes.run_id IN ({quoted})",
+                                          ViewType.ACTIVE_ONLY, max_results=BY_ID_CHUNK)
+    except MlflowException as e:
+        raise store_failed(e, "runs") from None
+    return tables.runs_frame(found)
+
+
+def runs_by_id(run_ids: Sequence[str]) -> pd.DataFrame:
+    """Active runs by id, wherever they are in the store: a link names runs that a capped listing of the
+    newest may not hold. Ids that are not MLflow run ids, and deleted runs, are simply not returned."""
+    ids = tuple(sorted({r for r in run_ids if RUN_ID.fullmatch(r)}))
+    experiment_ids = tuple(experiments()["experiment_id"])
+    if not ids or not experiment_ids:
+        return tables.runs_frame([])
+    return _runs_by_id(uri(), experiment_ids, ids)
 
 
 def versions(runs_frame: pd.DataFrame) -> dict[str, int]:

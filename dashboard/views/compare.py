@@ -19,9 +19,13 @@ WIDE_ABOVE = 4          # more runs than this: one chart per row
 DEFAULT_METRICS = (names.TRAIN_LOSS, names.VAL_LOSS, names.VAL_ACCURACY, names.TRAIN_LOSS_STEP)
 
 
-def pick_runs(all_runs: pd.DataFrame) -> list[str]:
-    """The runs from the URL (unknown or deleted ones reported), editable; written back to the URL."""
+def pick_runs(all_runs: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+    """The runs from the URL (unknown or deleted ones reported), editable; written back to the URL. Runs
+    of the link that the newest-first listing does not hold are read by id, and added to the listing."""
     wanted = ui.query_list("runs")
+    unlisted = [r for r in wanted if r not in set(all_runs["run_id"])]
+    if unlisted:
+        all_runs = pd.concat([all_runs, store.runs_by_id(unlisted)], ignore_index=True)
     known = set(all_runs["run_id"])
     gone = [r for r in wanted if r not in known]
     if gone:
@@ -39,7 +43,7 @@ def pick_runs(all_runs: pd.DataFrame) -> list[str]:
         st.query_params["runs"] = ",".join(chosen)
     else:
         st.query_params.pop("runs", None)
-    return chosen
+    return chosen, all_runs
 
 
 def controls(selected: pd.DataFrame) -> tuple[list[str], str, float, bool]:
@@ -61,7 +65,7 @@ def controls(selected: pd.DataFrame) -> tuple[list[str], str, float, bool]:
 @ui.guarded
 def curves(chosen: list[str], metrics: list[str], axis: str, smoothing: float, log_y: bool) -> None:
     """The curve grid and its CSV; a fragment, re-read on a timer while a run is still going."""
-    selected = store.runs().set_index("run_id").reindex(chosen).dropna(subset=["run_name"]).reset_index()
+    selected = store.runs_by_id(chosen).set_index("run_id").reindex(chosen).dropna(subset=["run_name"]).reset_index()
     colors, labels = charts.run_colors(chosen), tables.run_labels(selected)
     history = store.metric_histories(store.versions(selected), metrics)
     start_ms = (selected["train_start"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(milliseconds=1)  # not queue time
@@ -112,7 +116,7 @@ def page() -> None:
     all_runs = ui.reading_page("Compare runs")
     if all_runs is None:
         return
-    chosen = pick_runs(all_runs)
+    chosen, all_runs = pick_runs(all_runs)
     if len(chosen) < 2:
         st.info("Pick at least two runs above, or select rows on the Runs page and press Compare.",
                 icon=":material/stacked_line_chart:")

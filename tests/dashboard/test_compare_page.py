@@ -140,3 +140,17 @@ def test_relative_time_counts_from_the_training_start_not_the_queueing(sweep_run
     second = next(x for name, x in traces.items() if name.startswith("lr-sweep-02"))
     assert first == pytest.approx([4, 8], abs=0.01)    # 20 s queued and 2 s of loading left out
     assert second == pytest.approx([26, 30], abs=0.01)  # an old run without the tags: from MLflow's start
+
+
+def test_a_link_to_runs_beyond_the_newest_listed_reads_them_by_id(trained_runs, monkeypatch):
+    """With more runs than the listing holds (5,000 newest), a link to older ones still compares them."""
+    from dashboard.store import listings
+
+    monkeypatch.setattr(listings, "MAX_RUNS", 1)  # the listing holds only the newest run of the store
+    deleted = "0" * 32
+    at = open_page("compare", runs=",".join([*trained_runs[:2], deleted, "not-a-run-id"]))
+    assert not at.exception
+    assert at.multiselect(key="runs").value == trained_runs[:2]  # both, though neither is the newest
+    [warning] = [w.value for w in at.warning]
+    assert warning.startswith("Left out 2 run(s)") and deleted in warning and "not-a-run-id" in warning
+    assert len(curves(at)["val_loss"]["data"]) == 2
