@@ -11,7 +11,7 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, follow, formatting, refresh, store, sweep_view, tables, ui
+from dashboard import charts, follow, formatting, refresh, run_edits, store, sweep_view, tables, ui
 from dashboard.cancel import cancel_button, cancel_confirmation, progress_words
 from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
@@ -50,12 +50,18 @@ def header(run: dict) -> None:
     ray = (f" · Ray job `{tags[names.TAG_RAY_JOB]}` on {tags.get(names.TAG_RAY_NODE, 'a node not known yet')}"
            if names.TAG_RAY_JOB in tags else "")
     st.caption(f"run `{run['run_id']}` · started {started}{ray} · [open in MLflow]({mlflow_url})")
-    clone, register, _ = st.columns([1, 1, 4])
+    clone, register, rename, delete, _ = st.columns([1, 1, 1, 1, 2], vertical_alignment="center")
     clone.page_link("views/launch.py", label="Clone run", icon=":material/content_copy:",
                     query_params={"clone": run["run_id"]})
     if run["status"] == "FINISHED":
         register.page_link("views/registry.py", label="Register model", icon=":material/inventory_2:",
                            query_params={"register": run["run_id"]})
+    with rename.popover("Rename", icon=":material/edit:"):
+        run_edits.rename_form(run["run_id"], run["run_name"], "detail")
+    with delete:
+        run_edits.delete_button([run["run_id"]], f"detail-{run['run_id']}", "Delete run",
+                                help="MLflow's soft delete: restorable from the Runs page's Deleted view")
+    run_edits.delete_confirmation(f"detail-{run['run_id']}")
     tags, values = run["tags"], run["metrics"]
     queued, stopped = run.get("queued_s"), run.get("stopped_s")
     cells = [("training time", tables.format_duration(run["duration_s"]), "training only, summed over attempts"),
@@ -105,6 +111,7 @@ def status_note(run: dict) -> None:
 
 
 def overview(run: dict) -> None:
+    run_edits.note_section(run)
     left, middle, right = st.columns(3)
     left.markdown("**Params**")
     left.dataframe(pd.DataFrame(sorted(run["params"].items()), columns=["param", "value"]), hide_index=True,
@@ -112,10 +119,8 @@ def overview(run: dict) -> None:
     middle.markdown("**Final metrics**")
     final = {k: formatting.kind_of(k)(v) for k, v in sorted(run["metrics"].items()) if not k.startswith("system/")}
     middle.dataframe(pd.DataFrame(final.items(), columns=["metric", "value"]), hide_index=True, height="content")
-    right.markdown("**Tags**")
-    right.dataframe(pd.DataFrame(tables.user_tags(run["tags"]).items(), columns=["tag", "value"]), hide_index=True,
-                    column_config={"tag": st.column_config.TextColumn(width=215), "value": st.column_config.TextColumn(
-                        width="large")})  # the longest tag name whole (runboard.checkpoint_step); values scroll
+    with right:
+        run_edits.tags_section(run)
 
 
 def curves(run: dict) -> None:
@@ -302,6 +307,7 @@ def watch(run_id: str, seen: follow.Snapshot) -> None:
 
 @ui.guarded
 def page() -> None:
+    run_edits.flash()
     run_id = pick_run()
     if not run_id:
         return
