@@ -14,24 +14,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import formatting, store, tables
+from dashboard.run_search import RESERVED, short_note
 from pipeline import names
-
-NOTE_CHARS = 60  # a note's first line, shortened to this, in the Runs table
-
-
-def short_note(note) -> str | None:
-    """A note as the Runs table shows it: its first non-empty line, cut to NOTE_CHARS."""
-    if not isinstance(note, str) or not note.strip():
-        return None
-    line = next(part.strip() for part in note.strip().splitlines() if part.strip())
-    return line if len(line) <= NOTE_CHARS else line[:NOTE_CHARS - 1].rstrip() + "…"
-
 
 def split_tags(tags: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """(the person's own tags, Runboard's and MLflow's) by key; the note has its own place."""
     shown = tables.user_tags(tags)  # the traceback has its own box; MLflow's bookkeeping is left out
-    own = {k: v for k, v in shown.items() if not k.startswith(store.edits.RESERVED)}
-    system = {k: v for k, v in shown.items() if k.startswith(store.edits.RESERVED) and k != names.TAG_NOTE}
+    own = {k: v for k, v in shown.items() if not k.startswith(RESERVED)}
+    system = {k: v for k, v in shown.items() if k.startswith(RESERVED) and k != names.TAG_NOTE}
     return own, system
 
 

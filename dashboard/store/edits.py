@@ -12,22 +12,17 @@ from dataclasses import dataclass, field
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
+from dashboard.run_search import RESERVED
 from dashboard.store.connection import client, store_failed
-from dashboard.store.listings import _run, _runs
+from dashboard.store.listings import forget_runs
 from pipeline import names
 
-RESERVED = ("runboard.", "mlflow.")  # Runboard's and MLflow's own tags: shown apart, not edited by hand
 GROUP_KINDS = ("study",)  # runboard.kind of a parent whose runs go with it (an Optuna study's trials)
 MAX_TAG_VALUE = 8000  # MLflow's limit on a tag value (characters)
 
 
 class EditError(ValueError):
     """An edit the store refuses or that would lose something; the message says which and why."""
-
-
-def _forget() -> None:
-    _runs.clear()
-    _run.clear()
 
 
 def _reason(e: MlflowException) -> str:
@@ -62,7 +57,7 @@ def rename_run(run_id: str, new_name: str) -> str:
         client().update_run(run_id, name=name)
     except MlflowException as e:
         raise EditError(f"the run name {name!r} was refused: {_reason(e)}") from None
-    _forget()
+    forget_runs()
     return name
 
 
@@ -75,7 +70,7 @@ def set_note(run_id: str, text: str) -> None:
         client().set_tag(run_id, names.TAG_NOTE, text)
     elif names.TAG_NOTE in run.data.tags:
         client().delete_tag(run_id, names.TAG_NOTE)
-    _forget()
+    forget_runs()
 
 
 def check_tag_key(key: str) -> str:
@@ -99,7 +94,7 @@ def set_tag(run_id: str, key: str, value: str) -> str:
         client().set_tag(run_id, key, value)
     except MlflowException as e:
         raise EditError(f"tag {key!r} was refused by MLflow: {_reason(e)}") from None
-    _forget()
+    forget_runs()
     return key
 
 
@@ -109,7 +104,7 @@ def delete_tag(run_id: str, key: str) -> None:
     if key not in _active(run_id).data.tags:
         raise EditError(f"the run has no tag {key!r} (removed already?)")
     client().delete_tag(run_id, key)
-    _forget()
+    forget_runs()
 
 
 # --- delete and restore --------------------------------------------------------------------------
@@ -184,7 +179,7 @@ def delete_runs(run_ids: list[str], versions_confirmed: bool = False) -> Deletio
     for run_id in plan.all_ids:  # the tag first: a deleted run takes no more tags
         client().set_tag(run_id, names.TAG_DELETED, now)
         client().delete_run(run_id)
-    _forget()
+    forget_runs()
     return plan
 
 
@@ -208,7 +203,7 @@ def restore_runs(run_ids: list[str]) -> list[str]:
                 if names.TAG_DELETED in found.data.tags:
                     client().delete_tag(one, names.TAG_DELETED)
             restored[one] = found.info.run_name
-    _forget()
+    forget_runs()
     return list(restored.values())
 
 

@@ -95,3 +95,9 @@ def run(run_id: str) -> dict:
 def forget_run(run_id: str) -> None:
     """Drop the cached read of one run after this session changed it (resume, cancel): shown at once."""
     _run.clear(uri(), run_id)
+
+
+def forget_runs() -> None:
+    """Drop every cached run and listing after this session edited runs (rename, tags, delete): shown at once."""
+    _runs.clear()
+    _run.clear()
