@@ -6,12 +6,10 @@ in place when the run has none (still running, failed, or never logged), never a
 """
 from __future__ import annotations
 
-import functools
-
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, follow, formatting, refresh, run_edits, store, sweep_view, tables, ui
+from dashboard import artifact_preview, charts, follow, formatting, refresh, run_edits, store, sweep_view, tables, ui
 from dashboard.cancel import cancel_button, cancel_confirmation, progress_words
 from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
@@ -241,40 +239,6 @@ def versus(run: dict) -> None:
                                 key=f"vs_side_{i}")
 
 
-def artifacts(run: dict) -> None:
-    run_id, version = run["run_id"], run["last_update"]
-    files = store.artifacts(run_id, version)
-    st.subheader("Run artifacts")
-    if files.empty:
-        st.info("This run has no artifacts yet.")
-    for i, row in files.iterrows():
-        name, size = st.columns([4, 1])
-        name.markdown(f"`{row['path']}` · {formatting.size(row['size'])}")
-        size.download_button("Download", functools.partial(store.artifact_bytes, run_id, row["path"], version),
-                             file_name=row["path"].rsplit("/", 1)[-1], key=f"artifact_{i}", on_click="ignore",
-                             icon=":material/download:")
-    st.subheader("Logged model")
-    try:
-        model = store.model_info(run_id, version)
-    except store.ArtifactNotFoundError as e:
-        st.info(f"{e}.", icon=":material/inventory_2:")
-        return
-    st.code(model["model_uri"], language=None)
-    left, right = st.columns(2)
-    left.markdown("**Signature**")
-    left.code(f"inputs:  {model['inputs']}\noutputs: {model['outputs']}", language=None)
-    left.caption("flavors: " + ", ".join(model["flavors"]))
-    right.markdown("**Preprocessing**")
-    right.json(model["preprocessing"] or {}, expanded=2)
-    with st.expander(f"Model files ({len(model['files'])})"):
-        for i, row in enumerate(model["files"]):
-            name, size = st.columns([4, 1])
-            name.markdown(f"`{row['path']}` · {formatting.size(row['size'])}")
-            size.download_button("Download", functools.partial(store.model_file_bytes, model["artifact_location"],
-                                                               row["path"]),
-                                 file_name=row["path"].rsplit("/", 1)[-1], key=f"model_file_{i}", on_click="ignore")
-
-
 @ui.guarded
 def details(run_id: str, mode: str) -> None:
     """Everything that changes while a run goes on; a fragment, re-drawn on a timer while the run is live."""
@@ -293,7 +257,7 @@ def details(run_id: str, mode: str) -> None:
         with tabs[3]:
             versus(run)
         with tabs[4]:
-            artifacts(run)
+            artifact_preview.tab(run)
     if follow.mode(follow.snapshot(run)) != mode:
         st.rerun()  # the whole page again, following the run the new way
 
