@@ -14,13 +14,13 @@ from dashboard.store.edits import (DeletionPlan, EditError, delete_runs, delete_
                                    rename_run, restore_runs, set_note, set_tag)
 from dashboard.store.histories import metric_histories
 from dashboard.store.listings import experiments, forget_run, run, runs, versions
-from dashboard.store.models import (explainer, forget_model_variants, forget_model_versions, model_variants,
-                                    model_versions, predictor, variant_predictor)
+from dashboard.store.models import (explainer, forget_model_variants, forget_model_versions, model_tags,
+                                    model_variants, model_versions, predictor, variant_predictor)
 from dashboard.store.queue import forget_queue, live_log_tail, queue
 
 __all__ = ["ERRORS", "ArtifactNotFoundError", "DeletionPlan", "EditError", "RunDeletedError", "delete_runs",
            "delete_tag", "deleted_runs", "deletion_plan", "rename_run", "restore_runs", "set_note", "set_tag", "FilterError", "RunNotFoundError", "TrackingError", "artifact_bytes",
            "artifacts", "client", "confusion_matrix", "experiments", "explainer", "forget_model_variants",
            "forget_model_versions", "forget_queue", "forget_run", "live_log_tail", "metric_histories", "model_file_bytes", "model_info",
-           "model_variants", "model_versions", "per_class", "predictor", "queue", "run", "runs", "variant_predictor",
+           "model_tags", "model_variants", "model_versions", "per_class", "predictor", "queue", "run", "runs", "variant_predictor",
            "versions"]
