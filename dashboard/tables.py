@@ -240,7 +240,9 @@ def runs_table(runs: pd.DataFrame, best_val: pd.Series, mlflow_ui: str, extra: S
                 table.iloc[i, table.columns.get_loc(column)] = table.loc[best, column]
         table.iloc[i, table.columns.get_loc("best val acc")] = children["run_id"].map(best_val).max()
     table["mlflow"] = [mlflow_run_url(mlflow_ui, e, r) for e, r in zip(runs["experiment_id"], runs["run_id"])]
-    table = table.drop(columns=[c for c in ("queued", "note") if table[c].isna().all()])  # no queue run, no note
+    table = table.drop(columns=["queued"] if table["queued"].isna().all() else [])  # no queue run here
+    if table.loc[~sweeps, "note"].isna().all():  # a sweep's own note (Runboard's) says what its row already says
+        table = table.drop(columns=["note"])
     table = table[[*RUNS_TABLE_FIRST, *(c for c in table.columns if c not in RUNS_TABLE_FIRST)]]
     table = table.sort_values("start", ascending=False, na_position="first")
     return nested(table, runs[f"tags.{names.TAG_SWEEP_ID}"] if f"tags.{names.TAG_SWEEP_ID}" in runs else None,

@@ -162,7 +162,7 @@ def test_the_table_shows_what_fits_1400_px_and_hides_the_rest(sweep_runs):
     config = {name: c for name, c in config.items() if not name.startswith("_")}  # not the (hidden) index
     hidden = {name for name, c in config.items() if c.get("hidden")}
     assert hidden == {"queued", "dataset", "epochs", "batch_size", "optimizer", "weight_decay", "schedule", "augment",
-                      "mlflow", "start"}  # the sweep's parent has a note: its first line takes the start time's place
+                      "mlflow"}
     widths = {name: c.get("width") for name, c in config.items() if not c.get("hidden")}
     assert all(isinstance(w, int) for w in widths.values()), widths  # none sized to its longest cell
     assert sum(widths.values()) <= 905  # measured at 1,400 px: a 940 px table, 35 px of it the row checkboxes
