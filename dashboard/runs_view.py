@@ -45,7 +45,6 @@ def column_config(key: str, run_ids: Sequence[str], noted: bool = False) -> dict
                                  key=f"{key}_fold", help="a sweep's runs: click to show them under it, or fold them"),
         "open": cc.LinkColumn("", display_text="open", help="the run's detail page", width=50),
         "name": cc.TextColumn("name", width=160),
-        "note": cc.TextColumn("note", width=100, help="the first line of the run's note (its page shows it all)"),
         "status": cc.MultiselectColumn("status", options=[*tables.STATUS_LABELS.values(), tables.SWEEP_LABEL],
                                        color=[*(ui.STATUS_CSS[s] for s in tables.STATUS_LABELS), ui.SWEEP_CSS],
                                        width=105),
@@ -62,6 +61,8 @@ def column_config(key: str, run_ids: Sequence[str], noted: bool = False) -> dict
         "weight_decay": cc.NumberColumn("weight decay", format="%.1e"),
         "mlflow": cc.LinkColumn("MLflow", display_text="↗", help="the same run in mlflow ui", width=55),
     }
+    if noted:  # only then: a config for a column not shown still counts in the grid's layout
+        config["note"] = cc.TextColumn("note", width=100, help="the first line of the run's note (its page shows all)")
     for column in (*HIDDEN, *(NOTED_HIDDEN if noted else ())):
         config[column] = {**config.get(column, {}), "hidden": True}
     return config

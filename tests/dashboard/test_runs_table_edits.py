@@ -5,6 +5,8 @@ Run: .venv/bin/python -m pytest tests/dashboard/test_runs_table_edits.py -q
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 from mlflow import MlflowClient
 
@@ -47,6 +49,9 @@ def test_the_note_shows_shortened_and_search_and_tag_filter_find_runs(runs):
     table = at.dataframe[0].value.set_index("name")
     assert table.loc["noted", "note"] == run_search.short_note(LONG_NOTE)
     assert len(table.loc["noted", "note"]) == run_search.NOTE_CHARS and table.loc["noted", "note"].endswith("…")
+    config = {n: c for n, c in json.loads(at.dataframe[0].proto.columns).items() if not n.startswith("_")}
+    assert config["start"].get("hidden") and not config["note"].get("hidden")  # the note takes the start's place
+    assert sum(c["width"] for c in config.values() if not c.get("hidden")) <= 905  # still fits 1,400 px
     at.text_input(key="search").set_value("AUGMENT").run()
     assert list(at.dataframe[0].value["name"]) == ["noted"]
     at.text_input(key="search").set_value("").run()

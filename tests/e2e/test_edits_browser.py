@@ -105,17 +105,17 @@ def test_3_preview_a_log_then_delete_and_restore(page, app, shot):
     page.get_by_role("option", name="logs/train.log").click()
     expect(page.get_by_text("line 299")).to_be_visible()
     expect(page.get_by_text("the last 200 lines")).to_be_visible()
-    page.locator(f".st-key-delete-detail-{run_id} button").click()
+    page.locator(f".st-key-delete-detail-{run_id} button").first.click()
     expect(page.get_by_text("Delete 1 run?")).to_be_visible()
     assert client.get_run(run_id).info.lifecycle_stage == "active"  # asked, not done
-    page.locator(f".st-key-delete-confirm-detail-{run_id} button").click()
+    page.locator(f".st-key-delete-confirm-detail-{run_id} button").first.click()
     expect(page.get_by_text(re.compile(r"was deleted on \d{4}-\d\d-\d\d"))).to_be_visible()
     assert client.get_run(run_id).info.lifecycle_stage == "deleted"
     shot("edits-3-deleted")
     open_page(page, app, f"/?experiment={EXPERIMENT}&view=Deleted")  # the Deleted view lists it
     expect(page.get_by_test_id("stDataFrame").first.locator("table[role=grid]")).to_contain_text("renamed-twice")
     open_page(page, app, f"/run_detail?run={run_id}")  # its link says so, and brings it back
-    page.locator(f".st-key-restore-{run_id} button").click()
+    page.locator(f".st-key-restore-{run_id} button").first.click()
     expect(page.get_by_role("heading", name="renamed-twice")).to_be_visible()
     assert client.get_run(run_id).info.lifecycle_stage == "active"
     expect(runs_shown(page, app, "renamed")).to_contain_text("renamed-twice")
@@ -141,7 +141,7 @@ def test_4_version_tag_and_version_delete_on_the_registry_page(page, app, shot):
     page.get_by_role("tab", name="Delete", exact=True).click()
     expect(page.get_by_text("holds @champion")).to_be_visible()  # v1, the first version offered
     page.get_by_text(f"Delete {MODEL} v1 (@champion moved to v2)").click()
-    page.locator(".st-key-delete_version button").click()
+    page.locator(".st-key-delete_version button").first.click()
     expect(page.get_by_text(f"Deleted {MODEL} v1. @champion now on v2.")).to_be_visible()
     assert [int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'")] == [2]
     assert client.get_registered_model(MODEL).aliases == {"champion": 2}
