@@ -123,8 +123,12 @@ def deleted_section(experiment_id: str) -> None:
 @ui.guarded
 def page() -> None:
     run_edits.flash()
-    all_runs = ui.reading_page("Runs")
-    if all_runs is None:
+    st.title("Runs")
+    all_runs = store.runs()
+    if all_runs.empty and "experiment" not in st.query_params and st.query_params.get("view") != VIEWS[1]:
+        ui.no_runs_yet()
+        st.page_link("views/runs.py", label="Deleted runs", icon=":material/delete:",
+                     query_params={"view": VIEWS[1]}, help="runs deleted earlier wait there to be restored")
         return
     name, experiment_id = pick_experiment(all_runs)
     view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="view", bind="query-params",

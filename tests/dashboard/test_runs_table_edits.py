@@ -92,3 +92,11 @@ def test_delete_selected_rows_then_restore_them_from_the_deleted_view(client, ru
     at.button(key="restore_selected").click().run()
     assert {client.get_run(runs[n]).info.lifecycle_stage for n in ("noted", "reviewed")} == {"active"}
     assert "No deleted runs" in texts(at.info)
+
+
+def test_with_every_run_deleted_the_deleted_view_is_still_reachable(empty_store):
+    at = open_page()
+    assert "No runs yet: launch one." in texts(at.info)
+    assert any(link.proto.label == "Deleted runs" for link in at.get("page_link"))
+    at = open_page(view="Deleted")
+    assert not at.exception and "No deleted runs in this experiment." in texts(at.info)
