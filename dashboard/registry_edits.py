@@ -44,7 +44,7 @@ def tags_form(versions: list, done: Callable[[str], None]) -> None:
     if not tags:
         st.caption(f"{_label(target)} has no tags yet: add one below (e.g. reviewed_by, dataset).")
     for i, (key, value) in enumerate(sorted(tags.items())):
-        text, remove = st.columns([5, 1], vertical_alignment="center")
+        text, remove = st.columns([4, 1], vertical_alignment="center")
         text.markdown(f"`{key}` = {value}" if value else f"`{key}`")
         if remove.button("Remove", key=f"registry-tag-remove-{where}-{i}", icon=":material/close:", type="tertiary"):
             try:

@@ -86,7 +86,7 @@ def tags_section(run: dict) -> None:
     if not own:
         st.caption("No tags of your own yet: add one below (e.g. reviewed_by, dataset_version).")
     for i, (key, value) in enumerate(own.items()):
-        text, remove = st.columns([5, 1], vertical_alignment="center")
+        text, remove = st.columns([3, 2], vertical_alignment="center")  # "Remove" whole in a third of the page
         text.markdown(f"`{key}` = {value}" if value else f"`{key}`")
         if remove.button("Remove", key=f"tag-remove-{run_id}-{i}", icon=":material/close:", type="tertiary"):
             try:
