@@ -1,7 +1,7 @@
 """The runs table as the Runs page and a sweep's page show it: the same cells from the same reads, one look.
 
 Its columns fit a 1,400 px window beside the sidebar; the rest are one click away in the table's
-column menu (hidden, not dropped). A sweep's parent folds its runs under a "> 3 runs" button.
+column menu (hidden, not dropped). A note's first line, when some run has one, takes the start time's place. A sweep's parent folds its runs under a "> 3 runs" button.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pipeline import names, settings
 
 HIDDEN = ("queued", "dataset", "epochs", "batch_size", "optimizer", "weight_decay", "schedule", "augment",
           "mlflow")  # in the table's column menu; "Open in MLflow" comes with a selected row
+NOTED_HIDDEN = ("start",)  # when a run has a note, its first line takes the start time's place (still in the menu)
 
 
 def best_val_accuracy(runs: pd.DataFrame) -> pd.Series:
@@ -37,7 +38,7 @@ def _toggle(key: str, run_ids: tuple[str, ...]) -> None:
     st.session_state[_unfolded_key(key)] = sorted(unfolded)
 
 
-def column_config(key: str, run_ids: Sequence[str]) -> dict:
+def column_config(key: str, run_ids: Sequence[str], noted: bool = False) -> dict:
     cc = st.column_config
     config = {
         "sweep": cc.ButtonColumn("sweep", type="tertiary", width=75, on_click=_toggle, args=(key, tuple(run_ids)),
@@ -60,7 +61,9 @@ def column_config(key: str, run_ids: Sequence[str]) -> dict:
         "weight_decay": cc.NumberColumn("weight decay", format="%.1e"),
         "mlflow": cc.LinkColumn("MLflow", display_text="↗", help="the same run in mlflow ui", width=55),
     }
-    for column in HIDDEN:
+    if noted:  # only then: a config for a column not shown still counts in the grid's layout
+        config["note"] = cc.TextColumn("note", width=100, help="the first line of the run's note (its page shows all)")
+    for column in (*HIDDEN, *(NOTED_HIDDEN if noted else ())):
         config[column] = {**config.get(column, {}), "hidden": True}
     return config
 
@@ -78,7 +81,7 @@ def show(runs: pd.DataFrame, key: str, extra: Sequence[str] = (), selectable: bo
     options = {"on_select": "rerun", "selection_mode": "multi-row"} if selectable else {}
     event = st.dataframe(shown, key=key, hide_index=True, placeholder=formatting.MISSING,
                          column_order=[c for c in table.columns if c != "run_id"],
-                         column_config=column_config(key, list(table["run_id"])), **options)
+                         column_config=column_config(key, list(table["run_id"]), "note" in table), **options)
     selected = [table["run_id"].iloc[i] for i in event.selection.rows if i < len(table)] if selectable else []
     return table, selected
 

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from dashboard import formatting
+from dashboard import formatting, run_search
 from pipeline import names
 from pipeline.runs import timing as run_timing
 
@@ -220,6 +220,8 @@ def runs_table(runs: pd.DataFrame, best_val: pd.Series, mlflow_ui: str, extra: S
         "training": runs["duration_s"].map(formatting.duration).where(~sweeps, None),  # a group, not a training
         "queued": runs.get("queued_s", pd.Series(np.nan, index=runs.index)).map(
             lambda s: None if pd.isna(s) else formatting.duration(s)),
+        "note": runs.get(run_search.NOTE_COLUMN, pd.Series(None, index=runs.index, dtype=object)).map(
+            run_search.short_note),
     }).astype({"sweep": object})
     for p in KEY_PARAMS:
         values = runs[f"params.{p}"] if f"params.{p}" in runs else pd.Series(None, index=runs.index, dtype=object)
@@ -239,6 +241,8 @@ def runs_table(runs: pd.DataFrame, best_val: pd.Series, mlflow_ui: str, extra: S
         table.iloc[i, table.columns.get_loc("best val acc")] = children["run_id"].map(best_val).max()
     table["mlflow"] = [mlflow_run_url(mlflow_ui, e, r) for e, r in zip(runs["experiment_id"], runs["run_id"])]
     table = table.drop(columns=["queued"] if table["queued"].isna().all() else [])  # no queue run here
+    if table.loc[~sweeps, "note"].isna().all():  # a sweep's own note (Runboard's) says what its row already says
+        table = table.drop(columns=["note"])
     table = table[[*RUNS_TABLE_FIRST, *(c for c in table.columns if c not in RUNS_TABLE_FIRST)]]
     table = table.sort_values("start", ascending=False, na_position="first")
     return nested(table, runs[f"tags.{names.TAG_SWEEP_ID}"] if f"tags.{names.TAG_SWEEP_ID}" in runs else None,

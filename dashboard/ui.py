@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 import streamlit as st
 
-from dashboard import store
+from dashboard import run_edits, store
 from pipeline import names
 STATUS_COLORS = {"SCHEDULED": "gray", "RUNNING": "blue", "FINISHED": "green", "FAILED": "red", "KILLED": "orange"}
 STATUS_CSS = {"SCHEDULED": "#9ca3af", "RUNNING": "#60a5fa", "FINISHED": "#4ade80", "FAILED": "#f87171",
@@ -30,6 +30,8 @@ def guarded(body: Callable[..., None]) -> Callable[..., None]:
                      "(or start the server it points to) and reload the page.", icon=":material/cloud_off:")
         except store.FilterError as e:
             st.error(str(e), icon=":material/filter_alt_off:")
+        except store.RunDeletedError as e:
+            run_edits.deleted_notice(e)
         except store.RunNotFoundError as e:
             st.error(f"{e}", icon=":material/search_off:")
     return run

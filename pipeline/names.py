@@ -105,6 +105,8 @@ TAG_SWEEP_RUNS = "runboard.sweep_runs"    # on the parent: its runs' ids, comma-
 # exported variants (pipeline/serving/export.py): each in its own run, linked to its source
 TAG_EXPORT_SOURCE = "runboard.export_source"  # the pinned source model URI: models:/NAME/VERSION
 TAG_VARIANT = "runboard.variant"          # which variant the run holds: one of VARIANTS
+# edits from the dashboard (dashboard/store/edits.py)
+TAG_DELETED = "runboard.deleted"          # unix seconds the run was deleted from Runboard (MLflow keeps no public time)
 # MLflow's own
 TAG_PARENT = "mlflow.parentRunId"         # MLflow's nesting: its UI folds a sweep under the parent
 TAG_USER = "mlflow.user"

@@ -2,22 +2,25 @@
 
 Pages call `store.<function>` and never MlflowClient themselves. The modules behind it are named for
 what they hold: connection (client, errors), listings (experiments, runs), histories (metric
-histories), artifacts (files, evaluation, model description), models (registry, loaded models),
-queue (the live queue); mlflow_internals is the one user of MLflow's private API. Cache lifetimes
+histories), edits (a person's rename, note, tags, delete and restore), artifacts (files, evaluation,
+model description), models (registry, loaded models), queue (the live queue); mlflow_internals is the one user of MLflow's private API. Cache lifetimes
 are in dashboard/refresh.py.
 """
 from dashboard.store.artifacts import (artifact_bytes, artifacts, confusion_matrix, model_file_bytes, model_info,
                                        per_class)
-from dashboard.store.connection import (ERRORS, ArtifactNotFoundError, FilterError, RunNotFoundError, TrackingError,
-                                        client)
+from dashboard.store.connection import (ERRORS, ArtifactNotFoundError, FilterError, RunDeletedError, RunNotFoundError,
+                                        TrackingError, client)
+from dashboard.store.edits import (DeletionPlan, EditError, delete_runs, delete_tag, deleted_runs, deletion_plan,
+                                   rename_run, restore_runs, set_note, set_tag)
 from dashboard.store.histories import metric_histories
 from dashboard.store.listings import experiments, forget_run, run, runs, runs_by_id, versions
-from dashboard.store.models import (explainer, forget_model_variants, forget_model_versions, model_variants,
-                                    model_versions, predictor, variant_predictor)
+from dashboard.store.models import (explainer, forget_model_variants, forget_model_versions, model_tags,
+                                    model_variants, model_versions, predictor, variant_predictor)
 from dashboard.store.queue import forget_queue, live_log_tail, queue
 
-__all__ = ["ERRORS", "ArtifactNotFoundError", "FilterError", "RunNotFoundError", "TrackingError", "artifact_bytes",
+__all__ = ["ERRORS", "ArtifactNotFoundError", "DeletionPlan", "EditError", "RunDeletedError", "delete_runs",
+           "delete_tag", "deleted_runs", "deletion_plan", "rename_run", "restore_runs", "set_note", "set_tag", "FilterError", "RunNotFoundError", "TrackingError", "artifact_bytes",
            "artifacts", "client", "confusion_matrix", "experiments", "explainer", "forget_model_variants",
            "forget_model_versions", "forget_queue", "forget_run", "live_log_tail", "metric_histories", "model_file_bytes", "model_info",
-           "model_variants", "model_versions", "per_class", "predictor", "queue", "run", "runs", "runs_by_id", "variant_predictor",
+           "model_tags", "model_variants", "model_versions", "per_class", "predictor", "queue", "run", "runs", "runs_by_id", "variant_predictor",
            "versions"]

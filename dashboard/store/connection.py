@@ -14,6 +14,14 @@ class RunNotFoundError(LookupError):
     """The run does not exist in this store, or was deleted."""
 
 
+class RunDeletedError(RunNotFoundError):
+    """The run is in MLflow's Deleted view: it can be restored."""
+
+    def __init__(self, message: str, run_id: str, run_name: str, deleted_at: float | None):
+        super().__init__(message)
+        self.run_id, self.run_name, self.deleted_at = run_id, run_name, deleted_at
+
+
 class ArtifactNotFoundError(LookupError):
     """The run has no such artifact (not logged yet, or never: e.g. a failed run)."""
 

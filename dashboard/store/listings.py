@@ -10,7 +10,9 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
 from dashboard import refresh, tables
-from dashboard.store.connection import FilterError, RunNotFoundError, client, not_found, store_failed, uri
+from dashboard.store.connection import (FilterError, RunDeletedError, RunNotFoundError, client, not_found,
+                                        store_failed, uri)
+from pipeline import names
 
 MAX_RUNS = 5000  # newest runs listed per query; more belong in a filter (a link's runs are read by id)
 MAX_EXPERIMENTS = 5000
@@ -104,7 +106,9 @@ def _run(uri: str, run_id: str) -> dict:
             raise RunNotFoundError(f"no run {run_id} in this store") from None
         raise store_failed(e, f"run {run_id}") from None
     if found.info.lifecycle_stage == "deleted":
-        raise RunNotFoundError(f"run {run_id} ({found.info.run_name}) was deleted; restore it in mlflow ui to see it")
+        deleted = found.data.tags.get(names.TAG_DELETED)
+        raise RunDeletedError(f"run {run_id} ({found.info.run_name}) was deleted", run_id, found.info.run_name,
+                              float(deleted) if deleted else None)
     row = tables.runs_frame([found]).iloc[0]
     summary = {k: row[k] for k in tables.BASE_COLUMNS}
     for prefix in ("params.", "metrics.", "tags."):
@@ -120,3 +124,9 @@ def run(run_id: str) -> dict:
 def forget_run(run_id: str) -> None:
     """Drop the cached read of one run after this session changed it (resume, cancel): shown at once."""
     _run.clear(uri(), run_id)
+
+
+def forget_runs() -> None:
+    """Drop every cached run and listing after this session edited runs (rename, tags, delete): shown at once."""
+    _runs.clear()
+    _run.clear()

@@ -27,6 +27,22 @@ def model_versions() -> list:
 def forget_model_versions() -> None:
     """Drop the cached listing after a registry change (or a vanished version) so the next read sees it."""
     _model_versions.clear()
+    _model_tags.clear()
+
+
+@st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
+def _model_tags(uri: str, name: str, version: int | None) -> dict[str, str]:
+    from pipeline.serving import registry
+
+    try:
+        return registry.tags_of(name, version, client())
+    except MlflowException as e:
+        raise store_failed(e, f"the tags of {name}") from None
+
+
+def model_tags(name: str, version: int | None = None) -> dict[str, str]:
+    """The tags of a registered model, or of one of its versions (RegistryError when it is gone)."""
+    return _model_tags(uri(), name, version)
 
 
 @st.cache_resource(max_entries=refresh.MODELS_KEPT, show_spinner=False)

@@ -1,5 +1,6 @@
 """Registry page: every registered model and version with its aliases and source run's scores;
-register a finished run's model, set/move/remove aliases, describe models and versions.
+register a finished run's model, set/move/remove aliases, describe models and versions, tag them, delete
+versions and models (dashboard/registry_edits.py).
 
 Reads come from store (cached); every change goes through pipeline.serving.registry, i.e. MLflow's registry
 API, so `mlflow ui` shows the same. `?register=RUN_ID` opens the form with that run chosen (the run
@@ -15,7 +16,7 @@ import pandas as pd
 import streamlit as st
 from mlflow.exceptions import MlflowException
 
-from dashboard import formatting, refresh, store, tables, ui
+from dashboard import formatting, refresh, registry_edits, store, tables, ui
 from pipeline import names, settings
 from pipeline.serving import export, registry
 
@@ -327,10 +328,13 @@ def page() -> None:
     else:
         st.info("No registered models yet. Register a finished run's model below, or train with "
                 "`python -m pipeline train --dataset digits --model cnn --register digits-cnn`.")
-    register, aliases, describe = st.tabs(["Register a run", "Aliases", "Descriptions"], key="registry_tab")
+    register, aliases, describe, tags, delete = st.tabs(["Register a run", "Aliases", "Descriptions", "Tags", "Delete"],
+                                                        key="registry_tab")
     with register:
         register_form(all_versions)
-    for tab, form in ((aliases, alias_form), (describe, description_form)):
+    for tab, form in ((aliases, alias_form), (describe, description_form),
+                      (tags, lambda v: registry_edits.tags_form(v, _flash)),
+                      (delete, lambda v: registry_edits.delete_forms(v, _flash))):
         with tab:
             if all_versions:
                 form(all_versions)

@@ -6,12 +6,10 @@ in place when the run has none (still running, failed, or never logged), never a
 """
 from __future__ import annotations
 
-import functools
-
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, follow, formatting, refresh, store, sweep_view, tables, ui
+from dashboard import artifact_preview, charts, follow, formatting, refresh, run_edits, store, sweep_view, tables, ui
 from dashboard.cancel import cancel_button, cancel_confirmation, progress_words
 from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
@@ -50,12 +48,18 @@ def header(run: dict) -> None:
     ray = (f" · Ray job `{tags[names.TAG_RAY_JOB]}` on {tags.get(names.TAG_RAY_NODE, 'a node not known yet')}"
            if names.TAG_RAY_JOB in tags else "")
     st.caption(f"run `{run['run_id']}` · started {started}{ray} · [open in MLflow]({mlflow_url})")
-    clone, register, _ = st.columns([1, 1, 4])
+    clone, register, rename, delete, _ = st.columns([1, 1, 1, 1, 2], vertical_alignment="center")
     clone.page_link("views/launch.py", label="Clone run", icon=":material/content_copy:",
                     query_params={"clone": run["run_id"]})
     if run["status"] == "FINISHED":
         register.page_link("views/registry.py", label="Register model", icon=":material/inventory_2:",
                            query_params={"register": run["run_id"]})
+    with rename.popover("Rename", icon=":material/edit:"):
+        run_edits.rename_form(run["run_id"], run["run_name"], "detail")
+    with delete:
+        run_edits.delete_button([run["run_id"]], f"detail-{run['run_id']}", "Delete run",
+                                help="MLflow's soft delete: restorable from the Runs page's Deleted view")
+    run_edits.delete_confirmation(f"detail-{run['run_id']}")
     tags, values = run["tags"], run["metrics"]
     queued, stopped = run.get("queued_s"), run.get("stopped_s")
     cells = [("training time", tables.format_duration(run["duration_s"]), "training only, summed over attempts"),
@@ -105,6 +109,7 @@ def status_note(run: dict) -> None:
 
 
 def overview(run: dict) -> None:
+    run_edits.note_section(run)
     left, middle, right = st.columns(3)
     left.markdown("**Params**")
     left.dataframe(pd.DataFrame(sorted(run["params"].items()), columns=["param", "value"]), hide_index=True,
@@ -112,10 +117,8 @@ def overview(run: dict) -> None:
     middle.markdown("**Final metrics**")
     final = {k: formatting.kind_of(k)(v) for k, v in sorted(run["metrics"].items()) if not k.startswith("system/")}
     middle.dataframe(pd.DataFrame(final.items(), columns=["metric", "value"]), hide_index=True, height="content")
-    right.markdown("**Tags**")
-    right.dataframe(pd.DataFrame(tables.user_tags(run["tags"]).items(), columns=["tag", "value"]), hide_index=True,
-                    column_config={"tag": st.column_config.TextColumn(width=215), "value": st.column_config.TextColumn(
-                        width="large")})  # the longest tag name whole (runboard.checkpoint_step); values scroll
+    with right:
+        run_edits.tags_section(run)
 
 
 def curves(run: dict) -> None:
@@ -236,40 +239,6 @@ def versus(run: dict) -> None:
                                 key=f"vs_side_{i}")
 
 
-def artifacts(run: dict) -> None:
-    run_id, version = run["run_id"], run["last_update"]
-    files = store.artifacts(run_id, version)
-    st.subheader("Run artifacts")
-    if files.empty:
-        st.info("This run has no artifacts yet.")
-    for i, row in files.iterrows():
-        name, size = st.columns([4, 1])
-        name.markdown(f"`{row['path']}` · {formatting.size(row['size'])}")
-        size.download_button("Download", functools.partial(store.artifact_bytes, run_id, row["path"], version),
-                             file_name=row["path"].rsplit("/", 1)[-1], key=f"artifact_{i}", on_click="ignore",
-                             icon=":material/download:")
-    st.subheader("Logged model")
-    try:
-        model = store.model_info(run_id, version)
-    except store.ArtifactNotFoundError as e:
-        st.info(f"{e}.", icon=":material/inventory_2:")
-        return
-    st.code(model["model_uri"], language=None)
-    left, right = st.columns(2)
-    left.markdown("**Signature**")
-    left.code(f"inputs:  {model['inputs']}\noutputs: {model['outputs']}", language=None)
-    left.caption("flavors: " + ", ".join(model["flavors"]))
-    right.markdown("**Preprocessing**")
-    right.json(model["preprocessing"] or {}, expanded=2)
-    with st.expander(f"Model files ({len(model['files'])})"):
-        for i, row in enumerate(model["files"]):
-            name, size = st.columns([4, 1])
-            name.markdown(f"`{row['path']}` · {formatting.size(row['size'])}")
-            size.download_button("Download", functools.partial(store.model_file_bytes, model["artifact_location"],
-                                                               row["path"]),
-                                 file_name=row["path"].rsplit("/", 1)[-1], key=f"model_file_{i}", on_click="ignore")
-
-
 @ui.guarded
 def details(run_id: str, mode: str) -> None:
     """Everything that changes while a run goes on; a fragment, re-drawn on a timer while the run is live."""
@@ -288,7 +257,7 @@ def details(run_id: str, mode: str) -> None:
         with tabs[3]:
             versus(run)
         with tabs[4]:
-            artifacts(run)
+            artifact_preview.tab(run)
     if follow.mode(follow.snapshot(run)) != mode:
         st.rerun()  # the whole page again, following the run the new way
 
@@ -302,6 +271,7 @@ def watch(run_id: str, seen: follow.Snapshot) -> None:
 
 @ui.guarded
 def page() -> None:
+    run_edits.flash()
     run_id = pick_run()
     if not run_id:
         return

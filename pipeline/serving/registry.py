@@ -204,3 +204,89 @@ def set_description(name: str, description: str, version: int | str | None = Non
     else:
         _check_version(client, name, version)
         client.update_model_version(name, str(version), description=description.strip())
+
+
+# --- tags and deletion (the Registry page's everyday edits) --------------------------------------
+
+def _check_model(client: MlflowClient, name: str):
+    try:
+        return client.get_registered_model(name)
+    except MlflowException:
+        raise RegistryError(f"no registered model named {name!r}") from None
+
+
+def tags_of(name: str, version: int | str | None = None, client: MlflowClient | None = None) -> dict[str, str]:
+    """The tags of model `name`, or of one of its versions."""
+    client = _client(client)
+    if version is None:
+        return dict(_check_model(client, name).tags)
+    _check_version(client, name, version)
+    return dict(client.get_model_version(name, str(version)).tags)
+
+
+def set_tag(name: str, key: str, value: str, version: int | str | None = None,
+            client: MlflowClient | None = None) -> str:
+    """Tag model `name` (or one of its versions), e.g. reviewed_by=ana; MLflow's refusal is said as it says it."""
+    client, key = _client(client), key.strip()
+    if not key:
+        raise RegistryError("a tag needs a key, e.g. reviewed_by or dataset")
+    if version is None:
+        _check_model(client, name)
+    else:
+        _check_version(client, name, version)
+    try:
+        if version is None:
+            client.set_registered_model_tag(name, key, value)
+        else:
+            client.set_model_version_tag(name, str(version), key, value)
+    except MlflowException as e:
+        raise RegistryError(f"tag {key!r} was refused by MLflow: {_reason(e)}") from None
+    return key
+
+
+def delete_tag(name: str, key: str, version: int | str | None = None, client: MlflowClient | None = None) -> None:
+    client = _client(client)
+    if key not in tags_of(name, version, client):
+        raise RegistryError(f"{name}{f' v{version}' if version is not None else ''} has no tag {key!r}")
+    if version is None:
+        client.delete_registered_model_tag(name, key)
+    else:
+        client.delete_model_version_tag(name, str(version), key)
+
+
+def aliases_on(name: str, version: int | str, client: MlflowClient | None = None) -> list[str]:
+    """The aliases of model `name` that point to `version`."""
+    aliases = _check_model(_client(client), name).aliases
+    return sorted(a for a, v in aliases.items() if str(v) == str(version))
+
+
+def delete_version(name: str, version: int | str, move_aliases_to: int | str | None = None,
+                   client: MlflowClient | None = None) -> list[str]:
+    """Delete one version. Its aliases first move to `move_aliases_to`, or go with it when that is None;
+    returns them. Everything is checked before anything changes."""
+    client = _client(client)
+    _check_version(client, name, version)
+    aliases = aliases_on(name, version, client)
+    if move_aliases_to is not None:
+        if str(move_aliases_to) == str(version):
+            raise RegistryError(f"the aliases of v{version} cannot move to the version being deleted")
+        _check_version(client, name, move_aliases_to)
+    for alias in aliases:
+        if move_aliases_to is not None:
+            client.set_registered_model_alias(name, alias, str(move_aliases_to))
+        else:
+            client.delete_registered_model_alias(name, alias)
+    client.delete_model_version(name, str(version))
+    return aliases
+
+
+def delete_model(name: str, aliases_confirmed: bool = False, client: MlflowClient | None = None) -> None:
+    """Delete a registered model with all its versions: only once no alias points into it, or when the person
+    confirmed after seeing them named (whatever loads models:/NAME@ALIAS then fails)."""
+    client = _client(client)
+    aliases = _check_model(client, name).aliases
+    if aliases and not aliases_confirmed:
+        held = ", ".join(f"@{a} → v{v}" for a, v in sorted(aliases.items()))
+        raise RegistryError(f"model {name!r} still has aliases ({held}): whatever loads them would fail. "
+                            "Remove them first, or confirm")
+    client.delete_registered_model(name)

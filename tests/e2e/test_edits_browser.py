@@ -1,0 +1,148 @@
+"""Everyday edits as a person makes them in Chromium, each checked with MLflow's own client (what `mlflow ui`
+shows): rename, note, tag, delete and restore on the run page; a version tag and a version delete on the
+Registry page. After each edit another page is opened to check that it is not stale.
+
+Run: .venv/bin/python -m pytest tests/e2e/test_edits_browser.py -q (skip with -m "not e2e").
+The steps run in order and share the app, the page and `state`. Screenshots: test-output/e2e/edits-*.png.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from mlflow import MlflowClient
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.e2e
+
+EXPERIMENT, MODEL = "e2e-edits", "e2e-edits-model"
+state: dict[str, str] = {}
+
+
+def mlflow(app) -> MlflowClient:
+    return MlflowClient(tracking_uri=app.env["MLFLOW_TRACKING_URI"])
+
+
+def idle(page: Page) -> None:
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=60_000)
+
+
+def open_page(page: Page, app, path: str) -> None:
+    page.goto(app.url + path)
+    expect(page.get_by_test_id("stSidebarNav")).to_be_visible(timeout=60_000)
+    idle(page)
+
+
+def fill(page: Page, label: str, value: str) -> None:
+    idle(page)
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Tab")
+
+
+def submit(page: Page, label: str) -> None:
+    page.get_by_test_id("stFormSubmitButton").filter(has_text=label).get_by_role("button").click()
+    idle(page)
+
+
+def runs_shown(page: Page, app, search: str) -> str:
+    """The Runs page's table (its DOM copy) for a search, as a person who comes back to the list sees it."""
+    open_page(page, app, f"/?experiment={EXPERIMENT}&search={search}")
+    grid = page.get_by_test_id("stDataFrame").first.locator("table[role=grid]")
+    expect(grid).to_be_attached()
+    return grid
+
+
+def test_1_rename_on_the_run_page_and_the_runs_table_follows(page, app, shot):
+    client = mlflow(app)
+    experiment = client.create_experiment(EXPERIMENT)
+    run_id = client.create_run(experiment, run_name="edit-me").info.run_id
+    client.log_text(run_id, "\n".join(f"line {i}" for i in range(300)), "logs/train.log")
+    client.set_terminated(run_id, "FINISHED")
+    state["run"] = run_id
+    open_page(page, app, f"/run_detail?run={run_id}")
+    expect(page.get_by_role("heading", name="edit-me")).to_be_visible()
+    for name in ("renamed-once", "renamed-twice"):  # twice: the form starts from the name it now has
+        idle(page)
+        if not page.get_by_label("New name", exact=True).is_visible():  # a rerun may leave the popover open
+            page.get_by_test_id("stPopover").filter(has_text="Rename").get_by_role("button").first.click()
+        expect(page.get_by_label("New name", exact=True)).to_have_value(re.compile(r"^(edit-me|renamed-once)$"))
+        fill(page, "New name", name)
+        submit(page, "Rename")
+        expect(page.get_by_role("heading", name=name)).to_be_visible()
+        assert client.get_run(run_id).info.run_name == name
+    shot("edits-1-renamed")
+    expect(runs_shown(page, app, "renamed-twice")).to_contain_text("renamed-twice")
+
+
+def test_2_note_and_tag_then_search_finds_them(page, app, shot):
+    client, run_id = mlflow(app), state["run"]
+    open_page(page, app, f"/run_detail?run={run_id}")
+    page.get_by_text("Add a note", exact=True).click()
+    fill(page, "Note (Markdown)", "## Baseline\nkept as the **reference** run")
+    submit(page, "Save note")
+    expect(page.get_by_role("heading", name="Baseline")).to_be_visible()
+    assert client.get_run(run_id).data.tags["mlflow.note.content"].startswith("## Baseline")
+    for value in ("ana", "ben"):  # set, then change
+        fill(page, "Tag key", "reviewed_by")
+        fill(page, "Tag value", value)
+        submit(page, "Set tag")
+        expect(page.get_by_text(f"= {value}")).to_be_visible()
+        assert client.get_run(run_id).data.tags["reviewed_by"] == value
+    shot("edits-2-note-and-tag")
+    grid = runs_shown(page, app, "reference")  # the note is searchable, its first line in the table
+    expect(grid).to_contain_text("renamed-twice")
+    expect(grid).to_contain_text("## Baseline")
+    expect(runs_shown(page, app, "reviewed_by%3Dben")).to_contain_text("renamed-twice")
+
+
+def test_3_preview_a_log_then_delete_and_restore(page, app, shot):
+    client, run_id = mlflow(app), state["run"]
+    open_page(page, app, f"/run_detail?run={run_id}")
+    page.get_by_role("tab", name="Artifacts & model").click()
+    box = page.get_by_test_id("stSelectbox").filter(has_text="Preview").locator("input")
+    box.click()
+    page.get_by_role("option", name="logs/train.log").click()
+    expect(page.get_by_text("line 299")).to_be_visible()
+    expect(page.get_by_text("the last 200 lines")).to_be_visible()
+    page.locator(f".st-key-delete-detail-{run_id} button").first.click()
+    expect(page.get_by_text("Delete 1 run?")).to_be_visible()
+    assert client.get_run(run_id).info.lifecycle_stage == "active"  # asked, not done
+    page.locator(f".st-key-delete-confirm-detail-{run_id} button").first.click()
+    expect(page.get_by_text(re.compile(r"was deleted on \d{4}-\d\d-\d\d"))).to_be_visible()
+    assert client.get_run(run_id).info.lifecycle_stage == "deleted"
+    shot("edits-3-deleted")
+    open_page(page, app, f"/?experiment={EXPERIMENT}&view=Deleted")  # the Deleted view lists it
+    expect(page.get_by_test_id("stDataFrame").first.locator("table[role=grid]")).to_contain_text("renamed-twice")
+    open_page(page, app, f"/run_detail?run={run_id}")  # its link says so, and brings it back
+    page.locator(f".st-key-restore-{run_id} button").first.click()
+    expect(page.get_by_role("heading", name="renamed-twice")).to_be_visible()
+    assert client.get_run(run_id).info.lifecycle_stage == "active"
+    expect(runs_shown(page, app, "renamed")).to_contain_text("renamed-twice")
+
+
+def test_4_version_tag_and_version_delete_on_the_registry_page(page, app, shot):
+    client, run_id = mlflow(app), state["run"]
+    client.create_registered_model(MODEL)
+    for _ in range(2):
+        client.create_model_version(MODEL, f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias(MODEL, "champion", "1")
+    open_page(page, app, "/registry")
+    page.get_by_role("tab", name="Tags", exact=True).click()
+    box = page.get_by_test_id("stSelectbox").filter(has_text="Tags of").locator("input")
+    box.click()
+    page.get_by_role("option", name=f"{MODEL} v2").click()
+    idle(page)
+    fill(page, "Tag key", "reviewed_by")
+    fill(page, "Tag value", "ana")
+    submit(page, "Set tag")
+    expect(page.get_by_text("Tag reviewed_by set on")).to_be_visible()
+    assert client.get_model_version(MODEL, "2").tags == {"reviewed_by": "ana"}
+    page.get_by_role("tab", name="Delete", exact=True).click()
+    expect(page.get_by_text("holds @champion")).to_be_visible()  # v1, the first version offered
+    page.get_by_text(f"Delete {MODEL} v1 (@champion moved to v2)").click()
+    page.locator(".st-key-delete_version button").first.click()
+    expect(page.get_by_text(f"Deleted {MODEL} v1. @champion now on v2.")).to_be_visible()
+    assert [int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'")] == [2]
+    assert client.get_registered_model(MODEL).aliases == {"champion": 2}
+    shot("edits-4-registry")
