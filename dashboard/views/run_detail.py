@@ -121,7 +121,7 @@ def overview(run: dict) -> None:
 def curves(run: dict) -> None:
     """The run's metrics, overlaid by group."""
     run_id = run["run_id"]
-    logged = [k for k in run["metrics"] if k not in names.TEST_METRICS]
+    logged = [k for k in run["metrics"] if k not in names.TEST_METRICS + names.TRUST_METRICS]
     history = store.metric_histories({run_id: run["last_update"]}, logged)
     left, right = st.columns([2, 3])
     axis = left.radio("x axis", charts.X_AXES, horizontal=True, key="detail_x_axis")

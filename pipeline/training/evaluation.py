@@ -26,6 +26,7 @@ class Evaluation:
     labels: np.ndarray         # true class per image
     predictions: np.ndarray    # predicted class per image
     probabilities: np.ndarray  # (N, classes) softmax
+    logits: np.ndarray | None = None  # (N, classes) float32: what a temperature divides
 
 
 @torch.no_grad()
@@ -45,7 +46,7 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalizer, device: torc
     probs = logits.softmax(1)
     preds = probs.argmax(1)
     return Evaluation(F.cross_entropy(logits, labels).item(), (preds == labels).float().mean().item(),
-                      labels.cpu().numpy(), preds.cpu().numpy(), probs.cpu().numpy())
+                      labels.cpu().numpy(), preds.cpu().numpy(), probs.cpu().numpy(), logits.cpu().numpy())
 
 
 def validate(model: nn.Module, split: Split, normalize: Normalizer, device: torch.device) -> tuple[float, float]:
