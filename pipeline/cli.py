@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model")
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files (png, jpg, webp, bmp, gif, ...)")
     predict.add_argument("--json", action="store_true", help="one JSON object per image and line")
+    predict.add_argument("--calibrated", action="store_true",
+                         help="show calibrated probabilities: the logits divided by the temperature the model "
+                              "carries (fitted on its validation split); the output says which it shows")
     predict.add_argument("--top", type=int, default=3, metavar="K", help="classes to show per image (default: 3)")
     predict.add_argument("--explain", metavar="OUT_DIR", default=None,
                          help="also write one PNG per image to OUT_DIR: what drove the prediction, over the image "
@@ -152,7 +155,13 @@ def predict(args) -> int:
 
     _quiet_mlflow()
     model = predictions.load(args.model_uri)
-    results = predictions.predict_many(model, [(path, path) for path in args.images], top=args.top)
+    if args.calibrated and not model.preprocessing.temperature:
+        raise errors.UserError(f"{model.ref.label} carries no temperature (trained before runs were calibrated): "
+                               "drop --calibrated, or train it again")
+    results = predictions.predict_many(model, [(path, path) for path in args.images], top=args.top,
+                                       calibrated=args.calibrated)
+    if not args.json:
+        print(f"probabilities: {predictions.probability_kind(model.preprocessing, args.calibrated)}", file=sys.stderr)
     written = _explanations(model, results, args.explain, args.explain_class) if args.explain else {}
     for r in results:
         if args.json:

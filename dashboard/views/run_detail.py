@@ -11,7 +11,7 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, follow, formatting, refresh, store, sweep_view, tables, ui
+from dashboard import charts, evaluation_view, follow, formatting, refresh, store, sweep_view, tables, ui
 from dashboard.cancel import cancel_button, cancel_confirmation, progress_words
 from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
@@ -182,6 +182,7 @@ def evaluation(run: dict) -> None:
     except store.ArtifactNotFoundError as e:
         st.info(f"No misclassified examples: {e}.")
     explanations(run_id, version)
+    evaluation_view.trust(run)
 
 
 def explanations(run_id: str, version: int) -> None:
@@ -234,6 +235,7 @@ def versus(run: dict) -> None:
         for i, (column, (name, (labels, matrix))) in enumerate(zip(st.columns(2), sides)):
             column.plotly_chart(charts.confusion_matrix_figure(matrix, labels, normalize, name, scale or None),
                                 key=f"vs_side_{i}")
+    evaluation_view.paired_section(run, other)
 
 
 def artifacts(run: dict) -> None:
