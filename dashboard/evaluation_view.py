@@ -5,6 +5,8 @@ trained before runs kept them says so in place. Curves are one vs rest, by sciki
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import streamlit as st
 
@@ -151,3 +153,20 @@ def gallery(title: str, ids, dataset: str, a: paired.Side, b: paired.Side, key: 
                 st.caption(f"{image_id}: {caption}")
     if len(ids) > shown:
         st.caption(f"the first {shown} of {len(ids)}")
+
+
+def alias_move(current, target) -> None:
+    """Before an alias moves: is the new version really better than the one it leaves, on the same images?"""
+    if not (current.run_id and target.run_id):
+        return
+    try:
+        old, new = store.run(current.run_id), store.run(target.run_id)
+        result = compared(old["run_id"], old["last_update"], new["run_id"], new["last_update"])
+    except (paired.CompareError, store.ArtifactNotFoundError, store.RunNotFoundError) as e:
+        st.caption(f"No paired comparison of v{target.version} with v{current.version}: "
+                   + (str(e) if isinstance(e, paired.CompareError) else f"{e} (trained before predictions were kept?)"))
+        return
+    result = dataclasses.replace(result, a=f"v{current.version}", b=f"v{target.version}")
+    # a warning for a lower score follows from the caller: this line informs, it does not block
+    (st.success if result.significant and result.difference > 0 else st.info)(paired.sentence(result),
+                                                                                icon=":material/balance:")

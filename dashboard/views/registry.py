@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 from mlflow.exceptions import MlflowException
 
-from dashboard import formatting, refresh, store, tables, ui
+from dashboard import evaluation_view, formatting, refresh, store, tables, ui
 from pipeline import names, settings
 from pipeline.serving import export, registry
 
@@ -194,6 +194,7 @@ def alias_form(versions: list) -> None:
         confirmed = True
         if current is not None:
             st.markdown(f"**Now** {_scores(current)}  \n**After** {_scores(target)}")
+            evaluation_view.alias_move(current, target)
             worse = (target.test_accuracy is not None and current.test_accuracy is not None
                      and target.test_accuracy < current.test_accuracy)
             if worse:
