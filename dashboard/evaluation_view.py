@@ -91,6 +91,11 @@ def trust(run: dict) -> None:
 def paired_section(run: dict, other: dict) -> None:
     """Is this run really better than the other? The paired test, both reliability diagrams, and the images
     only one of them got right."""
+    with st.container(key="paired_comparison"):  # one block: the browser test photographs it for the docs
+        _paired(run, other)
+
+
+def _paired(run: dict, other: dict) -> None:
     st.subheader("Paired comparison on the same test images")
     if no_predictions(run) or no_predictions(other):
         return
