@@ -138,7 +138,7 @@ def _side(run: dict) -> paired.Side:
 
 def gallery(title: str, ids, dataset: str, a: paired.Side, b: paired.Side, key: str, shown: int = 24) -> None:
     """The images of `ids` with their true class and each side's answer."""
-    st.markdown(f"**{title}** ({len(ids)} images)")
+    st.markdown(f"**{title}** ({len(ids)} images; A = {a.label}, B = {b.label})")
     if not len(ids):
         st.caption("none")
         return
@@ -149,8 +149,7 @@ def gallery(title: str, ids, dataset: str, a: paired.Side, b: paired.Side, key: 
     columns = st.columns(8)
     for n, (image_id, picture) in enumerate(zip(list(ids)[:shown], pictures)):
         i, j = where_a[image_id], where_b[image_id]
-        caption = f"true {classes[a.labels[i]]} · {a.label[:12]}: {classes[a.predicted[i]]} · " \
-                  f"{b.label[:12]}: {classes[b.predicted[j]]}"
+        caption = f"true {classes[a.labels[i]]} · A {classes[a.predicted[i]]} · B {classes[b.predicted[j]]}"
         with columns[n % 8]:
             if picture is not None:
                 st.image(picture, caption=caption, width=64)

@@ -137,6 +137,8 @@ EXPLANATIONS_PNG = "evaluation/explanations.png"            # those mistakes' ma
 EXPLANATIONS_NPZ = "evaluation/explanations.npz"            # the same as arrays (no pickle); see runs/train.py
 PREDICTIONS_NPZ = "evaluation/predictions.npz"  # probabilities (N x C float32), labels, predicted, paths|indices
 CALIBRATION_JSON = "evaluation/calibration.json"  # ece, mce, bins, temperature, ece_after_temperature
+EMBEDDING_NPZ = "evaluation/embedding.npz"      # xy (N x 2, the test split's penultimate features by PCA), labels,
+                                                # predicted, paths|indices, method
 TEMPERATURE_KEY = "temperature"                # ...the fitted temperature, also in the model's preprocessing
 TRACEBACK_TXT = "error/traceback.txt"
 LOG_DIR = "logs"                                            # the training log: logs/train.log

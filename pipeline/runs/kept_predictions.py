@@ -1,4 +1,5 @@
-"""What a run keeps of its test split for later questions: every prediction, its calibration, its curves.
+"""What a run keeps of its test split for later questions: every prediction, its calibration, its curves,
+and a 2-D map of its penultimate features.
 
 `evaluation/predictions.npz` (no pickle) is the source: calibration.json, the curve metrics, the
 dashboard's Evaluation figures and `python -m pipeline compare` all read it, so a run without it
@@ -11,7 +12,7 @@ from mlflow import MlflowClient
 
 from pipeline import names
 from pipeline.runs import tracking
-from pipeline.training import calibration, curves
+from pipeline.training import calibration, curves, embedding, evaluation
 from pipeline.training.data import ImageData
 from pipeline.training.engine import TrainResult, Tracker
 
@@ -42,4 +43,14 @@ def log(client: MlflowClient, run_id: str, result: TrainResult, data: ImageData,
         values[names.TEST_TOP5] = curves.top_k_accuracy(kept["probabilities"], kept["labels"])
     tracker.log_metrics({k: v for k, v in values.items() if np.isfinite(v)}, step=result.epochs_run)
     tracker.flush()
+    log_embedding(client, run_id, result, data, kept)
     return report[names.TEMPERATURE_KEY]
+
+
+def log_embedding(client: MlflowClient, run_id: str, result: TrainResult, data: ImageData, kept: dict) -> None:
+    """evaluation/embedding.npz: the test split's penultimate features in 2-D (PCA), with labels and ids."""
+    features = evaluation.features(result.model, data.test, data.mean, data.std)
+    ids = {k: v for k, v in kept.items() if k in ("paths", "indices")}
+    tracking.log_arrays(client, run_id, {"xy": embedding.reduce(features), "labels": kept["labels"],
+                                         "predicted": kept["predicted"], **ids,
+                                         "method": np.array(embedding.DEFAULT)}, names.EMBEDDING_NPZ)

@@ -71,8 +71,8 @@ def test_compare_evaluation_shows_the_paired_test_and_galleries(trained_runs):
     assert int(table.iloc[0, 1]) == expected.only_a and int(table.iloc[1, 0]) == expected.only_b
     assert len(titled(at, "· ECE")) == 2
     words = " ".join(m.value for m in at.markdown)
-    assert f"Only tiny-mlp right** ({expected.only_a} images)" in words
-    assert f"Only tiny-cnn right** ({expected.only_b} images)" in words
+    assert f"Only tiny-mlp right** ({expected.only_a} images; A = tiny-mlp, B = tiny-cnn)" in words
+    assert f"Only tiny-cnn right** ({expected.only_b} images; A = tiny-mlp, B = tiny-cnn)" in words
     assert len(at.image) >= min(24, expected.only_a) + min(24, expected.only_b)
 
 

@@ -79,8 +79,8 @@ def test_2_a_second_run_and_the_paired_comparison(page, app, shot):
     sentence = page.get_by_text(re.compile(r"eval-long vs eval-short on the same 359 images: [+−]\d+\.\d points "
                                            r"\(95 % CI [+−]\d+\.\d to [+−]\d+\.\d\), p [=<] "))
     expect(sentence).to_be_visible(timeout=60_000)
-    expect(page.get_by_text(re.compile(r"Only eval-short right \(\d+ images\)"))).to_be_visible()
-    expect(page.get_by_text(re.compile(r"Only eval-long right \(\d+ images\)"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Only eval-short right \(\d+ images; A = eval-short, B = eval-long\)"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Only eval-long right \(\d+ images; A = eval-short, B = eval-long\)"))).to_be_visible()
     expect(chart(page, "eval-long · ECE")).to_be_visible()
     expect(chart(page, "eval-short · ECE")).to_be_visible()
     section = page.locator(".st-key-paired_comparison")
@@ -92,7 +92,7 @@ def test_2_a_second_run_and_the_paired_comparison(page, app, shot):
 
 def test_3_coming_back_after_another_page_shows_the_same(page, app, shot):
     open_page(page, app, "/")
-    expect(page.get_by_text("eval-long").first).to_be_visible()
+    expect(page.locator("table[role=grid]").first).to_contain_text("eval-long", timeout=60_000)  # the Runs table
     open_page(page, app, f"/run_detail?run={state['long']}&vs={state['short']}")
     page.get_by_role("tab", name="Compare evaluation", exact=True).click()
     expect(page.get_by_text(state["sentence"])).to_be_visible(timeout=60_000)
