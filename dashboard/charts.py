@@ -447,3 +447,28 @@ def class_curves_figure(curves: Mapping[str, Mapping], kind: str, title: str = "
                       xaxis={"title": axes[0], "range": [0, 1.01]}, yaxis={"title": axes[1], "range": [0, 1.02]},
                       legend={"orientation": "v"}, margin={"t": 60, "b": 40})
     return fig
+
+
+def embedding_figure(xy: np.ndarray, labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str],
+                     title: str = "") -> go.Figure:
+    """The test images' 2-D map: one colour per true class, mistakes as crosses; customdata = row in the file."""
+    xy, labels, predicted = np.asarray(xy), np.asarray(labels), np.asarray(predicted)
+    colors = run_colors(list(classes))
+    trace = go.Scattergl if len(labels) > WEBGL_ABOVE else go.Scatter
+    fig = go.Figure()
+    for c in display_order(list(classes)):
+        rows = np.flatnonzero(labels == c)
+        if not len(rows):
+            continue
+        wrong = predicted[rows] != c
+        fig.add_trace(trace(
+            x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=str(classes[c]), customdata=rows,
+            marker={"color": colors[classes[c]], "size": np.where(wrong, 11, 6).tolist(),
+                    "symbol": np.where(wrong, "x", "circle").tolist(), "line": {"width": 0}},
+            text=[f"true {classes[c]} · predicted {classes[p]}" for p in predicted[rows]],
+            hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(title=title or "Embedding map (crosses: mistakes)", dragmode="select",
+                      xaxis={"title": "component 1", "showticklabels": False},
+                      yaxis={"title": "component 2", "showticklabels": False}, legend={"title": {"text": "true class"}},
+                      margin={"t": 60, "b": 40})
+    return fig

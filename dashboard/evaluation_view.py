@@ -86,6 +86,43 @@ def trust(run: dict) -> None:
         st.info(f"No calibration: {e}.")
     st.subheader("Precision-recall and ROC")
     class_curves_section(run)
+    st.subheader("Embedding map")
+    embedding_map(run)
+
+
+def embedding_map(run: dict, key: str = "trust") -> None:
+    """The test split's penultimate features in 2-D; the points selected (box or lasso) are shown below."""
+    try:
+        found = store.embedding(run["run_id"], run["last_update"])
+    except store.ArtifactNotFoundError:
+        st.info(f"No embedding map: this run kept no {names.EMBEDDING_NPZ}.")
+        return
+    kept = store.kept_predictions(run["run_id"], run["last_update"])
+    classes = kept["classes"] or [str(c) for c in range(kept["probabilities"].shape[1])]
+    event = st.plotly_chart(charts.embedding_figure(found["xy"], found["labels"], found["predicted"], classes),
+                            key=f"{key}_embedding", on_select="rerun", selection_mode=("box", "lasso", "points"))
+    st.caption(f"The test images as the classifier's last layer sees them, brought to 2-D by "
+               f"{str(found.get('method', 'pca')).upper()}; colour: true class, crosses: mistakes. Select points "
+               "(box or lasso) to see those images.")
+    rows = sorted({int(p["customdata"]) if not isinstance(p["customdata"], list) else int(p["customdata"][0])
+                   for p in (event.selection.points if event else []) if "customdata" in p})
+    if rows:
+        show_images(run, found, classes, rows)
+
+
+def show_images(run: dict, found: dict, classes: list[str], rows: list[int], shown: int = 32) -> None:
+    ids = found["ids"][rows]
+    pictures = samples.test_images(run["params"].get("dataset", ""), list(ids), shown)
+    st.markdown(f"**{len(rows)} selected**" + (f" (the first {shown} shown)" if len(rows) > shown else ""))
+    columns = st.columns(8)
+    for n, (row, image_id, picture) in enumerate(zip(rows[:shown], ids, pictures)):
+        true, said = classes[found["labels"][row]], classes[found["predicted"][row]]
+        caption = f"true {true} · predicted {said}" + (" ✗" if true != said else "")
+        with columns[n % 8]:
+            if picture is not None:
+                st.image(picture, caption=caption, width=64)
+            else:
+                st.caption(f"{image_id}: {caption}")
 
 
 def paired_section(run: dict, other: dict) -> None:

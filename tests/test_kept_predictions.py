@@ -26,7 +26,8 @@ def logged(trained_run, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("kept")
     npz = paired.arrays(open(client.download_artifacts(trained_run, names.PREDICTIONS_NPZ, str(folder)), "rb").read())
     report = json.loads(open(client.download_artifacts(trained_run, names.CALIBRATION_JSON, str(folder))).read())
-    return {"npz": npz, "calibration": report, "metrics": client.get_run(trained_run).data.metrics,
+    embedding = paired.arrays(open(client.download_artifacts(trained_run, names.EMBEDDING_NPZ, str(folder)), "rb").read())
+    return {"npz": npz, "calibration": report, "embedding": embedding, "metrics": client.get_run(trained_run).data.metrics,
             "run_id": trained_run}
 
 
@@ -78,3 +79,11 @@ def test_temperature_fit_finds_the_overconfidence_it_was_given():
     assert fitted == pytest.approx(3, rel=0.1)
     assert calibration.nll(true_logits * 3, labels, fitted) < calibration.nll(true_logits * 3, labels)
     assert calibration.fit_temperature(np.zeros((0, 5)), np.zeros(0, dtype=int)) == 1.0
+
+
+def test_the_embedding_map_holds_every_test_image_by_the_same_ids(logged):
+    z, e = logged["npz"], logged["embedding"]
+    assert e["xy"].shape == (359, 2) and np.isfinite(e["xy"]).all() and str(e["method"]) == "pca"
+    assert np.array_equal(e["indices"], z["indices"]) and np.array_equal(e["labels"], z["labels"])
+    assert np.array_equal(e["predicted"], z["predicted"])
+    assert e["xy"][:, 0].std() > 0  # spread out, not collapsed

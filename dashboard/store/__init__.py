@@ -6,7 +6,7 @@ histories), artifacts (files, evaluation, model description), models (registry, 
 queue (the live queue); mlflow_internals is the one user of MLflow's private API. Cache lifetimes
 are in dashboard/refresh.py.
 """
-from dashboard.store.artifacts import (artifact_bytes, artifacts, calibration, confusion_matrix, kept_predictions,
+from dashboard.store.artifacts import (artifact_bytes, artifacts, calibration, confusion_matrix, embedding, kept_predictions,
                                        model_file_bytes, model_info, per_class)
 from dashboard.store.connection import (ERRORS, ArtifactNotFoundError, FilterError, RunNotFoundError, TrackingError,
                                         client)
@@ -17,7 +17,7 @@ from dashboard.store.models import (explainer, forget_model_variants, forget_mod
 from dashboard.store.queue import forget_queue, live_log_tail, queue
 
 __all__ = ["ERRORS", "ArtifactNotFoundError", "FilterError", "RunNotFoundError", "TrackingError", "artifact_bytes",
-           "artifacts", "calibration", "client", "confusion_matrix", "experiments", "explainer", "forget_model_variants",
+           "artifacts", "calibration", "client", "confusion_matrix", "embedding", "experiments", "explainer", "forget_model_variants",
            "forget_model_versions", "forget_queue", "forget_run", "kept_predictions", "live_log_tail", "metric_histories", "model_file_bytes", "model_info",
            "model_variants", "model_versions", "per_class", "predictor", "queue", "run", "runs", "variant_predictor",
            "versions"]

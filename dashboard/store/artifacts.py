@@ -76,6 +76,13 @@ def kept_predictions(run_id: str, version: int) -> dict:
     return arrays(artifact_bytes(run_id, names.PREDICTIONS_NPZ, version))
 
 
+def embedding(run_id: str, version: int) -> dict:
+    """evaluation/embedding.npz as arrays (no pickle): xy, labels, predicted, ids."""
+    from pipeline.serving.paired import arrays
+
+    return arrays(artifact_bytes(run_id, names.EMBEDDING_NPZ, version))
+
+
 def calibration(run_id: str, version: int) -> dict:
     """evaluation/calibration.json: ece, mce, bins, temperature, ece_after_temperature."""
     return json.loads(artifact_bytes(run_id, names.CALIBRATION_JSON, version))

@@ -50,6 +50,11 @@ def test_the_evaluation_tab_shows_the_reliability_diagram_and_curves(trained_run
     at.multiselect(key="trust_classes").set_value(["3", "8"]).run()
     roc = titled(at, "ROC, one vs rest")[0]
     assert [t["name"].split(" ")[0] for t in roc["data"] if "AUC" in t["name"]] == ["3", "8"]
+    kept = paired.arrays(store.artifact_bytes(trained_run, names.PREDICTIONS_NPZ, 0))
+    [points] = titled(at, "Embedding map")
+    rows = sorted(r for t in points["data"] for r in plotted(t["customdata"]))
+    crosses = sum(s == "x" for t in points["data"] for s in t["marker"]["symbol"])
+    assert rows == list(range(359)) and crosses == int((kept["predicted"] != kept["labels"]).sum())
     at.toggle(key="trust_after").set_value(True).run()
     assert any(t["name"] == "after temperature scaling" for t in titled(at, "Reliability diagram")[0]["data"])
 

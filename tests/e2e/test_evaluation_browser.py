@@ -70,6 +70,18 @@ def test_1_a_finished_runs_evaluation_tab_shows_calibration_and_curves(page, app
     diagram.scroll_into_view_if_needed()
     diagram.screenshot(path=str(OUTPUT / "eval-reliability-diagram.png"))
     shot("eval-1-evaluation-tab")
+    # a box drawn over the whole embedding map selects every test image: they appear below it
+    plot = chart(page, "Embedding map").locator(".nsewdrag").first
+    plot.scroll_into_view_if_needed()
+    box = plot.bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=5)
+    page.mouse.up()
+    expect(page.get_by_text(re.compile(r"^\d+ selected"))).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(re.compile(r"true \d · predicted \d")).first).to_be_visible()
+    shot("eval-1b-embedding-selection")
 
 
 def test_2_a_second_run_and_the_paired_comparison(page, app, shot):
