@@ -54,6 +54,13 @@ def launch(page: Page, app, **values: str) -> str:
     raise AssertionError(f"{values['run_name']} did not finish in {RUN_TIMEOUT_S} s")
 
 
+def open_tab(page: Page, name: str) -> None:
+    idle(page)
+    tab = page.get_by_role("tab", name=name, exact=True)
+    expect(tab).to_be_visible(timeout=60_000)
+    tab.click(timeout=60_000)
+
+
 def chart(page: Page, title: str):
     return page.locator(".js-plotly-plot").filter(has_text=title).first
 
@@ -61,7 +68,7 @@ def chart(page: Page, title: str):
 def test_1_a_finished_runs_evaluation_tab_shows_calibration_and_curves(page, app, shot):
     state["short"] = launch(page, app, epochs="2", run_name="eval-short")
     open_page(page, app, f"/run_detail?run={state['short']}")
-    page.get_by_role("tab", name="Evaluation", exact=True).click()
+    open_tab(page, "Evaluation")
     diagram = chart(page, "Reliability diagram")
     expect(diagram).to_be_visible(timeout=60_000)
     expect(page.get_by_text("ECE after temperature")).to_be_visible()
@@ -87,7 +94,7 @@ def test_1_a_finished_runs_evaluation_tab_shows_calibration_and_curves(page, app
 def test_2_a_second_run_and_the_paired_comparison(page, app, shot):
     state["long"] = launch(page, app, epochs="8", run_name="eval-long")
     open_page(page, app, f"/run_detail?run={state['long']}&vs={state['short']}")  # the new run is no stale option
-    page.get_by_role("tab", name="Compare evaluation", exact=True).click()
+    open_tab(page, "Compare evaluation")
     sentence = page.get_by_text(re.compile(r"eval-long vs eval-short on the same 359 images: [+−]\d+\.\d points "
                                            r"\(95 % CI [+−]\d+\.\d to [+−]\d+\.\d\), p [=<] "))
     expect(sentence).to_be_visible(timeout=60_000)
@@ -106,9 +113,9 @@ def test_3_coming_back_after_another_page_shows_the_same(page, app, shot):
     open_page(page, app, "/")
     expect(page.locator("table[role=grid]").first).to_contain_text("eval-long", timeout=60_000)  # the Runs table
     open_page(page, app, f"/run_detail?run={state['long']}&vs={state['short']}")
-    page.get_by_role("tab", name="Compare evaluation", exact=True).click()
+    open_tab(page, "Compare evaluation")
     expect(page.get_by_text(state["sentence"])).to_be_visible(timeout=60_000)
-    page.get_by_role("tab", name="Evaluation", exact=True).click()
+    open_tab(page, "Evaluation")
     expect(chart(page, "Reliability diagram · eval-long")).to_be_visible(timeout=60_000)
     shot("eval-3-come-back")
 
