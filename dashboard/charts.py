@@ -395,3 +395,80 @@ def lr_find_figure(test: Mapping) -> go.Figure:
                       xaxis=dict(type="log", title="learning rate", exponentformat="e"),
                       yaxis=dict(title="training loss", range=[0, top] if top else None))
     return fig
+
+
+def reliability_figure(bins: Sequence[Mapping], title: str = "", after: Sequence[Mapping] | None = None) -> go.Figure:
+    """The reliability diagram: each bin's accuracy against its mean confidence, the diagonal, the counts.
+
+    Bars sit at the bins (accuracy, hover: count and gap); the dots mark each bin's mean confidence, so a
+    bar below its dot is overconfidence. `after`: the same bins after temperature scaling, as a line.
+    """
+    full = [b for b in bins if b.get("count")]
+    centres = [(b["lower"] + b["upper"]) / 2 for b in full]
+    width = (bins[0]["upper"] - bins[0]["lower"]) if bins else 1 / 15
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                             line={"dash": "dash", "color": "#888"}, hoverinfo="skip"))
+    fig.add_trace(go.Bar(x=centres, y=[b["accuracy"] for b in full], width=width * 0.95, name="accuracy",
+                         marker_color="#1f77b4", text=[f"n={b['count']}" for b in full], textposition="outside",
+                         customdata=[[b["count"], b["confidence"], b["accuracy"] - b["confidence"]] for b in full],
+                         hovertemplate="confidence %{x:.2f} ± " + f"{width / 2:.3f}" + "<br>accuracy %{y:.1%}"
+                                       "<br>mean confidence %{customdata[1]:.1%}<br>gap %{customdata[2]:+.1%}"
+                                       "<br>%{customdata[0]} images<extra></extra>"))
+    fig.add_trace(go.Scatter(x=centres, y=[b["confidence"] for b in full], mode="markers", name="mean confidence",
+                             marker={"color": "#d62728", "symbol": "line-ew-open", "size": 14, "line": {"width": 3}}))
+    if after:
+        shown = [b for b in after if b.get("count")]
+        fig.add_trace(go.Scatter(x=[b["confidence"] for b in shown], y=[b["accuracy"] for b in shown],
+                                 mode="lines+markers", name="after temperature scaling", line={"color": "#2ca02c"}))
+    fig.update_layout(title=title or "Reliability diagram", barmode="overlay", bargap=0, legend={"orientation": "h"},
+                      xaxis={"title": "confidence (top class)", "range": [0, 1]},
+                      yaxis={"title": "accuracy", "range": [0, 1.08], "tickformat": ".0%"},
+                      margin={"t": 60, "b": 40})
+    return fig
+
+
+def class_curves_figure(curves: Mapping[str, Mapping], kind: str, title: str = "") -> go.Figure:
+    """Per-class one-vs-rest curves: kind "roc" (TPR against FPR, AUC) or "pr" (precision against recall, AP)."""
+    colors = run_colors(list(curves))
+    fig = go.Figure()
+    if kind == "roc":
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dash", "color": "#888"},
+                                 hoverinfo="skip"))
+    for name, c in curves.items():
+        x, y = np.asarray(c[kind][0]), np.asarray(c[kind][1])
+        keep = downsample(y)
+        score = f"AUC {c['auc']:.3f}" if kind == "roc" else f"AP {c['ap']:.3f}"
+        step = {"shape": "hv"} if kind == "pr" else {}
+        fig.add_trace(go.Scatter(x=x[keep], y=y[keep], mode="lines",
+                                 name=f"{name} ({score})", line={"color": colors[name], **step}))
+    axes = (("false positive rate", "true positive rate") if kind == "roc" else ("recall", "precision"))
+    fig.update_layout(title=title or ("ROC, one vs rest" if kind == "roc" else "Precision-recall, one vs rest"),
+                      xaxis={"title": axes[0], "range": [0, 1.01]}, yaxis={"title": axes[1], "range": [0, 1.02]},
+                      legend={"orientation": "v"}, margin={"t": 60, "b": 40})
+    return fig
+
+
+def embedding_figure(xy: np.ndarray, labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str],
+                     title: str = "") -> go.Figure:
+    """The test images' 2-D map: one colour per true class, mistakes as crosses; customdata = row in the file."""
+    xy, labels, predicted = np.asarray(xy), np.asarray(labels), np.asarray(predicted)
+    colors = run_colors(list(classes))
+    trace = go.Scattergl if len(labels) > WEBGL_ABOVE else go.Scatter
+    fig = go.Figure()
+    for c in display_order(list(classes)):
+        rows = np.flatnonzero(labels == c)
+        if not len(rows):
+            continue
+        wrong = predicted[rows] != c
+        fig.add_trace(trace(
+            x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=str(classes[c]), customdata=rows,
+            marker={"color": colors[classes[c]], "size": np.where(wrong, 11, 6).tolist(),
+                    "symbol": np.where(wrong, "x", "circle").tolist(), "line": {"width": 0}},
+            text=[f"true {classes[c]} · predicted {classes[p]}" for p in predicted[rows]],
+            hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(title=title or "Embedding map (crosses: mistakes)", dragmode="select",
+                      xaxis={"title": "component 1", "showticklabels": False},
+                      yaxis={"title": "component 2", "showticklabels": False}, legend={"title": {"text": "true class"}},
+                      margin={"t": 60, "b": 40})
+    return fig

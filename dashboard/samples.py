@@ -72,3 +72,37 @@ def for_model(dataset: str, side: int, round_: int) -> tuple[list[tuple[str, byt
         return digits_samples(side, round_), "the digits test split: light strokes on dark, as trained"
     return digits_samples(0, round_), (f"the digits test split; this model was trained on {dataset}, not digits: "
                                        "expect arbitrary answers")
+
+
+@st.cache_data(show_spinner=False)
+def _digits_pixels() -> np.ndarray:
+    """The bundled digits as uint8 (N, 8, 8), read from scikit-learn's CSV as data.py does (no torch)."""
+    import importlib.util
+
+    csv = Path(importlib.util.find_spec("sklearn").origin).parent / "datasets" / "data" / "digits.csv.gz"
+    table = np.loadtxt(csv, delimiter=",", dtype=np.float64)
+    return np.round(table[:, :64] * (255.0 / 16.0)).astype(np.uint8).reshape(-1, 8, 8)
+
+
+def test_images(dataset: str, ids: list, shown: int = 24) -> list[bytes | None]:
+    """The test images a run's predictions.npz names by id, as PNG bytes (None where one cannot be shown):
+    digits by index into the bundled set, an image folder by path inside it; other built-in sets are not kept."""
+    out: list[bytes | None] = []
+    if dataset == "digits":
+        pixels = _digits_pixels()
+        for i in ids[:shown]:
+            buffer = io.BytesIO()
+            Image.fromarray(pixels[int(i)], "L").resize((32, 32), Image.NEAREST).save(buffer, format="PNG")
+            out.append(buffer.getvalue())
+        return out
+    if not dataset.startswith(IMAGEFOLDER):
+        return [None] * min(shown, len(ids))
+    try:
+        root = RunConfig(dataset=dataset).imagefolder_path().resolve()
+    except ConfigError:
+        return [None] * min(shown, len(ids))
+    for relative in ids[:shown]:
+        path = (root / str(relative)).resolve()
+        ok = path.is_relative_to(root) and path.is_file()  # an id never leads outside the data root's folder
+        out.append(path.read_bytes() if ok else None)
+    return out

@@ -1,5 +1,5 @@
 """The command line: `python -m pipeline COMMAND ...`, COMMAND one of train, lr-find, init, predict, export,
-submit, cancel, resume, queue, worker.
+compare, submit, cancel, resume, queue, worker.
 
 Thin callers of the library. Each command returns its exit code; errors end it through
 errors.run_command, the one table of exit codes: 0 success; 2 a bad value, dataset, run or model
@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model")
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files (png, jpg, webp, bmp, gif, ...)")
     predict.add_argument("--json", action="store_true", help="one JSON object per image and line")
+    predict.add_argument("--calibrated", action="store_true",
+                         help="show calibrated probabilities: the logits divided by the temperature the model "
+                              "carries (fitted on its validation split); the output says which it shows")
     predict.add_argument("--top", type=int, default=3, metavar="K", help="classes to show per image (default: 3)")
     predict.add_argument("--explain", metavar="OUT_DIR", default=None,
                          help="also write one PNG per image to OUT_DIR: what drove the prediction, over the image "
@@ -64,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="also register each variant as a new version of NAME")
     export.add_argument("--no-int8", dest="int8", action="store_false", help="ONNX only, no int8 quantization")
     export.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    compare = commands.add_parser("compare", help="is B really better than A? a paired test on the same test images "
+                                  "(2x2 table, bootstrap interval, exact McNemar)")
+    compare.add_argument("a", metavar="A", help="run id or model URI (the baseline)")
+    compare.add_argument("b", metavar="B", help="run id or model URI (the challenger)")
+    compare.add_argument("--resamples", type=int, default=10_000, metavar="N",
+                         help="paired bootstrap resamples (default: 10000)")
+    compare.add_argument("--seed", type=int, default=0, help="the bootstrap's random seed (default: 0)")
 
     # --- the queue ---
     submit = commands.add_parser("submit", help="queue a training run for the worker; prints its run id",
@@ -144,7 +155,13 @@ def predict(args) -> int:
 
     _quiet_mlflow()
     model = predictions.load(args.model_uri)
-    results = predictions.predict_many(model, [(path, path) for path in args.images], top=args.top)
+    if args.calibrated and not model.preprocessing.temperature:
+        raise errors.UserError(f"{model.ref.label} carries no temperature (trained before runs were calibrated): "
+                               "drop --calibrated, or train it again")
+    results = predictions.predict_many(model, [(path, path) for path in args.images], top=args.top,
+                                       calibrated=args.calibrated)
+    if not args.json:
+        print(f"probabilities: {predictions.probability_kind(model.preprocessing, args.calibrated)}", file=sys.stderr)
     written = _explanations(model, results, args.explain, args.explain_class) if args.explain else {}
     for r in results:
         if args.json:
@@ -223,6 +240,21 @@ def export(args) -> int:
     return errors.OK
 
 
+def compare(args) -> int:
+    """0 with the comparison printed; 2 when the two cannot be compared pair by pair (saying why)."""
+    if not 100 <= args.resamples <= 1_000_000:
+        raise errors.UserError(f"--resamples must be from 100 to 1000000, got {args.resamples}")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from pipeline.runs import tracking
+    from pipeline.serving import paired
+
+    _quiet_mlflow()
+    client = tracking.connect()
+    a, b = paired.load(client, args.a), paired.load(client, args.b)
+    print(paired.report(paired.compare(a, b, args.resamples, args.seed)))
+    return errors.OK
+
+
 # --- the queue -----------------------------------------------------------------------------------
 def submit(args) -> int:
     config = cfg.from_args(args)  # before the heavy imports: a typo answers at once
@@ -281,7 +313,8 @@ def worker(args) -> int:
     return errors.OK
 
 
-COMMANDS = {"train": train, "lr-find": lr_find, "init": init, "predict": predict, "export": export, "submit": submit,
+COMMANDS = {"train": train, "lr-find": lr_find, "init": init, "predict": predict, "export": export,
+            "compare": compare, "submit": submit,
             "cancel": cancel, "resume": resume, "queue": queue, "worker": worker}
 
 

@@ -18,6 +18,11 @@ STEP_METRICS = (TRAIN_LOSS_STEP,)
 TEST_LOSS, TEST_ACCURACY = "test_loss", "test_accuracy"
 TEST_PRECISION, TEST_RECALL, TEST_F1 = "test_precision_macro", "test_recall_macro", "test_f1_macro"
 TEST_METRICS = (TEST_LOSS, TEST_ACCURACY, TEST_PRECISION, TEST_RECALL, TEST_F1)
+# ...and, from the kept predictions (evaluation/predictions.npz), at the same step
+TEST_ECE = "test_ece"                            # expected calibration error, 15 equal-width bins
+TEST_AUC, TEST_AP = "test_auc_macro", "test_ap_macro"  # one vs rest, mean over the classes in the test split
+TEST_TOP5 = "test_top5_accuracy"                 # only when a model has more than 5 classes
+TRUST_METRICS = (TEST_ECE, TEST_AUC, TEST_AP, TEST_TOP5)
 # on an exported variant's run (step 0): the variant's figures, and the original's under ORIGINAL_PREFIX
 AGREEMENT = "agreement"                          # share of test images with the original's label
 MAX_PROBABILITY_DIFF = "max_probability_diff"    # largest |p_variant - p_original| over images and classes
@@ -132,6 +137,11 @@ LR_FIND_JSON = "lr_find/lr_find.json"                       # {"lrs", "losses", 
 LR_FIND_PNG = "lr_find/lr_find.png"                         # loss against learning rate
 EXPLANATIONS_PNG = "evaluation/explanations.png"            # those mistakes' maps for the predicted and true class
 EXPLANATIONS_NPZ = "evaluation/explanations.npz"            # the same as arrays (no pickle); see runs/train.py
+PREDICTIONS_NPZ = "evaluation/predictions.npz"  # probabilities (N x C float32), labels, predicted, paths|indices
+CALIBRATION_JSON = "evaluation/calibration.json"  # ece, mce, bins, temperature, ece_after_temperature
+EMBEDDING_NPZ = "evaluation/embedding.npz"      # xy (N x 2, the test split's penultimate features by PCA), labels,
+                                                # predicted, paths|indices, method
+TEMPERATURE_KEY = "temperature"                # ...the fitted temperature, also in the model's preprocessing
 TRACEBACK_TXT = "error/traceback.txt"
 LOG_DIR = "logs"                                            # the training log: logs/train.log
 LOG_NAME = "train.log"

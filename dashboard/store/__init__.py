@@ -3,11 +3,11 @@
 Pages call `store.<function>` and never MlflowClient themselves. The modules behind it are named for
 what they hold: connection (client, errors), listings (experiments, runs), histories (metric
 histories), edits (a person's rename, note, tags, delete and restore), artifacts (files, evaluation,
-model description), models (registry, loaded models), queue (the live queue); mlflow_internals is the one user of MLflow's private API. Cache lifetimes
-are in dashboard/refresh.py.
+model description), models (registry, loaded models), queue (the live queue); mlflow_internals is the
+one user of MLflow's private API. Cache lifetimes are in dashboard/refresh.py.
 """
-from dashboard.store.artifacts import (artifact_bytes, artifacts, confusion_matrix, model_file_bytes, model_info,
-                                       per_class)
+from dashboard.store.artifacts import (artifact_bytes, artifacts, calibration, confusion_matrix, embedding,
+                                       kept_predictions, model_file_bytes, model_info, per_class)
 from dashboard.store.connection import (ERRORS, ArtifactNotFoundError, FilterError, RunDeletedError, RunNotFoundError,
                                         TrackingError, client)
 from dashboard.store.edits import (DeletionPlan, EditError, delete_runs, delete_tag, deleted_runs, deletion_plan,
@@ -18,9 +18,10 @@ from dashboard.store.models import (explainer, forget_model_variants, forget_mod
                                     model_variants, model_versions, predictor, variant_predictor)
 from dashboard.store.queue import forget_queue, live_log_tail, queue
 
-__all__ = ["ERRORS", "ArtifactNotFoundError", "DeletionPlan", "EditError", "RunDeletedError", "delete_runs",
-           "delete_tag", "deleted_runs", "deletion_plan", "rename_run", "restore_runs", "set_note", "set_tag", "FilterError", "RunNotFoundError", "TrackingError", "artifact_bytes",
-           "artifacts", "client", "confusion_matrix", "experiments", "explainer", "forget_model_variants",
-           "forget_model_versions", "forget_queue", "forget_run", "live_log_tail", "metric_histories", "model_file_bytes", "model_info",
-           "model_tags", "model_variants", "model_versions", "per_class", "predictor", "queue", "run", "runs", "runs_by_id", "variant_predictor",
-           "versions"]
+__all__ = ["ArtifactNotFoundError", "DeletionPlan", "ERRORS", "EditError", "FilterError", "RunDeletedError",
+           "RunNotFoundError", "TrackingError", "artifact_bytes", "artifacts", "calibration", "client",
+           "confusion_matrix", "delete_runs", "delete_tag", "deleted_runs", "deletion_plan", "embedding",
+           "experiments", "explainer", "forget_model_variants", "forget_model_versions", "forget_queue", "forget_run",
+           "kept_predictions", "live_log_tail", "metric_histories", "model_file_bytes", "model_info", "model_tags",
+           "model_variants", "model_versions", "per_class", "predictor", "queue", "rename_run", "restore_runs", "run",
+           "runs", "runs_by_id", "set_note", "set_tag", "variant_predictor", "versions"]

@@ -69,6 +69,25 @@ def confusion_matrix(run_id: str, version: int) -> tuple[list[str], np.ndarray]:
     return [str(label) for label in doc["labels"]], np.asarray(doc["matrix"], dtype=np.int64)
 
 
+def kept_predictions(run_id: str, version: int) -> dict:
+    """evaluation/predictions.npz as arrays (no pickle): probabilities, labels, predicted, ids, classes."""
+    from pipeline.serving.paired import arrays
+
+    return arrays(artifact_bytes(run_id, names.PREDICTIONS_NPZ, version))
+
+
+def embedding(run_id: str, version: int) -> dict:
+    """evaluation/embedding.npz as arrays (no pickle): xy, labels, predicted, ids."""
+    from pipeline.serving.paired import arrays
+
+    return arrays(artifact_bytes(run_id, names.EMBEDDING_NPZ, version))
+
+
+def calibration(run_id: str, version: int) -> dict:
+    """evaluation/calibration.json: ece, mce, bins, temperature, ece_after_temperature."""
+    return json.loads(artifact_bytes(run_id, names.CALIBRATION_JSON, version))
+
+
 def per_class(run_id: str, version: int) -> dict[str, dict[str, float]]:
     """evaluation/per_class.json: precision, recall, f1 and support per class name."""
     return json.loads(artifact_bytes(run_id, names.PER_CLASS_JSON, version))

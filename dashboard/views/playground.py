@@ -122,15 +122,17 @@ def load_chosen(version, slot: str):
 # ---------------------------------------------------------------------------------------------
 # results
 
-def predicted(model, items: list, top: int):
+def predicted(model, items: list, top: int, calibrated: bool = False):
     started = time.perf_counter()
-    results = predict.predict_many(model, items, top, max_bytes=settings.upload_limit_mb() * 2**20)
+    results = predict.predict_many(model, items, top, max_bytes=settings.upload_limit_mb() * 2**20,
+                                   calibrated=calibrated)
     return results, (time.perf_counter() - started) * 1000 / max(1, len(items))
 
 
 def show_one(slot: str, model, result, ms: float) -> None:
     p = result.prediction
     st.markdown(f"**{model.ref.label}**")
+    st.caption(f"Probabilities: {predict.probability_kind(model.preprocessing, p.calibrated)}")
     st.metric("Prediction", p.label, f"{formatting.percent(p.probability)} confident", delta_color="off", delta_arrow="off",
               help="the most likely class; the chart shows the top classes with their probabilities")
     st.plotly_chart(charts.top_classes_figure(pd.DataFrame(p.top, columns=["label", "probability"])),
@@ -248,7 +250,11 @@ def inputs(models: list) -> list[tuple[str, bytes]]:
 def show_results(models: list, versions: list, items: list, compare: bool) -> None:
     pre = models[0].preprocessing
     top = st.slider("Top classes shown", 1, min(MAX_TOP, len(pre.classes)), min(3, len(pre.classes)), key="pg_top")
-    runs = [(m, *predicted(m, items, top)) for m in models]
+    calibrated = st.toggle("Calibrated probabilities", key="pg_calibrated",
+                           help="divide the logits by the temperature each model carries (fitted on its validation "
+                                "split), so that 90 % means right about 90 % of the time; models trained before "
+                                "calibration have none and show raw probabilities")
+    runs = [(m, *predicted(m, items, top, calibrated)) for m in models]
     unlike = [[input_check.reasons_for(r, m.preprocessing) for r in results] for m, results, _ in runs]
     failed = [r.error for r in runs[0][1] if r.error]
     if failed:

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 from mlflow.exceptions import MlflowException
 
-from dashboard import formatting, refresh, registry_edits, store, tables, ui
+from dashboard import evaluation_view, formatting, refresh, registry_edits, store, tables, ui
 from pipeline import names, settings
 from pipeline.serving import export, registry
 
@@ -195,6 +195,7 @@ def alias_form(versions: list) -> None:
         confirmed = True
         if current is not None:
             st.markdown(f"**Now** {_scores(current)}  \n**After** {_scores(target)}")
+            evaluation_view.alias_move(current, target)
             worse = (target.test_accuracy is not None and current.test_accuracy is not None
                      and target.test_accuracy < current.test_accuracy)
             if worse:

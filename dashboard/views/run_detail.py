@@ -9,7 +9,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import artifact_preview, charts, follow, formatting, refresh, run_edits, store, sweep_view, tables, ui
+from dashboard import (artifact_preview, charts, evaluation_view, follow, formatting, refresh, run_edits, store,
+                       sweep_view, tables, ui)
 from dashboard.cancel import cancel_button, cancel_confirmation, progress_words
 from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
@@ -124,7 +125,7 @@ def overview(run: dict) -> None:
 def curves(run: dict) -> None:
     """The run's metrics, overlaid by group."""
     run_id = run["run_id"]
-    logged = [k for k in run["metrics"] if k not in names.TEST_METRICS]
+    logged = [k for k in run["metrics"] if k not in names.TEST_METRICS + names.TRUST_METRICS]
     history = store.metric_histories({run_id: run["last_update"]}, logged)
     left, right = st.columns([2, 3])
     axis = left.radio("x axis", charts.X_AXES, horizontal=True, key="detail_x_axis")
@@ -185,6 +186,7 @@ def evaluation(run: dict) -> None:
     except store.ArtifactNotFoundError as e:
         st.info(f"No misclassified examples: {e}.")
     explanations(run_id, version)
+    evaluation_view.trust(run)
 
 
 def explanations(run_id: str, version: int) -> None:
@@ -237,6 +239,7 @@ def versus(run: dict) -> None:
         for i, (column, (name, (labels, matrix))) in enumerate(zip(st.columns(2), sides)):
             column.plotly_chart(charts.confusion_matrix_figure(matrix, labels, normalize, name, scale or None),
                                 key=f"vs_side_{i}")
+    evaluation_view.paired_section(run, other)
 
 
 @ui.guarded

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from pipeline import names, settings
 from pipeline.config import RunConfig
-from pipeline.runs import checkpoints, lifecycle, tracking
+from pipeline.runs import checkpoints, kept_predictions, lifecycle, tracking
 from pipeline.training import data as datasets
 from pipeline.training import distributed, engine, evaluation, figures
 
@@ -94,6 +94,7 @@ def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
                 writer.close()
             prepared = preprocessing(data, config)  # the train split's mean/std: computed once
             log_evaluation(client, run_id, result, data, tracker)
+            prepared[names.TEMPERATURE_KEY] = kept_predictions.log(client, run_id, result, data, tracker)
             log_explanations(client, run_id, result, data, prepared)
             lifecycle.set_tags(client, run_id, {names.TAG_EPOCHS_RUN: result.epochs_run,
                                                 names.TAG_BEST_EPOCH: result.best_epoch,

@@ -49,6 +49,7 @@ class Preprocessing:
     dataset: str = ""
     model: str = ""
     crop: bool = False  # ImageNet's resize (metadata "resize": names.RESIZE_CENTER_CROP); older models stretch
+    temperature: float | None = None  # fitted on validation NLL (runs/kept_predictions.py); older models: None
 
     @classmethod
     def from_metadata(cls, metadata: dict | None, where: str = "the model") -> "Preprocessing":
@@ -64,7 +65,8 @@ class Preprocessing:
                        (int(pre["image_size"][0]), int(pre["image_size"][1])),
                        tuple(float(v) for v in pre["mean"]), tuple(float(v) for v in pre["std"]),
                        str(pre.get("dataset", "")), str(pre.get("model", "")),
-                       crop=resize == names.RESIZE_CENTER_CROP)
+                       crop=resize == names.RESIZE_CENTER_CROP,
+                       temperature=float(pre[names.TEMPERATURE_KEY]) if pre.get(names.TEMPERATURE_KEY) else None)
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise ModelError(f"{where}: unusable preprocessing metadata ({e})") from None
         if made.channels not in (1, 3) or len(made.mean) != made.channels or len(made.std) != made.channels:
@@ -121,11 +123,20 @@ class Prediction:
     probability: float
     top: list[tuple[str, float]]     # the k most likely classes, most likely first
     probabilities: tuple[float, ...]  # every class, in the order of Preprocessing.classes
+    calibrated: bool = False          # softmax(logits / temperature) rather than the raw softmax
 
     def to_json(self, image: str) -> dict:
-        """The CLI's --json line: {"image", "label", "probability", "top": [[label, p], ...]}."""
+        """The CLI's --json line: {"image", "label", "probability", "top": [[label, p], ...]}, and
+        "calibrated": true when the probabilities are the temperature-scaled ones."""
         return {"image": image, "label": self.label, "probability": round(self.probability, 6),
-                "top": [[label, round(p, 6)] for label, p in self.top]}
+                "top": [[label, round(p, 6)] for label, p in self.top], **({"calibrated": True} if self.calibrated else {})}
+
+
+def probability_kind(preprocessing: "Preprocessing", calibrated: bool) -> str:
+    """Which probabilities are shown, in words: 'calibrated (temperature 0.57)' or 'raw softmax'."""
+    if calibrated and preprocessing.temperature:
+        return f"calibrated (temperature {preprocessing.temperature:.2f}, fitted on validation)"
+    return "raw softmax" + (" (this model carries no temperature)" if calibrated else "")
 
 
 class Predictor:
@@ -151,14 +162,16 @@ class Predictor:
             out = [self.module(self.preprocessing.normalize(batch[i:i + BATCH])) for i in range(0, len(batch), BATCH)]
             return torch.cat(out).float() if out else torch.empty(0, len(self.classes))
 
-    def predict_prepared(self, batch: np.ndarray, top: int = 5) -> list[Prediction]:
-        probabilities = self.logits(batch).softmax(1)
+    def predict_prepared(self, batch: np.ndarray, top: int = 5, calibrated: bool = False) -> list[Prediction]:
+        """With `calibrated`, the logits are divided by the model's temperature first (when it carries one)."""
+        temperature = self.preprocessing.temperature if calibrated else None
+        probabilities = (self.logits(batch) / (temperature or 1.0)).softmax(1)
         k = max(1, min(top, len(self.classes)))
         values, indices = probabilities.topk(k, dim=1)
         out = []
         for row, vals, idx in zip(probabilities.tolist(), values.tolist(), indices.tolist()):
             ranked = [(self.classes[i], v) for i, v in zip(idx, vals)]
-            out.append(Prediction(ranked[0][0], ranked[0][1], ranked, tuple(row)))
+            out.append(Prediction(ranked[0][0], ranked[0][1], ranked, tuple(row), calibrated=bool(temperature)))
         return out
 
     def predict(self, sources: Sequence[ImageSource], top: int = 5, names: Sequence[str] = ()) -> list[Prediction]:
@@ -192,7 +205,7 @@ class ImageResult:
 
 
 def predict_many(predictor: Predictor, items: Sequence[tuple[str, ImageSource]], top: int = 5,
-                 max_bytes: int | None = None) -> list[ImageResult]:
+                 max_bytes: int | None = None, calibrated: bool = False) -> list[ImageResult]:
     """Predict the usable images in one batch; each unusable one (too big, not an image) keeps its error."""
     results = [ImageResult(name) for name, _ in items]
     for result, (name, source) in zip(results, items):
@@ -206,7 +219,7 @@ def predict_many(predictor: Predictor, items: Sequence[tuple[str, ImageSource]],
             result.error = str(e) if isinstance(e, images.ImageError) else f"{name}: {e.strerror or e}"
     usable = [r for r in results if r.prepared is not None]
     if usable:
-        predictions = predictor.predict_prepared(np.stack([r.prepared for r in usable]), top)
+        predictions = predictor.predict_prepared(np.stack([r.prepared for r in usable]), top, calibrated)
         for result, prediction in zip(usable, predictions):
             result.prediction = prediction
     return results

@@ -86,6 +86,7 @@ class ImageData:
     flip: bool  # horizontal flips keep the label (natural images yes, digits no)
     normalization: tuple[list[float], list[float]] | None = None  # fixed mean/std (pretrained weights'), else the data's
     skipped: list[str] = field(default_factory=list)  # "path: why" of each unreadable file left out
+    test_ids: np.ndarray | None = None  # a stable id per test image: a folder's relative paths, else indices
 
     @property
     def crop(self) -> bool:
@@ -125,13 +126,16 @@ def load(config: RunConfig) -> ImageData:
     size = (config.image_size, config.image_size) if config.image_size else None
     skipped: list[str] = []
     if config.is_imagefolder:
-        x, y, classes, skipped = _imagefolder(config.imagefolder_path(), size, imagenet)
+        x, y, classes, skipped, files = _imagefolder(config.imagefolder_path(), size, imagenet)
+        test_ids = _held_ids(y, np.array(files, dtype=str))
         (x, y), test = _split(x, y, TEST_FRACTION, TEST_SPLIT_SEED)
     elif config.dataset == "digits":
         x, y, classes = _digits()
+        test_ids = _held_ids(y, np.arange(len(y)))
         (x, y), test = _split(x, y, TEST_FRACTION, TEST_SPLIT_SEED)
     else:
         (x, y), test, classes = _torchvision(config.dataset)
+        test_ids = np.arange(len(test[1]))
     if imagenet:
         size = size or (folders.IMAGENET_SIDE, folders.IMAGENET_SIDE)
     train, val = _split(x, y, config.val_fraction, config.seed)
@@ -139,7 +143,13 @@ def load(config: RunConfig) -> ImageData:
     splits = [Split(*_prepare(s, size, imagenet, crop)) for s in (train, val, test)]
     flip = config.flip or config.dataset == "cifar10"  # cifar10's classes all survive a mirror
     return ImageData(config.dataset, classes, *splits, flip=flip,
-                     normalization=(IMAGENET_MEAN, IMAGENET_STD) if imagenet else None, skipped=skipped)
+                     normalization=(IMAGENET_MEAN, IMAGENET_STD) if imagenet else None, skipped=skipped,
+                     test_ids=test_ids)
+
+
+def _held_ids(y: torch.Tensor, ids: np.ndarray) -> np.ndarray:
+    """The ids of the test split `_split` holds out, in its order: what two runs' predictions are matched by."""
+    return ids[folders.held_out(y.numpy(), TEST_FRACTION, TEST_SPLIT_SEED)]
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
@@ -198,7 +208,7 @@ def _torchvision(name: str):
 
 
 def _imagefolder(root: Path, size: tuple[int, int] | None, imagenet: bool):
-    """(images, labels, classes, skipped): readable files decoded at `size` (None: the folder's rule)."""
+    """(images, labels, classes, skipped, relative paths): readable files decoded at `size` (None: the folder's rule)."""
     found = folders.scan(root)
     folders.check(found)
     size = size or folders.resolve_size(found.sizes, imagenet)
@@ -212,7 +222,7 @@ def _imagefolder(root: Path, size: tuple[int, int] | None, imagenet: bool):
         channels = 3 if imagenet or not all(images.is_grayscale(img) for img in sample) else 1
         _warn(root, found.skipped)
         return (FileImages(found.files, channels, size, crop=imagenet), torch.tensor(found.labels), found.classes,
-                found.skipped)
+                found.skipped, _relative(root, found.files))
     decoded, files, labels = [], [], []
     for f, label in zip(found.files, found.labels):
         try:
@@ -227,7 +237,11 @@ def _imagefolder(root: Path, size: tuple[int, int] | None, imagenet: bool):
     _warn(root, found.skipped)
     channels = 3 if imagenet or not all(images.is_grayscale(img) for img in decoded) else 1
     x = np.stack([images.to_array(img, channels, size, crop=imagenet) for img in decoded])
-    return torch.from_numpy(x), torch.tensor(labels), found.classes, found.skipped
+    return torch.from_numpy(x), torch.tensor(labels), found.classes, found.skipped, _relative(root, files)
+
+
+def _relative(root: Path, files: list[Path]) -> list[str]:
+    return [Path(f).relative_to(root).as_posix() if Path(f).is_relative_to(root) else Path(f).as_posix() for f in files]
 
 
 def _warn(root: Path, skipped: list[str]) -> None:

@@ -62,6 +62,7 @@ class TrainResult:
     epochs_run: int
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
+    val: Evaluation | None = None  # the validation split scored by the final model (rank 0): fits a temperature
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,4 +307,6 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
         net.load_state_dict(best_state)
     # only rank 0 reports the test split; the others skip the work
     test_eval = evaluate(net, test, normalize, device) if rank == 0 else skipped()
-    return TrainResult(net.eval(), test_eval, epochs_run=len(history), best_epoch=best_epoch, history=history)
+    val_eval = evaluate(net, val, normalize, device) if rank == 0 and len(val) else None
+    return TrainResult(net.eval(), test_eval, epochs_run=len(history), best_epoch=best_epoch, history=history,
+                       val=val_eval)

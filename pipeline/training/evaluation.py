@@ -26,6 +26,7 @@ class Evaluation:
     labels: np.ndarray         # true class per image
     predictions: np.ndarray    # predicted class per image
     probabilities: np.ndarray  # (N, classes) softmax
+    logits: np.ndarray | None = None  # (N, classes) float32: what a temperature divides
 
 
 @torch.no_grad()
@@ -45,7 +46,7 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalizer, device: torc
     probs = logits.softmax(1)
     preds = probs.argmax(1)
     return Evaluation(F.cross_entropy(logits, labels).item(), (preds == labels).float().mean().item(),
-                      labels.cpu().numpy(), preds.cpu().numpy(), probs.cpu().numpy())
+                      labels.cpu().numpy(), preds.cpu().numpy(), probs.cpu().numpy(), logits.cpu().numpy())
 
 
 def validate(model: nn.Module, split: Split, normalize: Normalizer, device: torch.device) -> tuple[float, float]:
@@ -72,3 +73,23 @@ def test_metrics(test: Evaluation, classes: list[str]) -> tuple[dict[str, float]
     values = {names.TEST_LOSS: test.loss, names.TEST_ACCURACY: test.accuracy,
               names.TEST_PRECISION: macro["precision"], names.TEST_RECALL: macro["recall"], names.TEST_F1: macro["f1"]}
     return values, matrix, per_class
+
+
+@torch.no_grad()
+def features(model: nn.Module, split: Split, mean: list[float], std: list[float]) -> np.ndarray:
+    """The penultimate layer's output (what the classifier sees) for every image of `split`, float32 (N, D)."""
+    from pipeline.training import models
+    from pipeline.training.batches import to_device
+
+    device = next(model.parameters()).device
+    normalize, found = Normalizer(mean, std, device), []
+    hook = models.classifier(model).register_forward_pre_hook(lambda module, args: found.append(args[0].float().cpu()))
+    try:
+        model.eval()
+        dtype = hardware.amp_dtype(device)
+        for x, _ in eval_batches(to_device(split, device), None, device, normalize):
+            with hardware.autocast(device, dtype):
+                model(x)
+    finally:
+        hook.remove()
+    return torch.cat(found).flatten(1).numpy() if found else np.zeros((0, 0), dtype=np.float32)
