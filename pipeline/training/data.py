@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from pipeline import settings
-from pipeline.serving import images
 from pipeline.config import RunConfig
-from pipeline.training import folders, models
-from pipeline.training.folders import TEST_FRACTION, TEST_SPLIT_SEED, DataError  # noqa: F401 (re-exported)
+from pipeline.imaging import folders, images
+from pipeline.training import models
+from pipeline.imaging.folders import TEST_FRACTION, TEST_SPLIT_SEED, DataError  # noqa: F401 (re-exported)
 
 STATS_SAMPLE = 512            # images decoded to estimate mean/std of a folder that stays on disk
 CHANNELS_SAMPLE = 256         # images looked at to decide grayscale or RGB for such a folder
