@@ -171,7 +171,7 @@ def test_imagenet_models_see_at_prediction_the_crop_they_trained_on(tmp_path, si
         (tmp_path / cls).mkdir()
         for i in range(3):
             Image.fromarray(noise(30, 50)).save(tmp_path / cls / f"{i}.png")  # 50 wide, 30 tall
-    x, _, _, _ = data._imagefolder(tmp_path, size, imagenet=True)
+    x = data._imagefolder(tmp_path, size, imagenet=True)[0]
     uploaded = Preprocessing(("a", "b"), 3, size, (0.5,) * 3, (0.5,) * 3, crop=True).to_array(
         images.open_image((tmp_path / "a" / "0.png").read_bytes()))
     assert np.array_equal(x[0].numpy(), uploaded)

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from pipeline import names, settings
 from pipeline.config import RunConfig
-from pipeline.runs import checkpoints, lifecycle, tracking
+from pipeline.runs import checkpoints, inputs, lifecycle, tracking
 from pipeline.training import data as datasets
 from pipeline.training import distributed, engine, evaluation, figures
 
@@ -122,6 +122,8 @@ def log_data(client: MlflowClient, run_id: str, data: datasets.ImageData) -> Non
     client.log_param(run_id, names.PARAM_IMAGE_SIZE_RESOLVED, f"{height}x{width}")
     if data.skipped:
         client.log_text(run_id, "\n".join(data.skipped) + "\n", names.SKIPPED_FILES_TXT)
+    if data.lineage:
+        inputs.log_dataset(client, run_id, data.lineage)
 
 
 def log_evaluation(client: MlflowClient, run_id: str, result: engine.TrainResult, data: datasets.ImageData,
