@@ -395,3 +395,14 @@ def lr_find_figure(test: Mapping) -> go.Figure:
                       xaxis=dict(type="log", title="learning rate", exponentformat="e"),
                       yaxis=dict(title="training loss", range=[0, top] if top else None))
     return fig
+
+
+def class_balance_figure(files_per_class: Mapping[str, int]) -> go.Figure:
+    """Files per class as bars, the largest first: an audit's balance at a glance."""
+    ordered = sorted(files_per_class.items(), key=lambda kv: (-kv[1], kv[0]))
+    fig = go.Figure(go.Bar(x=[c for c, _ in ordered], y=[n for _, n in ordered], marker_color="#60a5fa",
+                           hovertemplate="%{x}: %{y} files<extra></extra>"))
+    fig.update_layout(title="Files per class", xaxis_title="class", yaxis_title="files", height=300,
+                      margin=dict(l=40, r=10, t=40, b=40))
+    fig.update_xaxes(type="category")
+    return fig

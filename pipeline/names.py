@@ -32,6 +32,14 @@ COMPILE_SECONDS = "compile_seconds"
 # a learning-rate range test's run (tag runboard.kind=lr_find), step 0
 SUGGESTED_LR = "suggested_lr"
 SYSTEM_PREFIX = "system/"  # MLflow's own CPU/GPU/memory samples
+# a data audit's run (tag runboard.kind=audit): its findings, step 0, and its progress
+AUDIT_LABEL_ISSUES = "audit_label_issues"
+AUDIT_EXACT_DUPLICATES = "audit_exact_duplicates"
+AUDIT_NEAR_DUPLICATES = "audit_near_duplicates"
+AUDIT_LABEL_CONFLICTS = "audit_label_conflicts"  # duplicate pairs filed under two different classes
+AUDIT_LEAKS = "audit_leaks"
+AUDIT_UNREADABLE = "audit_unreadable"
+AUDIT_FOLDS_DONE = "audit_folds_done"            # step = fold number: the live page's progress
 
 
 def is_per_step(metric: str) -> bool:

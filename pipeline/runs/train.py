@@ -54,7 +54,13 @@ def queued_process(run_id: str, progress: bool = True) -> int:
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow's import configured it
-    run_queued(run_id, progress)
+    client = tracking.connect()
+    if client.get_run(run_id).data.tags.get(names.TAG_KIND) == names.KIND_AUDIT:  # the queue's other job kind
+        from pipeline.runs import audit
+
+        audit.run_queued(client, run_id, progress)
+    else:
+        run_queued(run_id, progress)
     print(f"run {run_id} finished")
     return 0
 
