@@ -106,6 +106,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary store and folder, and say where")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="audit-planted-"))
     os.environ["RUNBOARD_DATA_ROOT"] = str(work / "data")
@@ -126,6 +127,8 @@ def main() -> None:
     started = time.perf_counter()
     run_id = audit.run(config, args.folds, progress=False)
     audit_s = time.perf_counter() - started
+    if args.keep:
+        print(f"store kept: MLFLOW_TRACKING_URI={os.environ['MLFLOW_TRACKING_URI']} audit run {run_id}")
     client = MlflowClient()
     issues = _rows(client, run_id, names.AUDIT_LABEL_ISSUES_CSV)
     dups = _rows(client, run_id, names.AUDIT_DUPLICATES_CSV)
@@ -153,14 +156,17 @@ def main() -> None:
           f"planted with seed {args.seed}); model cnn, {args.epochs} epochs, {args.folds} folds")
     print(f"label errors in the top {TOP}: {_pr(len(top & wrong), WRONG, TOP)}; "
           f"in the whole list: {_pr(len(wrong & {r['path'] for r in issues}), WRONG, len(issues))}")
-    print(f"exact duplicates: {_pr(dup_found, DUPLICATES, len(exact))} "
-          f"({sum(p in pairs for p in planted_pairs)} of {len(planted_pairs)} planted copies, leaks included)")
+    copies = sum(frozenset((r["path_a"], r["path_b"])) in set(planted_pairs) for r in exact)
+    print(f"exact duplicates: {dup_found} of {DUPLICATES} planted duplicates found (recall "
+          f"{dup_found / DUPLICATES:.0%}); {len(exact)} exact pairs reported, {copies} of them planted copies "
+          f"(the {DUPLICATES} duplicates and the {LEAKS} leak copies): precision {copies / max(1, len(exact)):.0%}")
     print(f"near duplicates reported: {len(dups) - len(exact)}")
     print(f"leaks: {_pr(leak_found, LEAKS, len(leaks))}; leaks that are planted copies: {true_leaks} of {len(leaks)}")
     print(f"false duplicates among {RANDOM_PAIRS} random distinct pairs: {false_dups}")
     print(f"time: one training run {one_run:.1f} s, the audit {audit_s:.1f} s: ratio {audit_s / one_run:.2f} "
           f"(goal at most folds + 1 = {args.folds + 1})")
-    shutil.rmtree(work)
+    if not args.keep:
+        shutil.rmtree(work)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,7 @@ AUDIT_SUMMARY_JSON = "audit/summary.json"                   # counts, balance, s
 AUDIT_DUPLICATES_CSV = "audit/duplicates.csv"               # path_a, path_b, kind (exact|near), distance
 AUDIT_LEAKS_CSV = "audit/leaks.csv"                         # train_path, test_path, kind
 AUDIT_LABEL_ISSUES_CSV = "audit/label_issues.csv"           # path, given, suggested, self_confidence, rank
+AUDIT_OUT_OF_FOLD_NPZ = "audit/out_of_fold.npz"             # probabilities (N x C), labels, paths, classes (no pickle)
 LR_FIND_JSON = "lr_find/lr_find.json"                       # {"lrs", "losses", "smoothed", "suggestion", ...}
 LR_FIND_PNG = "lr_find/lr_find.png"                         # loss against learning rate
 EXPLANATIONS_PNG = "evaluation/explanations.png"            # those mistakes' maps for the predicted and true class

@@ -82,6 +82,9 @@ def audit(client: MlflowClient, run_id: str, config: RunConfig, folds: int, prog
                        names.AUDIT_LABEL_CONFLICTS: int(conflicts), names.AUDIT_UNREADABLE: len(folder.skipped)}, step=0)
     found.flush()
     tracking.log_json(client, run_id, summary, names.AUDIT_SUMMARY_JSON)
+    tracking.log_arrays(client, run_id, {"probabilities": probabilities, "labels": labels,
+                                         "paths": np.array(paths, dtype=str),
+                                         "classes": np.array(folder.classes, dtype=str)}, names.AUDIT_OUT_OF_FOLD_NPZ)
     client.log_text(run_id, _csv(["path_a", "path_b", "kind", "distance"],
                                  [(paths[p.a], paths[p.b], p.kind, p.distance) for p in pairs]),
                     names.AUDIT_DUPLICATES_CSV)
