@@ -17,7 +17,7 @@ from tests.planted import FOLDER, plant
 
 pytestmark = pytest.mark.e2e
 
-AUDIT_TIMEOUT_S = 420  # 3 fold models of 2 epochs and the pair search, queued and run by the worker on a busy box
+AUDIT_TIMEOUT_S = 420  # 3 fold models of 30 one-step epochs and the pair search, queued and run by the worker on a busy box
 state: dict = {}
 
 
@@ -40,7 +40,7 @@ def test_an_audit_started_on_the_data_page_is_run_by_the_worker(app, page: Page,
     state["planted"] = plant(app.store / "data" / FOLDER)
     open_page(page, app, f"/data?folder=imagefolder:{FOLDER}")
     expect(page.get_by_text("This folder has no audit yet")).to_be_visible()
-    for label, value in (("Folds", "3"), ("Epochs per fold", "2")):
+    for label, value in (("Folds", "3"), ("Epochs per fold", "30")):  # 56 images a fold: one step an epoch
         box = page.get_by_label(label, exact=True)
         box.fill(value)
         box.press("Tab")
