@@ -33,6 +33,7 @@ from pipeline.training import data as datasets
 # predicted_neq_given flagged 48 with all 30 in the top 60 (bench/audit_planted.py, docs/data.md)
 LABEL_FILTER = "predicted_neq_given"
 
+
 def run(config: RunConfig, folds: int, progress: bool = True) -> str:
     """Audit in this process as a new run (not queued); its run id."""
     check(config, folds)
@@ -107,9 +108,8 @@ def _counted(folder: datasets.Folder) -> folders.FolderScan:
 
 
 def _summary(folder: datasets.Folder, pairs, leaks, issues, conflicts: int, folds: int) -> dict:
-    per_class = folder.lineage.profile["files_per_class"]
-    counts = Counter(labels := folder.labels.tolist())
-    per_class = {c: counts[i] for i, c in enumerate(folder.classes)} if labels else per_class
+    counts = Counter(folder.labels.tolist())  # what was audited: files with damaged pixels are gone
+    per_class = {c: counts[i] for i, c in enumerate(folder.classes)}
     kinds = Counter(p.kind for p in pairs)
     profile = folder.lineage.profile
     return {

@@ -56,7 +56,7 @@ def test_coming_back_shows_the_findings_with_the_planted_errors_in_the_gallery(a
     open_page(page, app, "/")  # away, then back, as a person does
     open_page(page, app, f"/data?folder=imagefolder:{FOLDER}")
     expect(page.get_by_text(re.compile("Latest audit: .* finished"))).to_be_visible(timeout=60_000)
-    expect(page.get_by_test_id("stMetric").filter(has_text="leaks")).to_be_visible()
+    expect(page.get_by_text("label conflicts", exact=True)).to_be_visible()
     for path in state["planted"]["wrong"]:
         expect(page.get_by_text(f"{path}: given zero, suggested one", exact=False)).to_be_visible()
     shot("data-findings")
