@@ -75,7 +75,9 @@ def test_train_without_the_suspects_twice_each_run_says_what_it_left_out(app, pa
         shot(f"data-train-without-{attempt}")
         page.get_by_role("link", name="Open its page").click()
         idle(page)
-        run_id = re.search(r"run=(\w+)", page.url).group(1)
+        shown = page.locator("code").filter(has_text=re.compile(r"^[0-9a-f]{32}$")).first  # the caption's run id
+        expect(shown).to_be_visible()
+        run_id = shown.inner_text()
         assert run_id not in run_ids
         run_ids.append(run_id)
         assert wait_status(app, run_id, ("FINISHED", "FAILED", "KILLED")) == "FINISHED"
