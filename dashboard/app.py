@@ -22,7 +22,8 @@ PAGES = {
         ("views/compare.py", "Compare", ":material/stacked_line_chart:"),
         ("views/run_detail.py", "Run detail", ":material/analytics:"),
     ],
-    "Train": [("views/launch.py", "Launch", ":material/rocket_launch:")],
+    "Train": [("views/launch.py", "Launch", ":material/rocket_launch:"),
+              ("views/data.py", "Data", ":material/dataset:")],
     "Models": [
         ("views/registry.py", "Registry", ":material/inventory_2:"),
         ("views/playground.py", "Playground", ":material/science:"),

@@ -472,3 +472,14 @@ def embedding_figure(xy: np.ndarray, labels: np.ndarray, predicted: np.ndarray, 
                       yaxis={"title": "component 2", "showticklabels": False}, legend={"title": {"text": "true class"}},
                       margin={"t": 60, "b": 40})
     return fig
+
+
+def class_balance_figure(files_per_class: Mapping[str, int]) -> go.Figure:
+    """Files per class as bars, the largest first: an audit's balance at a glance."""
+    ordered = sorted(files_per_class.items(), key=lambda kv: (-kv[1], kv[0]))
+    fig = go.Figure(go.Bar(x=[c for c, _ in ordered], y=[n for _, n in ordered], marker_color="#60a5fa",
+                           hovertemplate="%{x}: %{y} files<extra></extra>"))
+    fig.update_layout(title="Files per class", xaxis_title="class", yaxis_title="files", height=300,
+                      margin=dict(l=40, r=10, t=40, b=40))
+    fig.update_xaxes(type="category")
+    return fig

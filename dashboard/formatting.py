@@ -51,6 +51,12 @@ def number(value) -> str:
     return MISSING if figure is None else f"{figure:.4g}"
 
 
+def count(value) -> str:
+    """A number of things (files, images) with thousands separators: 50000 -> 50,000."""
+    figure = _number(value)
+    return MISSING if figure is None else f"{int(round(figure)):,}"
+
+
 def duration(seconds) -> str:
     """Seconds as a person reads them: 7 -> 7s, 84 -> 1m 24s, 3720 -> 1h 02m."""
     number = _number(seconds)

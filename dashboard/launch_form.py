@@ -17,7 +17,7 @@ from pipeline import settings
 from pipeline import names
 from pipeline.config import DATASETS, IMAGEFOLDER, ConfigError, RunConfig
 from pipeline.names import IMAGE_SUFFIXES
-from pipeline.training import folders
+from pipeline.imaging import folders
 
 KEY = "launch."  # session-state prefix of the form's widgets
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}

@@ -16,7 +16,7 @@ from PIL import Image
 
 from dashboard import refresh
 from pipeline.config import IMAGEFOLDER, ConfigError, RunConfig
-from pipeline.training import folders
+from pipeline.imaging import folders
 
 MAX_CLASSES = 10  # samples shown at once: one per class, for the first classes
 

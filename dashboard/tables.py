@@ -85,7 +85,13 @@ def is_sweep(runs: pd.DataFrame) -> pd.Series:
 
 def trained(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs that train a model: every run but sweep parents and learning-rate range tests (no model)."""
-    return runs[~is_sweep(runs) & ~range_tests(runs)]
+    return runs[~is_sweep(runs) & ~range_tests(runs) & ~audits(runs)]
+
+
+def audits(runs: pd.DataFrame) -> pd.Series:
+    """True for a data audit (pipeline audit): it trains fold models but logs none."""
+    kind = f"tags.{names.TAG_KIND}"
+    return runs[kind].eq(names.KIND_AUDIT) if kind in runs else pd.Series(False, index=runs.index)
 
 
 def best_trained(runs: pd.DataFrame) -> str | None:

@@ -1,5 +1,5 @@
 """The command line: `python -m pipeline COMMAND ...`, COMMAND one of train, lr-find, init, predict, export,
-compare, submit, cancel, resume, queue, worker.
+compare, submit, audit, cancel, resume, queue, worker.
 
 Thin callers of the library. Each command returns its exit code; errors end it through
 errors.run_command, the one table of exit codes: 0 success; 2 a bad value, dataset, run or model
@@ -85,6 +85,19 @@ def _parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="queue FAILED or KILLED runs again: a worker continues each "
                                                 "from its last checkpoint, in the same MLflow run")
     resume.add_argument("run_ids", metavar="RUN_ID", nargs="+", help="run ids")
+    audit = commands.add_parser("audit", help="queue a data audit of an image folder (label errors, duplicates, "
+                                "leaks across the test split); prints its run id last")
+    audit.add_argument("dataset", metavar="imagefolder:PATH", help="the class-per-folder images, under the data root")
+    audit.add_argument("--folds", type=int, default=4, help="K of the K-fold cross-validation that scores every image "
+                       "with a model that never trained on it (default: 4)")
+    audit.add_argument("--model", default="cnn", choices=cfg.MODELS, help="the fold models' architecture (default: cnn)")
+    audit.add_argument("--epochs", type=int, default=5, help="epochs per fold model (default: 5)")
+    audit.add_argument("--image-size", type=int, default=0, help="as for train: 0 lets the folder choose (default: 0)")
+    audit.add_argument("--exclude", default="", help="as for train: a list of files to leave out")
+    audit.add_argument("--experiment", default="runboard", help="MLflow experiment (default: runboard)")
+    audit.add_argument("--here", action="store_true", help="run it in this process now, with a progress bar, "
+                       "instead of queueing it for the worker")
+    audit.add_argument("--quiet", action="store_true", help="no progress bar (with --here)")
     commands.add_parser("queue", help="list queued and running runs, oldest first")
     worker = commands.add_parser("worker", help="train queued runs, each in its own process, until stopped")
     worker.add_argument("--concurrency", type=int, default=None, metavar="N",
@@ -264,6 +277,27 @@ def submit(args) -> int:
     return errors.OK
 
 
+def audit(args) -> int:
+    """Queue (or with --here, run) an audit; its run id is the last line. 2 when the folder is refused."""
+    config = cfg.RunConfig(dataset=args.dataset, model=args.model, epochs=args.epochs, image_size=args.image_size,
+                           exclude=args.exclude, experiment=args.experiment)
+    from pipeline.runs import audit_request
+
+    audit_request.check(config, args.folds)  # before the heavy imports: a refusal answers at once
+    if args.here:
+        from pipeline.runs import audit as audits
+
+        _quiet_mlflow()
+        run_id = audits.run(config, args.folds, progress=not args.quiet)
+        print(f"audit finished: {settings.tracking_uri()}", file=sys.stderr)
+        print(run_id)
+        return errors.OK
+    from pipeline.queue import jobs
+
+    print(jobs.submit_audit(config, args.folds))
+    return errors.OK
+
+
 def cancel(args) -> int:
     from pipeline.queue import jobs
     from pipeline.runs import tracking
@@ -314,7 +348,7 @@ def worker(args) -> int:
 
 
 COMMANDS = {"train": train, "lr-find": lr_find, "init": init, "predict": predict, "export": export,
-            "compare": compare, "submit": submit,
+            "compare": compare, "submit": submit, "audit": audit,
             "cancel": cancel, "resume": resume, "queue": queue, "worker": worker}
 
 

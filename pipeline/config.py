@@ -43,6 +43,9 @@ class RunConfig:
     augment: str = _opt("light", "none: the images as they are; light: random shifts of up to 1/8 of the side (at "
                         "least 1 px, so 1 px at 8 px and 3.5 px at 28 px), resampled bilinearly; strong: also "
                         "rotation up to 10 degrees and scale up to a tenth. No mode mirrors images unless flip is on", AUGMENTATIONS)
+    exclude: str = _opt("", "image folders only: a text file inside the data root listing files to leave out, "
+                        "relative to the folder, one a line (lines starting with # say why); the list is logged "
+                        "as data/excluded_files.txt and is part of the dataset digest")
     flip: bool = _opt(False, "also mirror training images left-right at random: only for images whose class "
                       "survives a mirror (photos of objects; not digits, text or arrows); cifar10 always flips")
     # --- model ---
@@ -95,6 +98,10 @@ class RunConfig:
         """The image folder, resolved inside the data root (validation already refused escapes)."""
         return _confined(self.dataset[len(IMAGEFOLDER):])
 
+    def exclude_path(self) -> Path | None:
+        """The exclusion list, resolved inside the data root, or None."""
+        return _confined(self.exclude, "exclude") if self.exclude else None
+
 
 _BOOLS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
@@ -115,12 +122,12 @@ def _parse(f: dataclasses.Field, text: str):
         raise ConfigError(f"{f.name} must be {kind.__name__}, got {text!r}") from None
 
 
-def _confined(raw: str) -> Path:
+def _confined(raw: str, what: str = "dataset imagefolder path") -> Path:
     root = settings.data_root().resolve()
     path = Path(raw).expanduser()
     path = (path if path.is_absolute() else root / path).resolve()
     if path != root and root not in path.parents:
-        raise ConfigError(f"dataset imagefolder path must be inside the data root {root}, got {raw!r}")
+        raise ConfigError(f"{what} must be inside the data root {root}, got {raw!r}")
     return path
 
 
@@ -140,6 +147,11 @@ def _validate(c: RunConfig) -> None:
         c.imagefolder_path()
     elif c.dataset not in DATASETS:
         raise ConfigError(f"dataset must be one of {', '.join(DATASETS)} or imagefolder:PATH; got {c.dataset!r}")
+    if c.exclude:
+        if not c.is_imagefolder:
+            raise ConfigError(f"exclude lists files of an image folder; dataset {c.dataset!r} has none")
+        if not c.exclude_path().is_file():
+            raise ConfigError(f"exclude file not found: {c.exclude}")
     checks = [
         ("epochs", 1 <= c.epochs <= 10_000, "an integer from 1 to 10000"),
         ("batch_size", 1 <= c.batch_size <= 65_536, "an integer from 1 to 65536"),

@@ -37,6 +37,14 @@ COMPILE_SECONDS = "compile_seconds"
 # a learning-rate range test's run (tag runboard.kind=lr_find), step 0
 SUGGESTED_LR = "suggested_lr"
 SYSTEM_PREFIX = "system/"  # MLflow's own CPU/GPU/memory samples
+# a data audit's run (tag runboard.kind=audit): its findings, step 0, and its progress
+AUDIT_LABEL_ISSUES = "audit_label_issues"
+AUDIT_EXACT_DUPLICATES = "audit_exact_duplicates"
+AUDIT_NEAR_DUPLICATES = "audit_near_duplicates"
+AUDIT_LABEL_CONFLICTS = "audit_label_conflicts"  # duplicate pairs filed under two different classes
+AUDIT_LEAKS = "audit_leaks"
+AUDIT_UNREADABLE = "audit_unreadable"
+AUDIT_FOLDS_DONE = "audit_folds_done"            # step = fold number: the live page's progress
 
 
 def is_per_step(metric: str) -> bool:
@@ -71,6 +79,15 @@ TAG_EPOCHS_RUN = "runboard.epochs_run"
 TAG_BEST_EPOCH = "runboard.best_epoch"
 TAG_KIND = "runboard.kind"                # what a run is when it is not a training run: lr_find
 KIND_LR_FIND = "lr_find"
+KIND_AUDIT = "audit"                      # a data audit of an image folder (pipeline/runs/audit.py)
+# what it trained on (also logged with mlflow.log_input; tags so that lists read it without a query per run)
+TAG_DATASET_NAME = "runboard.dataset_name"      # the dataset spec: digits, imagefolder:PATH
+TAG_DATASET_SOURCE = "runboard.dataset_source"  # the folder relative to the data root, or the built-in's name
+TAG_DATASET_DIGEST = "runboard.dataset_digest"  # sha256 hex of the files' relative paths and bytes (+ exclusions)
+TAG_DATASET_FILES = "runboard.dataset_files"    # files (images) the digest covers
+TAG_EXCLUDED = "runboard.excluded_files"        # files left out on purpose (data/excluded_files.txt)
+TAG_EXCLUDED_REASON = "runboard.excluded_reason"  # ...and why, from the list's # lines
+TAG_AUDIT_FOLDER = "runboard.audit_folder"      # an audit run: the folder audited, relative to the data root
 # the queue
 TAG_QUEUED = "runboard.queued"            # submit time, unix seconds: marks a queue run, orders the queue
 TAG_REGISTER = "runboard.register"        # the run option `register` (not a hyperparameter, so not a param)
@@ -121,6 +138,7 @@ TAG_RUN_NAME = "mlflow.runName"
 TAG_LOG_MODEL_HISTORY = "mlflow.log-model.history"
 
 # --- params that are not hyperparameters -----------------------------------------------------
+PARAM_FOLDS = "audit_folds"               # an audit run: K of its K-fold cross-validation
 PARAM_IMAGE_SIZE_RESOLVED = "image_size_resolved"  # "HxW" the run trained at (image_size 0 lets the data choose)
 PARAM_CLAIM = "runboard.claim"            # "<owner> <process key> <claimed at>"; see queue/jobs.py
                                           # attempt N > 1 claims with runboard.claim.N (a param never changes)
@@ -133,6 +151,13 @@ CONFUSION_MATRIX_PNG = "evaluation/confusion_matrix.png"
 PER_CLASS_JSON = "evaluation/per_class.json"                # precision/recall/f1/support per class
 MISCLASSIFIED_PNG = "evaluation/misclassified.png"          # a grid of the most confident mistakes
 SKIPPED_FILES_TXT = "data/skipped_files.txt"               # unreadable files an image folder run left out, one a line
+EXCLUDED_FILES_TXT = "data/excluded_files.txt"             # files left out on purpose, one a line (part of the digest)
+DATASET_CONTEXT = "training"                                # log_input's context tag
+AUDIT_SUMMARY_JSON = "audit/summary.json"                   # counts, balance, sizes, modes, unreadable files
+AUDIT_DUPLICATES_CSV = "audit/duplicates.csv"               # path_a, path_b, kind (exact|near), distance
+AUDIT_LEAKS_CSV = "audit/leaks.csv"                         # train_path, test_path, kind
+AUDIT_LABEL_ISSUES_CSV = "audit/label_issues.csv"           # path, given, suggested, self_confidence, rank
+AUDIT_OUT_OF_FOLD_NPZ = "audit/out_of_fold.npz"             # probabilities (N x C), labels, paths, classes (no pickle)
 LR_FIND_JSON = "lr_find/lr_find.json"                       # {"lrs", "losses", "smoothed", "suggestion", ...}
 LR_FIND_PNG = "lr_find/lr_find.png"                         # loss against learning rate
 EXPLANATIONS_PNG = "evaluation/explanations.png"            # those mistakes' maps for the predicted and true class

@@ -92,3 +92,19 @@ def exported(trained_run):
     from pipeline.serving import export
 
     return export.export("models:/digits-cnn/1", register="digits-cnn-variants", runs=3)
+
+
+@pytest.fixture(scope="session")
+def planted(store) -> dict:
+    """tests/planted.py's spoiled folder under the data root: what was planted where."""
+    from tests import planted as folder
+
+    return folder.plant(store / "data" / folder.FOLDER)
+
+
+@pytest.fixture(scope="session")
+def audited(planted) -> str:
+    """The run id of one real audit (3 folds, 4 epochs) of the planted folder."""
+    from tests import planted as folder
+
+    return folder.audit()

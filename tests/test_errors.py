@@ -8,7 +8,7 @@ from pipeline import errors
 from pipeline.config import ConfigError
 from pipeline.queue.jobs import JobError
 from pipeline.runs.tracking import TrackingError
-from pipeline.serving.images import ImageError
+from pipeline.imaging.images import ImageError
 from pipeline.serving.model_refs import ModelError
 from pipeline.serving.registry import RegistryError
 from pipeline.settings import SettingError

@@ -17,7 +17,8 @@ from PIL import Image
 from pipeline import names
 from pipeline.config import RunConfig
 from pipeline.serving.predict import Preprocessing
-from pipeline.training import data, engine, folders
+from pipeline.imaging import folders
+from pipeline.training import data, engine
 from pipeline.training.batches import Normalizer
 
 WORDS = "zero one two three four five six seven eight nine".split()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from pipeline.serving import images
+from pipeline.imaging import images
 from pipeline.serving.predict import Preprocessing, decode
 
 RED = (255, 0, 0)

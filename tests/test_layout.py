@@ -93,3 +93,11 @@ def test_the_vocabulary_imports_neither_torch_nor_mlflow():
     code = "import sys, pipeline.names; assert not {'torch', 'mlflow'} & set(sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_imaging_sits_below_training_and_serving_without_torch():
+    code = ("import sys, pipeline.imaging.images, pipeline.imaging.folders; "
+            "assert 'torch' not in sys.modules, 'torch loaded by pipeline.imaging'; "
+            "assert not [m for m in sys.modules if m.startswith(('pipeline.training', 'pipeline.serving'))]")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]

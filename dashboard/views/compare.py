@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, formatting, refresh, store, tables, ui
+from dashboard import charts, formatting, lineage_view, refresh, store, tables, ui
 from pipeline import names, settings
 
 MAX_RUNS = 50
@@ -127,6 +127,9 @@ def page() -> None:
     mlflow_compare = tables.mlflow_compare_url(settings.mlflow_ui_url(), chosen, experiments)
     st.caption(f"{len(chosen)} runs · share this comparison, as you see it, by copying the page URL · "
                f"[open in MLflow]({mlflow_compare})")
+    changed = lineage_view.conflict_warning(lineage_view.digest_conflicts(selected))
+    if changed:
+        st.warning(changed, icon=":material/difference:")
     metrics, axis, smoothing, log_y = controls(selected)
     live = selected["status"].isin(ui.LIVE_STATUSES).any()
     st.fragment(curves, run_every=refresh.LIVE_REFRESH if live else None)(chosen, metrics, axis, smoothing, log_y)

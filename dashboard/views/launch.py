@@ -117,6 +117,9 @@ def page() -> None:
     start_values()
     form.config_widgets(list(store.experiments()["name"]) or ["runboard"])
     form.show_folder_summary(st.session_state[form.KEY + "dataset"])
+    if st.session_state[form.KEY + "dataset"].startswith("imagefolder:"):  # the audit lives on the Data page
+        _link("data", "Audit this folder (label errors, duplicates, leaks)", ":material/fact_check:",
+              folder=st.session_state[form.KEY + "dataset"])
     try:
         config = form.config_from_state()
     except ConfigError as e:

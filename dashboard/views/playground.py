@@ -17,7 +17,8 @@ from PIL import Image
 from dashboard import charts, formatting, input_check, model_choice, predictions, samples, store, ui
 from dashboard.predictions import enlarged
 from pipeline import names, settings
-from pipeline.serving import images, predict, registry
+from pipeline.imaging import images
+from pipeline.serving import predict, registry
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 MAX_TOP = 10       # the most classes the top-k chart offers

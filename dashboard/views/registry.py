@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from dashboard import evaluation_view, formatting, refresh, registry_edits, store, tables, ui
 from pipeline import names, settings
 from pipeline.serving import export, registry
+from pipeline.imaging.lineage import short
 
 NEW_MODEL = "+ new model…"  # plain text: emoji need a font many servers lack
 OTHER_ALIAS = "other…"
@@ -63,6 +64,7 @@ def _versions_frame(versions: list) -> pd.DataFrame:
     return pd.DataFrame([{
         "model": v.name, "version": v.version, "aliases": [f"@{a}" for a in v.aliases],
         "test accuracy": v.test_accuracy, "test F1": v.test_f1, "dataset": v.dataset,
+        "dataset digest": short(v.dataset_digest) or None,
         "architecture": v.architecture, "created (UTC)": v.created.replace(tzinfo=None),
         "source run": f"run_detail?run={v.run_id}" if v.run_id else None,
         "run name": v.run_name + ("" if v.run_status in ("FINISHED", "") else f" ({v.run_status})"),
@@ -101,6 +103,8 @@ def show_tables(versions: list) -> None:
         "test F1": formatting.score_column(),
         "created (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "source run": st.column_config.LinkColumn(display_text=r"run=(\w{8})", help="open the run's detail page"),
+        "dataset digest": st.column_config.TextColumn(help="the first digits of the content digest of the data the "
+                                                      "source run trained on (files, bytes, exclusions)"),
         "try it": st.column_config.LinkColumn(display_text="playground", help="predict with this version"),
     })
 

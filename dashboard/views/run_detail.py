@@ -9,8 +9,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import (artifact_preview, charts, evaluation_view, follow, formatting, refresh, run_edits, store,
-                       sweep_view, tables, ui)
+from dashboard import (artifact_preview, charts, evaluation_view, follow, formatting, lineage_view, refresh, run_edits,
+                       store, sweep_view, tables, ui)
 from dashboard.cancel import cancel_button, cancel_confirmation, progress_words
 from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
@@ -49,6 +49,8 @@ def header(run: dict) -> None:
     ray = (f" · Ray job `{tags[names.TAG_RAY_JOB]}` on {tags.get(names.TAG_RAY_NODE, 'a node not known yet')}"
            if names.TAG_RAY_JOB in tags else "")
     st.caption(f"run `{run['run_id']}` · started {started}{ray} · [open in MLflow]({mlflow_url})")
+    for line in filter(None, (lineage_view.trained_on(tags), lineage_view.left_out(tags))):
+        st.caption(line)
     clone, register, rename, delete, _ = st.columns([1, 1, 1, 1, 2], vertical_alignment="center")
     clone.page_link("views/launch.py", label="Clone run", icon=":material/content_copy:",
                     query_params={"clone": run["run_id"]})

@@ -96,6 +96,20 @@ def submit(config: RunConfig, parent: str | None = None, client: MlflowClient | 
                               config.to_params(), tags)
 
 
+def submit_audit(config: RunConfig, folds: int, client: MlflowClient | None = None) -> str:
+    """Queue a data audit of `config`'s image folder (runs/audit.py); refused at once, before a run exists,
+    when the folder cannot take `folds` folds. Returns its run id."""
+    from pipeline.runs import audit_request
+
+    audit_request.check(config, folds)
+    client = client or tracking.connect()
+    tags = {names.TAG_QUEUED: f"{time.time():.6f}", names.TAG_USER: getpass.getuser(),
+            names.TAG_SOURCE_NAME: "runboard queue", names.TAG_SOURCE_TYPE: "JOB", **audit_request.tags(config)}
+    name = config.run_name or f"audit of {config.dataset[len('imagefolder:'):]}"
+    return lifecycle.schedule(client, tracking.experiment_id(client, config.experiment), name,
+                              audit_request.params(config, folds), tags)
+
+
 def submit_sweep(configs: list[RunConfig], kind: str, space: dict[str, list],
                  client: MlflowClient | None = None) -> tuple[str, list[str]]:
     """Queue a sweep's runs under one parent run; returns (parent id, run ids in queue order)."""

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from pipeline import names, settings
 from pipeline.config import RunConfig
-from pipeline.runs import checkpoints, kept_predictions, lifecycle, tracking
+from pipeline.runs import checkpoints, inputs, kept_predictions, lifecycle, tracking
 from pipeline.training import data as datasets
 from pipeline.training import distributed, engine, evaluation, figures
 
@@ -54,7 +54,13 @@ def queued_process(run_id: str, progress: bool = True) -> int:
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow's import configured it
-    run_queued(run_id, progress)
+    client = tracking.connect()
+    if client.get_run(run_id).data.tags.get(names.TAG_KIND) == names.KIND_AUDIT:  # the queue's other job kind
+        from pipeline.runs import audit
+
+        audit.run_queued(client, run_id, progress)
+    else:
+        run_queued(run_id, progress)
     print(f"run {run_id} finished")
     return 0
 
@@ -123,6 +129,8 @@ def log_data(client: MlflowClient, run_id: str, data: datasets.ImageData) -> Non
     client.log_param(run_id, names.PARAM_IMAGE_SIZE_RESOLVED, f"{height}x{width}")
     if data.skipped:
         client.log_text(run_id, "\n".join(data.skipped) + "\n", names.SKIPPED_FILES_TXT)
+    if data.lineage:
+        inputs.log_dataset(client, run_id, data.lineage)
 
 
 def log_evaluation(client: MlflowClient, run_id: str, result: engine.TrainResult, data: datasets.ImageData,

@@ -24,7 +24,7 @@ from PIL import Image
 
 from pipeline import names
 from pipeline.runs import tracking
-from pipeline.serving import images
+from pipeline.imaging import images
 from pipeline.serving.model_refs import URI_FORMS, ModelError, ModelNotFoundError, ModelRef, missing, resolve
 
 __all__ = ["URI_FORMS", "ModelError", "ModelNotFoundError", "ModelRef", "resolve", "Preprocessing", "Prediction",

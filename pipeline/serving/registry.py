@@ -41,6 +41,7 @@ class ModelVersionInfo:
     architecture: str = ""
     test_accuracy: float | None = None
     test_f1: float | None = None
+    dataset_digest: str = ""    # what the source run trained on (names.TAG_DATASET_DIGEST); "" before lineage
 
     @property
     def uri(self) -> str:
@@ -97,7 +98,8 @@ def list_versions(client: MlflowClient | None = None) -> list[ModelVersionInfo]:
             status=v.status, run_id=v.run_id or "", run_name=run.info.run_name if run else "",
             run_status=run_status, experiment_id=run.info.experiment_id if run else "",
             dataset=params.get("dataset", ""), architecture=params.get("model", ""),
-            test_accuracy=metrics.get(names.TEST_ACCURACY), test_f1=metrics.get(names.TEST_F1)))
+            test_accuracy=metrics.get(names.TEST_ACCURACY), test_f1=metrics.get(names.TEST_F1),
+            dataset_digest=run.data.tags.get(names.TAG_DATASET_DIGEST, "") if run else ""))
     return sorted(out, key=lambda i: (i.name.lower(), -i.version))
 
 

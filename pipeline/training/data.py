@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from pipeline import settings
-from pipeline.serving import images
 from pipeline.config import RunConfig
-from pipeline.training import folders, models
-from pipeline.training.folders import TEST_FRACTION, TEST_SPLIT_SEED, DataError  # noqa: F401 (re-exported)
+from pipeline.imaging import folders, images, lineage
+from pipeline.training import models
+from pipeline.imaging.folders import TEST_FRACTION, TEST_SPLIT_SEED, DataError  # noqa: F401 (re-exported)
 
 STATS_SAMPLE = 512            # images decoded to estimate mean/std of a folder that stays on disk
 CHANNELS_SAMPLE = 256         # images looked at to decide grayscale or RGB for such a folder
@@ -77,6 +77,17 @@ class Split:
 
 
 @dataclass
+class Lineage:
+    """The dataset as MLflow's log_input records it: name (the spec), source, content digest, profile."""
+    name: str
+    source: str    # the folder relative to the data root, or the built-in's name
+    digest: str    # lineage.Digest: 32 hex digits
+    profile: dict
+    excluded: list[str] = field(default_factory=list)  # files left out on purpose (relative to the folder)
+    excluded_reason: str = ""
+
+
+@dataclass
 class ImageData:
     name: str
     classes: list[str]
@@ -87,6 +98,7 @@ class ImageData:
     normalization: tuple[list[float], list[float]] | None = None  # fixed mean/std (pretrained weights'), else the data's
     skipped: list[str] = field(default_factory=list)  # "path: why" of each unreadable file left out
     test_ids: np.ndarray | None = None  # a stable id per test image: a folder's relative paths, else indices
+    lineage: "Lineage | None" = None  # what the run trained on: digest and profile (lineage.py)
 
     @property
     def crop(self) -> bool:
@@ -126,15 +138,19 @@ def load(config: RunConfig) -> ImageData:
     size = (config.image_size, config.image_size) if config.image_size else None
     skipped: list[str] = []
     if config.is_imagefolder:
-        x, y, classes, skipped, files = _imagefolder(config.imagefolder_path(), size, imagenet)
-        test_ids = _held_ids(y, np.array(files, dtype=str))
+        folder = load_folder(config, size, imagenet)
+        x, y, classes, skipped, seen = folder.images, folder.labels, folder.classes, folder.skipped, folder.lineage
+        test_ids = _held_ids(y, np.array(_relative(config.imagefolder_path(), folder.files), dtype=str))
         (x, y), test = _split(x, y, TEST_FRACTION, TEST_SPLIT_SEED)
     elif config.dataset == "digits":
         x, y, classes = _digits()
+        seen = _builtin_lineage(config.dataset, classes, [("x", x), ("y", y)])
         test_ids = _held_ids(y, np.arange(len(y)))
         (x, y), test = _split(x, y, TEST_FRACTION, TEST_SPLIT_SEED)
     else:
         (x, y), test, classes = _torchvision(config.dataset)
+        seen = _builtin_lineage(config.dataset, classes, [("x", x), ("y", y), ("test_x", test[0]),
+                                                          ("test_y", test[1])])
         test_ids = np.arange(len(test[1]))
     if imagenet:
         size = size or (folders.IMAGENET_SIDE, folders.IMAGENET_SIDE)
@@ -144,12 +160,23 @@ def load(config: RunConfig) -> ImageData:
     flip = config.flip or config.dataset == "cifar10"  # cifar10's classes all survive a mirror
     return ImageData(config.dataset, classes, *splits, flip=flip,
                      normalization=(IMAGENET_MEAN, IMAGENET_STD) if imagenet else None, skipped=skipped,
-                     test_ids=test_ids)
+                     test_ids=test_ids, lineage=seen)
 
 
 def _held_ids(y: torch.Tensor, ids: np.ndarray) -> np.ndarray:
     """The ids of the test split `_split` holds out, in its order: what two runs' predictions are matched by."""
     return ids[folders.held_out(y.numpy(), TEST_FRACTION, TEST_SPLIT_SEED)]
+
+
+def _builtin_lineage(name: str, classes: list[str], arrays) -> Lineage:
+    digest = lineage.Digest()
+    for key, array in arrays:
+        digest.add_array(key, array.numpy())
+    labels = arrays[1][1].numpy()
+    counts = np.bincount(labels, minlength=len(classes)).tolist()
+    profile = {"classes": classes, "files": int(len(labels)), "files_per_class": dict(zip(classes, counts)),
+               "size": list(arrays[0][1].shape[1:]), "skipped": 0, "excluded": 0}
+    return Lineage(name, name, digest.hexdigest(), profile)
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
@@ -207,9 +234,37 @@ def _torchvision(name: str):
     return out[0], out[1], list(parts[0].classes)
 
 
-def _imagefolder(root: Path, size: tuple[int, int] | None, imagenet: bool):
-    """(images, labels, classes, skipped, relative paths): readable files decoded at `size` (None: the folder's rule)."""
+@dataclass
+class Folder:
+    """Every readable file of an image folder (before any split), as the trainer and the audit read it."""
+    images: torch.Tensor | FileImages
+    labels: torch.Tensor
+    classes: list[str]
+    skipped: list[str]
+    files: list[Path]
+    lineage: Lineage
+
+
+def load_folder(config: RunConfig, size: tuple[int, int] | None = None, imagenet: bool = False) -> Folder:
+    """The config's image folder without the files its exclusion list names, digested as it is read."""
+    root = config.imagefolder_path()
+    listed = config.exclude_path()
+    excluded = lineage.read_excluded(listed) if listed else []
+    reason = lineage.excluded_reason(listed) if listed else ""
+    x, y, classes, skipped, files, digest, found = _imagefolder(root, size, imagenet, set(excluded))
+    source = lineage.relative(settings.data_root().resolve(), root) or "."
+    seen = Lineage(config.dataset, source, digest, lineage.profile(found, excluded), excluded, reason)
+    return Folder(x, y, classes, skipped, files, seen)
+
+
+def _imagefolder(root: Path, size: tuple[int, int] | None, imagenet: bool, excluded: set[str] = frozenset()):
+    """(images, labels, classes, skipped, files, digest, scan): readable files decoded at `size` (None: the
+    folder's rule), the digest fed with the bytes as they are read."""
     found = folders.scan(root)
+    if excluded:
+        keep = [i for i, f in enumerate(found.files) if lineage.relative(root, f) not in excluded]
+        found.files, found.labels = [found.files[i] for i in keep], [found.labels[i] for i in keep]
+        found.sizes, found.modes = [found.sizes[i] for i in keep], [found.modes[i] for i in keep]
     folders.check(found)
     size = size or folders.resolve_size(found.sizes, imagenet)
     if len(found.files) * 3 * size[0] * size[1] > settings.memory_budget_mb() * 2**20:  # stays on disk
@@ -221,23 +276,28 @@ def _imagefolder(root: Path, size: tuple[int, int] | None, imagenet: bool):
                 continue  # named when the trainer reaches it
         channels = 3 if imagenet or not all(images.is_grayscale(img) for img in sample) else 1
         _warn(root, found.skipped)
+        digest = lineage.folder_digest(root, found.files, sorted(excluded))  # streamed: one extra read
         return (FileImages(found.files, channels, size, crop=imagenet), torch.tensor(found.labels), found.classes,
-                found.skipped, _relative(root, found.files))
-    decoded, files, labels = [], [], []
+                found.skipped, found.files, digest, found)
+    decoded, files, labels, digest = [], [], [], lineage.Digest()
     for f, label in zip(found.files, found.labels):
+        raw = f.read_bytes()  # read once: decoded and digested from the same bytes
         try:
-            decoded.append(images.open_image(f))
+            decoded.append(images.open_image(raw, name=str(f)))
         except images.ImageError as e:  # the header was fine, the pixels are not
             found.skipped.append(str(e))
             continue
+        digest.add_file(lineage.relative(root, f), raw)
         files.append(f)
         labels.append(label)
+    if excluded:
+        digest.add_excluded(sorted(excluded))
     found.files, found.labels = files, labels
     folders.check(found)
     _warn(root, found.skipped)
     channels = 3 if imagenet or not all(images.is_grayscale(img) for img in decoded) else 1
     x = np.stack([images.to_array(img, channels, size, crop=imagenet) for img in decoded])
-    return torch.from_numpy(x), torch.tensor(labels), found.classes, found.skipped, _relative(root, files)
+    return torch.from_numpy(x), torch.tensor(labels), found.classes, found.skipped, files, digest.hexdigest(), found
 
 
 def _relative(root: Path, files: list[Path]) -> list[str]:

@@ -9,7 +9,7 @@ from PIL import Image
 
 from dashboard.input_check import unlike_training
 from pipeline.config import RunConfig
-from pipeline.serving import images
+from pipeline.imaging import images
 from pipeline.training import data
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from dashboard import samples
 from pipeline.config import RunConfig
-from pipeline.serving import images
+from pipeline.imaging import images
 from pipeline.training import data
 
 

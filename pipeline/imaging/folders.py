@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.errors import UserError
 from pipeline.names import IMAGE_SUFFIXES
-from pipeline.serving import images
+from pipeline.imaging import images
 
 TEST_SPLIT_SEED = 20_240_601  # fixed: the held-out test split is the same for every run
 TEST_FRACTION = 0.2           # for datasets without an official test split

@@ -1,0 +1,82 @@
+"""The data audit on a small planted folder: label errors, exact duplicates, leaks across the trainer's own
+test split, the summary, refusals, and the queued path (worker, kind tag, artifacts).
+
+Real fold models on tiny 8x8 digits (two classes that look nothing alike). Run:
+.venv/bin/python -m pytest tests/test_audit.py -q
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+
+from pipeline import cli, names
+from pipeline.config import RunConfig
+from pipeline.queue import jobs
+from tests.planted import PER_CLASS
+
+
+def _rows(client: MlflowClient, run_id: str, path: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(Path(client.download_artifacts(run_id, path)).read_text())))
+
+
+def test_the_audit_finds_the_planted_label_errors_duplicates_and_leak(planted, audited):
+    client = MlflowClient()
+    run = client.get_run(audited)
+    assert run.info.status == "FINISHED" and run.data.tags[names.TAG_KIND] == names.KIND_AUDIT
+    issues = _rows(client, audited, names.AUDIT_LABEL_ISSUES_CSV)
+    top = {r["path"]: r for r in issues[:4]}
+    assert set(planted["wrong"]) <= set(top), issues[:6]
+    assert all(top[p]["given"] == "zero" and top[p]["suggested"] == "one" for p in planted["wrong"])
+    assert [int(r["rank"]) for r in issues] == list(range(1, len(issues) + 1))
+    duplicates = {frozenset((r["path_a"], r["path_b"])): r for r in _rows(client, audited, names.AUDIT_DUPLICATES_CSV)}
+    assert duplicates[frozenset(planted["dup"])]["kind"] == "exact"
+    assert duplicates[frozenset(planted["leak"])]["distance"] == "0"
+    leaks = _rows(client, audited, names.AUDIT_LEAKS_CSV)
+    assert {"train_path": planted["leak"][0], "test_path": planted["leak"][1], "kind": "exact"} in leaks
+    summary = json.loads(Path(client.download_artifacts(audited, names.AUDIT_SUMMARY_JSON)).read_text())
+    assert summary["files_per_class"] == {"one": PER_CLASS, "zero": PER_CLASS + 2}  # 2 wrong + dup + leak, -2
+    assert summary["imbalance_ratio"] == pytest.approx((PER_CLASS + 2) / PER_CLASS, abs=1e-3)
+    assert summary["counts"]["exact_duplicates"] >= 2 and summary["counts"]["leaks"] == len(leaks) >= 1
+    assert summary["modes"] == {"L": 2 * PER_CLASS + 2}
+    assert run.data.metrics[names.AUDIT_LABEL_ISSUES] == len(issues)
+    [logged] = run.inputs.dataset_inputs  # the audit records what it audited, like a run
+    assert logged.dataset.digest == summary["digest"]
+
+
+def test_a_class_with_fewer_images_than_folds_is_refused_with_exit_2_naming_it(store, capsys):
+    root = store / "data" / "tiny"
+    for name, n in (("big", 6), ("small", 2)):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            Image.new("L", (8, 8), 20 * i).save(root / name / f"{i}.png")
+    assert cli.main(["audit", "imagefolder:tiny", "--folds", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "small (2)" in err and "big" not in err.split("too few in")[1]
+    assert cli.main(["audit", "digits"]) == 2
+    assert "imagefolder:PATH" in capsys.readouterr().err
+
+
+def test_a_queued_audit_is_trained_by_the_worker_and_ends_as_an_audit_run(planted, store, tmp_path):
+    config = RunConfig(dataset="imagefolder:planted", epochs=1, experiment="audit-queued", device="cpu")
+    run_id = jobs.submit_audit(config, folds=2)
+    client = MlflowClient()
+    assert client.get_run(run_id).info.status == names.SCHEDULED
+    done = subprocess.run([sys.executable, "-m", "pipeline", "worker", "--burst", "--concurrency", "1",
+                           "--experiment", "audit-queued"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RUNBOARD_LOG_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED", run.data.tags.get(names.TAG_ERROR)
+    assert run.data.params[names.PARAM_FOLDS] == "2"
+    assert {a.path for a in client.list_artifacts(run_id, "audit")} == {
+        names.AUDIT_SUMMARY_JSON, names.AUDIT_DUPLICATES_CSV, names.AUDIT_LEAKS_CSV, names.AUDIT_LABEL_ISSUES_CSV}
+    assert run.data.metrics[names.AUDIT_FOLDS_DONE] == 2
