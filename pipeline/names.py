@@ -113,6 +113,7 @@ TAG_STUDY_PRUNER = "runboard.study.pruner"      # ...median, hyperband or none
 TAG_STUDY_SAMPLER = "runboard.study.sampler"    # ...tpe or random
 TAG_STUDY_SEED = "runboard.study.seed"          # ...the sampler's seed (trial N samples with seed + N)
 TAG_STUDY_BEST_RUN = "runboard.study.best_run"  # ...the run id of its best trial so far
+TAG_STUDY_SUMMED = "runboard.study.summarized"  # ...how many ended trials its study/ artifacts count
 TAG_STUDY_ID = "runboard.study_id"        # on each trial: the study's run id
 TAG_TRIAL = "runboard.trial"              # on each trial: its Optuna trial number (0-based)
 TAG_PRUNED = "runboard.pruned_epoch"      # on a pruned trial: the epoch at whose end the pruner stopped it

@@ -15,9 +15,10 @@ from dashboard.store.listings import experiments, forget_run, run, runs, version
 from dashboard.store.models import (explainer, forget_model_variants, forget_model_versions, model_variants,
                                     model_versions, predictor, variant_predictor)
 from dashboard.store.queue import forget_queue, live_log_tail, queue
+from dashboard.store.studies import study
 
 __all__ = ["ERRORS", "ArtifactNotFoundError", "FilterError", "RunNotFoundError", "TrackingError", "artifact_bytes",
            "artifacts", "client", "confusion_matrix", "experiments", "explainer", "forget_model_variants",
            "forget_model_versions", "forget_queue", "forget_run", "live_log_tail", "metric_histories", "model_file_bytes", "model_info",
-           "model_variants", "model_versions", "per_class", "predictor", "queue", "run", "runs", "variant_predictor",
+           "model_variants", "model_versions", "per_class", "predictor", "queue", "run", "runs", "study", "variant_predictor",
            "versions"]

@@ -11,7 +11,7 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, follow, formatting, refresh, store, sweep_view, tables, ui
+from dashboard import charts, follow, formatting, refresh, store, study_view, sweep_view, tables, ui
 from dashboard.cancel import cancel_button, cancel_confirmation, progress_words
 from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
@@ -274,7 +274,9 @@ def artifacts(run: dict) -> None:
 def details(run_id: str, mode: str) -> None:
     """Everything that changes while a run goes on; a fragment, re-drawn on a timer while the run is live."""
     run = store.run(run_id)
-    if names.TAG_SWEEP in run["tags"]:
+    if run["tags"].get(names.TAG_KIND) == names.KIND_STUDY:
+        study_view.study(run)
+    elif names.TAG_SWEEP in run["tags"]:
         sweep_view.sweep(run)
     else:
         header(run)

@@ -104,7 +104,8 @@ def submit(base: RunConfig, space: dict[str, dict], n_trials: int, parallel: int
         raise ConfigError(f"dataset image folder not found: {base.imagefolder_path()}")
     client = client or tracking.connect()
     name = base.run_name or "study"
-    tags = {names.TAG_KIND: names.KIND_STUDY, names.TAG_STUDY_SPACE: json.dumps(space),
+    tags = {names.TAG_KIND: names.KIND_STUDY, names.TAG_SWEEP: names.KIND_STUDY,  # a group row, as a sweep's
+            names.TAG_STUDY_SPACE: json.dumps(space),
             names.TAG_STUDY_BASE: json.dumps(base.to_params()), names.TAG_STUDY_TRIALS: str(n_trials),
             names.TAG_STUDY_PARALLEL: str(min(parallel, n_trials)), names.TAG_STUDY_OBJECTIVE: objective,
             names.TAG_STUDY_PRUNER: pruner, names.TAG_STUDY_SAMPLER: sampler, names.TAG_STUDY_SEED: str(base.seed),
@@ -165,11 +166,13 @@ def drive_one(client: MlflowClient, study: Run) -> str:
             log.warning("study %s: trial %d could not be queued: %s", study.info.run_id, number, e)
         made += 1
         study = client.get_run(study.info.run_id)  # with its new claim: the next trial samples after it
-    if made:
-        return f"queued {made}"
-    if not active and len(taken) >= setup.trials:
+    if not active and len(taken) >= setup.trials and not made:
         return f"ended {conclude(client, study)}"
-    return "waiting"
+    ended = sum(trials.state_of(r) != "RUNNING" for r in runs.values())
+    if ended != int(study.data.tags.get(names.TAG_STUDY_SUMMED) or 0):  # a trial ended: trials.csv, best_value now
+        write_summary(client, study)
+        lifecycle.set_tags(client, study.info.run_id, {names.TAG_STUDY_SUMMED: ended})
+    return f"queued {made}" if made else "waiting"
 
 
 def drive(client: MlflowClient, experiment: str | None = None) -> int:
