@@ -103,7 +103,7 @@ def submit(base: RunConfig, space: dict[str, dict], n_trials: int, parallel: int
     if base.is_imagefolder and not base.imagefolder_path().is_dir():
         raise ConfigError(f"dataset image folder not found: {base.imagefolder_path()}")
     client = client or tracking.connect()
-    name = base.run_name or "study"
+    name = base.run_name or sampler
     tags = {names.TAG_KIND: names.KIND_STUDY, names.TAG_SWEEP: names.KIND_STUDY,  # a group row, as a sweep's
             names.TAG_STUDY_SPACE: json.dumps(space),
             names.TAG_STUDY_BASE: json.dumps(base.to_params()), names.TAG_STUDY_TRIALS: str(n_trials),

@@ -56,6 +56,11 @@ class Setup:
                    int(base.get("epochs", 5)))
 
     @property
+    def tpe_startup(self) -> int:
+        """Random trials before TPE models the rest: Optuna's 10 would leave a 16-trial study little to learn."""
+        return max(3, min(10, self.trials // 4))
+
+    @property
     def direction(self) -> str:
         return OBJECTIVES[self.objective]
 
@@ -84,7 +89,7 @@ class Setup:
         samplers = _optuna().samplers
         if self.sampler == "random":
             return samplers.RandomSampler(seed=self.seed + number)
-        return samplers.TPESampler(seed=self.seed + number)
+        return samplers.TPESampler(seed=self.seed + number, n_startup_trials=self.tpe_startup)
 
 
 def trial_runs(client: MlflowClient, study: Run) -> dict[int, Run]:
