@@ -77,3 +77,12 @@ def test_continue_then_cancel_from_the_page(finished_study):
     assert client.get_run(finished_study).info.status == "KILLED"
     trials = client.search_runs([run.info.experiment_id], f"tags.\"{names.TAG_STUDY_ID}\" = '{finished_study}'")
     assert len(trials) == 5 and sum(t.info.status == "KILLED" for t in trials) == 2
+
+
+def test_the_launch_pages_study_tab_says_what_will_run(store):
+    at = open_page("launch")
+    assert not at.exception, at.exception
+    summary = [m.value for m in at.markdown if m.value.startswith("**Will run:**")]
+    assert summary == ["**Will run:** 16 trials × up to 5 epochs each (at most 80 epochs), 2 at a time, over "
+                       "lr in [0.0001, 0.09] (log), weight_decay in [0, 0.01], batch_size in {32, 64, 128}."], summary
+    assert any(b.label == "Queue a study of 16 trials" for b in at.button)
