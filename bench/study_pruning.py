@@ -106,6 +106,7 @@ def main() -> None:
                                         sampler=sampler, client=client)
                 run_study(client, study_id)
                 best[sampler].append(outcome(client, study_id)["best_val"])
+                print(f"  seed {seed} {sampler:>6}: best val accuracy {best[sampler][-1]:.2%}")
         for sampler, values in best.items():
             print(f"  {sampler:>6}: best val accuracy per seed {', '.join(f'{v:.2%}' for v in values)}; "
                   f"mean {statistics.mean(values):.2%}")
