@@ -189,15 +189,16 @@ def drive(client: MlflowClient, experiment: str | None = None) -> int:
 
 
 # --- the end -----------------------------------------------------------------------------------
-def summary(client: MlflowClient, study: Run) -> tuple[list[dict], dict[str, float], dict | None]:
-    """(rows of trials.csv, importances, the best row or None) from the trials as they are now."""
+def summary(client: MlflowClient, study: Run, final: bool = False) -> tuple[list[dict], dict[str, float], dict | None]:
+    """(rows of trials.csv, importances, the best row or None) from the trials as they are now; `final`:
+    the study ends, so a trial still unfinished (being cancelled, or never queued) counts FAIL."""
     import optuna
 
     setup = trials.Setup.of(study)
     frozen = trials.frozen_trials(client, study, setup)
     rows = []
     for number, t in enumerate(frozen):  # in number order (a trial gets its number once in a study)
-        state = "FAIL" if t.state.name == "RUNNING" else t.state.name  # a trial without a run never ran
+        state = "FAIL" if final and t.state.name == "RUNNING" else t.state.name
         rows.append({"number": number, "run_id": t.user_attrs.get("run_id", ""), "state": state,
                      "value": t.value if t.value is not None else "", "epochs": t.user_attrs.get("epochs", 0),
                      **{k: t.params.get(k, "") for k in setup.space}})
@@ -214,10 +215,10 @@ def summary(client: MlflowClient, study: Run) -> tuple[list[dict], dict[str, flo
     return rows, {k: float(v) for k, v in importances.items()}, best
 
 
-def write_summary(client: MlflowClient, study: Run) -> tuple[list[dict], dict | None]:
+def write_summary(client: MlflowClient, study: Run, final: bool = False) -> tuple[list[dict], dict | None]:
     """study/trials.csv, study/importances.json, best_value and the best trial's tag, as of now."""
     setup = trials.Setup.of(study)
-    rows, importances, best = summary(client, study)
+    rows, importances, best = summary(client, study, final)
     out = io.StringIO()
     writer = csv.DictWriter(out, ["number", "run_id", "state", "value", "epochs", *setup.space], lineterminator="\n")
     writer.writeheader()
@@ -233,7 +234,7 @@ def write_summary(client: MlflowClient, study: Run) -> tuple[list[dict], dict | 
 
 def conclude(client: MlflowClient, study: Run) -> str:
     """Write the summary and end the study: FINISHED, or FAILED when no trial completed."""
-    rows, best = write_summary(client, study)
+    rows, best = write_summary(client, study, final=True)
     if best is None and not any(r["state"] == "PRUNED" for r in rows):
         first = next((r for r in rows if r["run_id"]), None)
         why = client.get_run(first["run_id"]).data.tags.get(names.TAG_ERROR, "") if first else ""
@@ -261,7 +262,7 @@ def cancel(run_id: str, client: MlflowClient | None = None) -> str:
     stopped = [t for t in trials.trial_runs(client, run).values() if t.info.status in names.ACTIVE]
     for t in stopped:
         jobs.cancel(t.info.run_id, client)
-    write_summary(client, client.get_run(run_id))
+    write_summary(client, client.get_run(run_id), final=True)
     lifecycle.finish(client, run_id, names.KILLED, "cancelled")
     return f"study {run_id} cancelled: {len(stopped)} trial(s) stopped or removed from the queue; it ends KILLED"
 

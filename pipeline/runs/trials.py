@@ -191,7 +191,9 @@ class TrialPruning:
             return False
         optuna = _optuna()
         study_run = self.client.get_run(self.setup.study_id)  # its claims now
-        trials = frozen_trials(self.client, study_run, self.setup, upto=self.number, skip=self.run_id)
+        # every trial of the study, later numbers too (they may have ended first): this one's place is refilled below
+        trials = frozen_trials(self.client, study_run, self.setup, upto=max(self.number + 1, len(claimed(study_run))),
+                               skip=self.run_id)
         run = self.client.get_run(self.run_id)
         params = {k: _param_value(s, run.data.params[k]) for k, s in self.setup.space.items() if k in run.data.params}
         distributions = self.setup.distributions()
@@ -200,7 +202,8 @@ class TrialPruning:
             distributions={k: distributions[k] for k in params},
             intermediate_values=history(self.client, self.run_id, self.setup.objective),
             system_attrs=json.loads(run.data.tags.get(names.TAG_TRIAL_ATTRS) or "{}"))
-        study = as_study(self.setup, trials + [me], self.number)
+        trials[self.number] = me
+        study = as_study(self.setup, trials, self.number)
         frozen = study.get_trials(deepcopy=False)[self.number]
         prune = study.pruner.prune(study, frozen) if frozen.intermediate_values else False
         tags = {names.TAG_TRIAL_ATTRS: json.dumps(study.get_trials(deepcopy=False)[self.number].system_attrs)}
