@@ -136,7 +136,8 @@ def study_line(parent: pd.Series, children: pd.DataFrame) -> str:
     pruned = int(children[pruned_tag].notna().sum()) if pruned_tag in children else 0
     ended = int(children["status"].isin(names.ENDED).sum())
     total = parent.get(f"tags.{names.TAG_STUDY_TRIALS}") or "?"
-    return f"{ended}/{total} trials · {pruned} pruned · best {formatting.score(parent.get(f'metrics.{names.BEST_VALUE}'))}"
+    best = formatting.score(parent.get(f"metrics.{names.BEST_VALUE}"))
+    return f"{ended}/{total} trials · {pruned} pruned · best {best}"
 
 
 def expand_sweeps(run_ids: Sequence[str], runs: pd.DataFrame) -> list[str]:

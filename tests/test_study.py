@@ -148,7 +148,8 @@ def test_the_study_keeps_its_best_value_best_run_and_importances(client, ran, tm
     best = max(rows, key=lambda r: float(r["value"]))
     assert run.data.metrics[names.BEST_VALUE] == pytest.approx(float(best["value"]))
     assert run.data.tags[names.TAG_STUDY_BEST_RUN] == best["run_id"]
-    importances = json.loads(open(client.download_artifacts(study_id, names.STUDY_IMPORTANCES_JSON, str(tmp_path))).read())
+    path = client.download_artifacts(study_id, names.STUDY_IMPORTANCES_JSON, str(tmp_path))
+    importances = json.loads(open(path).read())
     if len(rows) >= 2:
         assert set(importances) == {"lr", "batch_size"} and sum(importances.values()) == pytest.approx(1.0)
 

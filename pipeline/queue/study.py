@@ -129,7 +129,8 @@ def _base(client: MlflowClient, study: Run) -> RunConfig:
 
 def _claim(client: MlflowClient, study_id: str, number: int) -> bool:
     try:
-        client.log_param(study_id, f"{names.PARAM_STUDY_TRIAL}.{number}", f"{lifecycle.process_key()} {time.time():.3f}")
+        claim = f"{lifecycle.process_key()} {time.time():.3f}"
+        client.log_param(study_id, f"{names.PARAM_STUDY_TRIAL}.{number}", claim)
         return True
     except MlflowException:  # another driver made this trial
         return False

@@ -57,7 +57,8 @@ def test_1_queue_a_study_from_the_study_tab(page, app, shot):
     shot("study-1-tab")
     page.get_by_role("button", name="Queue a study of 3 trials").click()
     expect(page.get_by_text(re.compile(r"Queued study [0-9a-f]{32}"))).to_be_visible()  # the id is shown as code
-    state["study"] = re.search(r"[0-9a-f]{32}", page.get_by_text(re.compile(r"Queued study")).first.text_content()).group()
+    queued = page.get_by_text(re.compile(r"Queued study")).first.text_content()
+    state["study"] = re.search(r"[0-9a-f]{32}", queued).group()
     page.get_by_role("link", name="Open the study's page").click()
     expect(page.get_by_text(re.compile(r"\d/3 trials · \d+ pruned"))).to_be_visible(timeout=60_000)
 
