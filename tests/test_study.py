@@ -176,3 +176,44 @@ def test_continue_adds_trials_that_sample_after_all_earlier_ones_and_cancel_stop
     assert len(trials_csv(client, study_id, tmp_path)) == 8
     assert study.drive(client, EXPERIMENT) == 0  # a worker's study step finds nothing left to drive
     assert len(trial_runs(client, study_id)) == 8
+
+
+# --- the pruning decision, on trials written straight into the store -----------------------------
+def _trial(client, study_id: str, number: int, lr: float, values: list[float], status: str | None) -> str:
+    """A trial run as the driver queues it, with these per-epoch val_accuracy values logged (and ended)."""
+    from mlflow.entities import Metric
+
+    from pipeline.queue import jobs
+
+    client.log_param(study_id, f"{names.PARAM_STUDY_TRIAL}.{number}", f"test {time.time():.3f}")
+    run_id = jobs.submit(RunConfig(**{**BASE.__dict__, "lr": lr, "experiment": "pruning"}), parent=study_id,
+                         client=client, extra_tags={names.TAG_STUDY_ID: study_id, names.TAG_TRIAL: str(number)})
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(names.VAL_ACCURACY, v, now, e) for e, v in enumerate(values, 1)])
+    if status:
+        client.set_terminated(run_id, status)
+    return run_id
+
+
+@pytest.mark.parametrize("pruner", ["median", "hyperband"])
+def test_a_trial_behind_the_completed_ones_is_pruned_and_one_ahead_is_not(client, pruner):
+    from pipeline.runs import trials
+
+    base = RunConfig(**{**BASE.__dict__, "experiment": "pruning"})
+    study_id = study.submit(base, {"lr": SPACE["lr"]}, 9, parallel=1, pruner=pruner, client=client)
+    for run in trial_runs(client, study_id):  # the one submit queued: ended, out of the way (no worker here)
+        client.set_terminated(run.info.run_id, "KILLED")
+    numbers = iter(range(1, 9))
+    for lr, values in ((1e-3, [0.80, 0.90, 0.95]), (2e-3, [0.82, 0.91, 0.96]), (3e-3, [0.78, 0.88, 0.94])):
+        _trial(client, study_id, next(numbers), lr, values, "FINISHED")
+    bad = _trial(client, study_id, next(numbers), 1e-5, [0.10], None)
+    good = _trial(client, study_id, next(numbers), 1e-3, [0.85], None)
+    decide = {run_id: trials.TrialPruning(client, client.get_run(run_id))(1) for run_id in (bad, good)}
+    assert decide[good] is False
+    if pruner == "hyperband":  # its brackets split trials by a hash of the study's id: only its notes are sure
+        assert names.TAG_TRIAL_ATTRS in client.get_run(bad).data.tags
+        return
+    assert decide[bad] is True
+    assert client.get_run(bad).data.tags[names.TAG_PRUNED] == "1"
+    assert names.TAG_PRUNED not in client.get_run(good).data.tags
+    assert names.TAG_TRIAL_ATTRS in client.get_run(good).data.tags  # the pruner's notes, for the next decisions

@@ -205,7 +205,7 @@ class TrialPruning:
         trials[self.number] = me
         study = as_study(self.setup, trials, self.number)
         frozen = study.get_trials(deepcopy=False)[self.number]
-        prune = study.pruner.prune(study, frozen) if frozen.intermediate_values else False
+        prune = bool(study.pruner.prune(study, frozen)) if frozen.intermediate_values else False
         tags = {names.TAG_TRIAL_ATTRS: json.dumps(study.get_trials(deepcopy=False)[self.number].system_attrs)}
         if prune:
             tags[names.TAG_PRUNED] = epoch
