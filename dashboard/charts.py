@@ -483,3 +483,50 @@ def class_balance_figure(files_per_class: Mapping[str, int]) -> go.Figure:
                       margin=dict(l=40, r=10, t=40, b=40))
     fig.update_xaxes(type="category")
     return fig
+
+
+# --- studies: Optuna's own figures, in this dashboard's style ------------------------------------
+STUDY_FIGURES = ("optimization history", "parameter importances", "parallel coordinates", "slices",
+                 "intermediate values")
+
+
+def _study_style(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
+    fig.update_layout(title=dict(text=title, yref="container", y=1.0, yanchor="top", pad=dict(t=10)),
+                      template="plotly_white", height=height, margin=dict(l=10, r=10, t=44, b=10),
+                      legend=dict(font=dict(size=11), orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
+                      colorway=PALETTE)
+    return fig
+
+
+def study_figures(study, objective: str) -> dict[str, go.Figure | None]:
+    """Optuna's Plotly figures of `study` (an optuna Study) by name; None where the trials cannot draw one yet
+    (importances need two completed trials with different values; intermediate values need an epoch)."""
+    from optuna import visualization as vis
+
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
+    complete = [t for t in done if t.state.name == "COMPLETE"]
+    makers = {"optimization history": lambda: vis.plot_optimization_history(study, target_name=objective),
+              "parameter importances": lambda: vis.plot_param_importances(study) if len(complete) >= 2 else None,
+              "parallel coordinates": lambda: vis.plot_parallel_coordinate(study, target_name=objective),
+              "slices": lambda: vis.plot_slice(study, target_name=objective),
+              "intermediate values": lambda: vis.plot_intermediate_values(study) if done else None}
+    figures = {}
+    for name, make in makers.items():
+        try:
+            fig = make() if complete or name == "intermediate values" else None
+        except (ValueError, RuntimeError, ZeroDivisionError):  # e.g. every trial took the same values
+            fig = None
+        figures[name] = _study_style(fig, name) if fig is not None else None
+    if figures["intermediate values"] is not None:  # pruned curves end where the pruner cut them: mark the ends
+        fig = figures["intermediate values"]
+        fig.update_xaxes(title_text="epoch", dtick=1)
+        fig.update_yaxes(title_text=objective)
+        pruned = [t for t in done if t.state.name == "PRUNED" and t.intermediate_values]
+        if pruned:
+            fig.add_trace(go.Scatter(
+                x=[max(t.intermediate_values) for t in pruned],
+                y=[t.intermediate_values[max(t.intermediate_values)] for t in pruned], mode="markers",
+                marker=dict(symbol="x", size=10, color="#c0392b"), name="pruned here",
+                hovertemplate="trial %{customdata} pruned after epoch %{x}<extra></extra>",
+                customdata=[t.number for t in pruned]))
+    return figures

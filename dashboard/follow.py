@@ -20,7 +20,8 @@ def snapshot(run: dict) -> Snapshot:
     if names.TAG_SWEEP in run["tags"]:
         children = tables.sweep_children(store.runs([run["experiment_id"]]), run["run_id"])
         attempts = children.get(f"tags.{names.TAG_ATTEMPT}", pd.Series("1", index=children.index)).fillna("1")
-        return tuple(zip(children["status"], attempts))
+        own = ((run["status"], "1"),) if run["tags"].get(names.TAG_KIND) == names.KIND_STUDY else ()  # it goes on
+        return own + tuple(zip(children["status"], attempts))
     return ((run["status"], run["tags"].get(names.TAG_ATTEMPT, "1")),)
 
 

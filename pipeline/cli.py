@@ -1,5 +1,5 @@
 """The command line: `python -m pipeline COMMAND ...`, COMMAND one of train, lr-find, init, predict, export,
-compare, submit, audit, cancel, resume, queue, worker.
+compare, submit, audit, study, continue, cancel, resume, queue, worker.
 
 Thin callers of the library. Each command returns its exit code; errors end it through
 errors.run_command, the one table of exit codes: 0 success; 2 a bad value, dataset, run or model
@@ -80,7 +80,25 @@ def _parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", help="queue a training run for the worker; prints its run id",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     cfg.add_arguments(submit)
-    cancel = commands.add_parser("cancel", help="cancel queued or running runs (they end KILLED)")
+    study = commands.add_parser("study", help="queue an Optuna study: trials sampled (TPE or random) over --search "
+                                "ranges, bad ones pruned early; prints the study's run id last",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    cfg.add_arguments(study)
+    study.add_argument("--trials", type=int, required=True, metavar="N", help="trials in all")
+    study.add_argument("--parallel", type=int, default=1, metavar="K", help="trials queued or running at once")
+    study.add_argument("--search", action="append", default=[], metavar="NAME=SPEC", required=True,
+                       help="a field to search: LOW:HIGH (uniform), LOW:HIGH:log, or A,B,C (a choice); repeat "
+                            "for more fields")
+    study.add_argument("--objective", default="val_accuracy", choices=("val_accuracy", "val_loss"),
+                       help="the last epoch's value is the trial's score; val_accuracy is maximized, val_loss "
+                            "minimized; each epoch's value feeds the pruner")
+    study.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"),
+                       help="stops a trial at the end of an epoch where it trails the others")
+    study.add_argument("--sampler", default="tpe", choices=("tpe", "random"), help="how trials pick their values")
+    more = commands.add_parser("continue", help="give a study more trials; its sampler learns from all earlier ones")
+    more.add_argument("run_id", metavar="STUDY_RUN_ID", help="the study's run id, as `study` printed it")
+    more.add_argument("--trials", type=int, required=True, metavar="N", help="trials to add")
+    cancel = commands.add_parser("cancel", help="cancel queued or running runs or studies (they end KILLED)")
     cancel.add_argument("run_ids", metavar="RUN_ID", nargs="+", help="run ids, as `submit` printed them")
     resume = commands.add_parser("resume", help="queue FAILED or KILLED runs again: a worker continues each "
                                                 "from its last checkpoint, in the same MLflow run")
@@ -298,13 +316,34 @@ def audit(args) -> int:
     return errors.OK
 
 
+def study(args) -> int:
+    """Queue a study; 2 with one line naming the field when a --search spec or option is refused."""
+    config = cfg.from_args(args)
+    from pipeline.queue import study as studies
+
+    space = studies.parse_search(args.search)  # refused before anything is queued
+    _quiet_mlflow()
+    run_id = studies.submit(config, space, args.trials, args.parallel, args.objective, args.pruner, args.sampler)
+    print(f"study of {args.trials} trials ({args.sampler}, {args.pruner} pruner, {args.parallel} at once) over "
+          f"{studies.describe(space)}; a worker runs its trials", file=sys.stderr)
+    print(run_id)
+    return errors.OK
+
+
+def continue_study(args) -> int:
+    from pipeline.queue import study as studies
+
+    print(studies.extend(args.run_id, args.trials))
+    return errors.OK
+
+
 def cancel(args) -> int:
-    from pipeline.queue import jobs
+    from pipeline.queue import study as studies
     from pipeline.runs import tracking
 
     client = tracking.connect()
     for run_id in args.run_ids:
-        print(jobs.cancel(run_id, client))
+        print(studies.cancel(run_id, client))  # a study's trials too; any other run as jobs.cancel does
     return errors.OK
 
 
@@ -348,7 +387,7 @@ def worker(args) -> int:
 
 
 COMMANDS = {"train": train, "lr-find": lr_find, "init": init, "predict": predict, "export": export,
-            "compare": compare, "submit": submit, "audit": audit,
+            "compare": compare, "submit": submit, "audit": audit, "study": study, "continue": continue_study,
             "cancel": cancel, "resume": resume, "queue": queue, "worker": worker}
 
 

@@ -124,6 +124,26 @@ TAG_SWEEP = "runboard.sweep"              # on a sweep's parent run: grid or ran
 TAG_SWEEP_SPACE = "runboard.sweep_space"  # on the parent: the values swept, as JSON
 TAG_SWEEP_ID = "runboard.sweep_id"        # on each run of a sweep: the parent's run id
 TAG_SWEEP_RUNS = "runboard.sweep_runs"    # on the parent: its runs' ids, comma-separated
+# studies (pipeline/queue/study.py): an Optuna search whose trials are queue runs under the study's run
+KIND_STUDY = "study"                      # TAG_KIND of the study's own run (it trains nothing itself)
+TAG_STUDY_SPACE = "runboard.study.space"  # on the study: {field: {"kind", "low", "high", "log", "choices"}} as JSON
+TAG_STUDY_BASE = "runboard.study.base"    # ...the params every trial starts from, as JSON
+TAG_STUDY_TRIALS = "runboard.study.trials"      # ...how many trials it runs in all (Continue raises it)
+TAG_STUDY_PARALLEL = "runboard.study.parallel"  # ...how many of its trials may be queued or running at once
+TAG_STUDY_OBJECTIVE = "runboard.study.objective"  # ...val_accuracy (maximized) or val_loss (minimized)
+TAG_STUDY_PRUNER = "runboard.study.pruner"      # ...median, hyperband or none
+TAG_STUDY_SAMPLER = "runboard.study.sampler"    # ...tpe or random
+TAG_STUDY_SEED = "runboard.study.seed"          # ...the sampler's seed (trial N samples with seed + N)
+TAG_STUDY_BEST_RUN = "runboard.study.best_run"  # ...the run id of its best trial so far
+TAG_STUDY_SUMMED = "runboard.study.summarized"  # ...how many ended trials its study/ artifacts count
+TAG_STUDY_ID = "runboard.study_id"        # on each trial: the study's run id
+TAG_TRIAL = "runboard.trial"              # on each trial: its Optuna trial number (0-based)
+TAG_PRUNED = "runboard.pruned_epoch"      # on a pruned trial: the epoch at whose end the pruner stopped it
+TAG_TRIAL_ATTRS = "runboard.trial.attrs"  # on a trial: the pruner's own notes (Optuna system attrs) as JSON
+PARAM_STUDY_TRIAL = "runboard.study.trial"  # runboard.study.trial.N on the study: whoever logs it creates trial N
+BEST_VALUE = "best_value"                 # metric on the study: the objective's best trial value
+STUDY_TRIALS_CSV = "study/trials.csv"     # number, run_id, state, value, epochs, one column per searched field
+STUDY_IMPORTANCES_JSON = "study/importances.json"  # {field: importance} (Optuna's default evaluator)
 # exported variants (pipeline/serving/export.py): each in its own run, linked to its source
 TAG_EXPORT_SOURCE = "runboard.export_source"  # the pinned source model URI: models:/NAME/VERSION
 TAG_VARIANT = "runboard.variant"          # which variant the run holds: one of VARIANTS

@@ -17,6 +17,7 @@ from dashboard.store.listings import experiments, forget_run, run, runs, runs_by
 from dashboard.store.models import (explainer, forget_model_variants, forget_model_versions, model_tags,
                                     model_variants, model_versions, predictor, variant_predictor)
 from dashboard.store.queue import forget_queue, live_log_tail, queue
+from dashboard.store.studies import study
 
 __all__ = ["ArtifactNotFoundError", "DeletionPlan", "ERRORS", "EditError", "FilterError", "RunDeletedError",
            "RunNotFoundError", "TrackingError", "artifact_bytes", "artifacts", "calibration", "client",
@@ -24,4 +25,4 @@ __all__ = ["ArtifactNotFoundError", "DeletionPlan", "ERRORS", "EditError", "Filt
            "experiments", "explainer", "forget_model_variants", "forget_model_versions", "forget_queue", "forget_run",
            "kept_predictions", "live_log_tail", "metric_histories", "model_file_bytes", "model_info", "model_tags",
            "model_variants", "model_versions", "per_class", "predictor", "queue", "rename_run", "restore_runs", "run",
-           "runs", "runs_by_id", "set_note", "set_tag", "variant_predictor", "versions"]
+           "runs", "runs_by_id", "set_note", "set_tag", "study", "variant_predictor", "versions"]

@@ -1,4 +1,4 @@
-"""Launch: queue a training run (or a sweep) from a form built from RunConfig, and watch the queue.
+"""Launch: queue a training run (or a sweep, or a study) from a form built from RunConfig, and watch the queue.
 
 URL: `?clone=RUN_ID` opens the form prefilled from that run's params. The buttons only queue runs
 (pipeline.queue.jobs.submit); a worker process (`python -m pipeline worker`) trains them.
@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import launch_form as form
-from dashboard import formatting, lr_suggestion, queue_view, store, ui
+from dashboard import formatting, lr_suggestion, queue_view, store, study_form, ui
 from pipeline import names
 from pipeline.queue import jobs, sweep
 from pipeline.config import ConfigError, RunConfig
@@ -126,12 +126,14 @@ def page() -> None:
         config = None
         st.error(str(e), icon=":material/block:")
     # keyed and stateful: a rerun that changes the page above (another dataset) keeps the open tab
-    single, grid = st.tabs(["One run", "Sweep"], key="launch_tab", on_change="rerun")
+    single, grid, search = st.tabs(["One run", "Sweep", "Study"], key="launch_tab", on_change="rerun")
     with single:
         launch_one(config)
         lr_suggestion.suggest_button(config)
     with grid:
         launch_sweep(config)
+    with search:
+        study_form.launch_study(config)
     st.divider()
     queue_view.live_queue()
 

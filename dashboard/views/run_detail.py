@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import (artifact_preview, charts, evaluation_view, follow, formatting, lineage_view, refresh, run_edits,
-                       store, sweep_view, tables, ui)
+                       store, study_view, sweep_view, tables, ui)
 from dashboard.cancel import cancel_button, cancel_confirmation, progress_words
 from dashboard.resume import attempts_caption, resume_button
 from pipeline import names, settings
@@ -248,7 +248,9 @@ def versus(run: dict) -> None:
 def details(run_id: str, mode: str) -> None:
     """Everything that changes while a run goes on; a fragment, re-drawn on a timer while the run is live."""
     run = store.run(run_id)
-    if names.TAG_SWEEP in run["tags"]:
+    if run["tags"].get(names.TAG_KIND) == names.KIND_STUDY:
+        study_view.study(run)
+    elif names.TAG_SWEEP in run["tags"]:
         sweep_view.sweep(run)
     else:
         header(run)

@@ -80,9 +80,22 @@ def queued(client: MlflowClient, experiment: str | None = None) -> list[Run]:
     return sorted(runs, key=lambda r: float(r.data.tags.get(names.TAG_QUEUED) or 0))
 
 
+def running_studies(client: MlflowClient, experiment: str | None = None) -> list[Run]:
+    """RUNNING study runs (see study.py): what a worker's study step drives."""
+    if experiment is None:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    else:
+        found = client.get_experiment_by_name(experiment)
+        ids = [found.experiment_id] if found else []
+    where = f'tags."{names.TAG_KIND}" = \'{names.KIND_STUDY}\' AND attributes.status = \'{names.RUNNING}\''
+    return list(client.search_runs(ids, filter_string=where, max_results=1000)) if ids else []
+
+
 # --- writing ---------------------------------------------------------------------------------
-def submit(config: RunConfig, parent: str | None = None, client: MlflowClient | None = None) -> str:
-    """Queue one run: it exists in MLflow at once, SCHEDULED, with the full config; returns its id."""
+def submit(config: RunConfig, parent: str | None = None, client: MlflowClient | None = None,
+           extra_tags: dict[str, str] | None = None) -> str:
+    """Queue one run: it exists in MLflow at once, SCHEDULED, with the full config (and `extra_tags`,
+    such as a study trial's number); returns its id."""
     if config.is_imagefolder and not config.imagefolder_path().is_dir():  # found out now, not in the worker
         raise ConfigError(f"dataset image folder not found: {config.imagefolder_path()}")
     client = client or tracking.connect()
@@ -92,6 +105,7 @@ def submit(config: RunConfig, parent: str | None = None, client: MlflowClient | 
         tags[names.TAG_REGISTER] = config.register
     if parent:
         tags[names.TAG_PARENT] = tags[names.TAG_SWEEP_ID] = parent
+    tags.update(extra_tags or {})
     return lifecycle.schedule(client, tracking.experiment_id(client, config.experiment), config.run_name,
                               config.to_params(), tags)
 
@@ -130,7 +144,8 @@ def submit_sweep(configs: list[RunConfig], kind: str, space: dict[str, list],
     return parent, ids
 
 
-def _get(client: MlflowClient, run_id: str) -> Run:
+def get(client: MlflowClient, run_id: str) -> Run:
+    """The run, or a JobError naming the store when there is none."""
     try:
         return client.get_run(run_id)
     except MlflowException:
@@ -140,7 +155,7 @@ def _get(client: MlflowClient, run_id: str) -> Run:
 def cancel(run_id: str, client: MlflowClient | None = None) -> str:
     """Cancel a queue run; returns what happened, in words for the person who asked."""
     client = client or tracking.connect()
-    run = _get(client, run_id)
+    run = get(client, run_id)
     status = run.info.status
     if status not in names.ACTIVE:
         return f"run {run_id} already ended {status}; nothing to cancel"
@@ -170,7 +185,7 @@ def retry(client: MlflowClient, run_id: str) -> int | None:
 def resume(run_id: str, client: MlflowClient | None = None) -> str:
     """Queue a FAILED or KILLED run again: a worker continues it from its checkpoint, in the same run."""
     client = client or tracking.connect()
-    run = _get(client, run_id)
+    run = get(client, run_id)
     status = run.info.status
     if status not in names.RESUMABLE:
         raise JobError(f"run {run_id} is {status}; only a FAILED or KILLED run can be resumed")

@@ -16,6 +16,7 @@ import sys
 
 def warm_up() -> None:
     """What every training run imports and opens first, done before it is needed."""
+    import optuna  # noqa: F401  (a study's trial asks its pruner after every epoch)
     import torch._dynamo  # noqa: F401  (torch's optimizers import it on first use: ~2 s)
 
     from pipeline.runs import tracking, train  # noqa: F401

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from pipeline import errors, names, settings
 from pipeline.config import ConfigError
-from pipeline.queue import jobs
+from pipeline.queue import jobs, study
 from pipeline.queue import launcher as launchers
 from pipeline.runs import lifecycle, tracking
 
@@ -31,6 +31,7 @@ HEARTBEAT_SECONDS = 3.0     # between heartbeat and log-tail tags on each run th
 REAP_SECONDS = 30.0         # between looks for runs left behind by dead workers (also once at start)
 CANCEL_GRACE_SECONDS = 30.0  # between SIGTERM and SIGKILL: ending a run cleanly takes seconds on a busy CPU
 ERROR_BACKOFF_SECONDS = 5.0  # after a failed loop (store unreachable) before the next try
+STUDY_SECONDS = 2.0         # between looks at running studies (at once when a run ended): see queue/study.py
 
 log = logging.getLogger("runboard.worker")
 
@@ -76,6 +77,7 @@ class Worker:
         self.started = 0
         self._stamp, self._queried = None, -FULL_POLL_SECONDS
         self._announced: str | None = None
+        self.open_studies, self._next_study = 0, 0.0
 
     # --- signals: flags only -----------------------------------------------------------------
     def request_stop(self, signum=None, frame=None) -> None:
@@ -118,6 +120,9 @@ class Worker:
                 if now >= next_beat:
                     self._heartbeat()
                     next_beat = now + HEARTBEAT_SECONDS
+                if now >= self._next_study and not self.stopping:  # a study's next trials, or its end
+                    self.open_studies = study.drive(self.client, self.experiment)
+                    self._next_study = now + STUDY_SECONDS
                 took = self._start_queued(max_jobs)
                 free = self._free_slots()
                 if free and not burst and not self.stopping and (max_jobs is None or self.started < max_jobs):
@@ -125,7 +130,8 @@ class Worker:
             except Exception:  # the store blinked (locked, restarting server): keep the runs, try again
                 log.exception("worker loop error; retrying in %.0f s", ERROR_BACKOFF_SECONDS)
                 time.sleep(ERROR_BACKOFF_SECONDS)
-            done_taking = self.stopping or (max_jobs is not None and self.started >= max_jobs) or (burst and took == 0)
+            done_taking = self.stopping or (max_jobs is not None and self.started >= max_jobs) or (
+                burst and took == 0 and not self.open_studies)  # a study may still be due trials
             if not self.active and done_taking:
                 break
             time.sleep(0.2 if self.stopping else self.poll_seconds)
@@ -208,6 +214,7 @@ class Worker:
                 self._finish(active, code)
                 del self.active[run_id]
                 self._stamp, self._queried = None, -FULL_POLL_SECONDS  # a free slot: look at the queue now
+                self._next_study = 0.0  # ...and at the studies, which may be due a trial or their end
 
     def _finish(self, active: Active, code: int) -> None:
         """The child ended: make the run's status honest, keep its log as an artifact."""

@@ -63,6 +63,19 @@ def record(client: MlflowClient, experiment_id: str, run_name: str, tags: dict[s
     return run_id
 
 
+def open_group(client: MlflowClient, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
+    """A run that groups others while they run (a study's parent): created RUNNING, ended by finish()."""
+    return client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+
+def reopen(client: MlflowClient, run_id: str) -> None:
+    """An ended group run (a study given more trials) is RUNNING again; its last ending's reason goes."""
+    for key in (names.TAG_ERROR, names.TAG_TRACEBACK, names.TAG_CANCEL):
+        if key in client.get_run(run_id).data.tags:
+            client.delete_tag(run_id, key)
+    client.update_run(run_id, status=names.RUNNING)
+
+
 def _machine() -> str:
     """This machine and pid namespace: containers on one host share boot ids but not pid namespaces."""
     parts = [socket.gethostname()]

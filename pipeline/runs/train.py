@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from pipeline import names, settings
 from pipeline.config import RunConfig
-from pipeline.runs import checkpoints, inputs, kept_predictions, lifecycle, tracking
+from pipeline.runs import checkpoints, inputs, kept_predictions, lifecycle, tracking, trials
 from pipeline.training import data as datasets
 from pipeline.training import distributed, engine, evaluation, figures
 
@@ -46,7 +46,9 @@ def run_queued(run_id: str, progress: bool = True) -> str:
     A resumed run (a later attempt) continues from its checkpoint, in the same MLflow run.
     """
     client = tracking.connect()
-    return _train(lifecycle.config_of(client, client.get_run(run_id)), run_id, progress)
+    run = client.get_run(run_id)
+    pruning = trials.TrialPruning(client, run) if names.TAG_STUDY_ID in run.data.tags else None
+    return _train(lifecycle.config_of(client, run), run_id, progress, pruning)
 
 
 def queued_process(run_id: str, progress: bool = True) -> int:
@@ -65,7 +67,7 @@ def queued_process(run_id: str, progress: bool = True) -> int:
     return 0
 
 
-def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
+def _train(config: RunConfig, run_id: str | None, progress: bool, pruning: trials.TrialPruning | None = None) -> str:
     device = engine.pick_device(config.device)
     queued = run_id is not None
     every = settings.checkpoint_seconds()  # a bad value stops here, before a run exists
@@ -95,17 +97,20 @@ def _train(config: RunConfig, run_id: str | None, progress: bool) -> str:
             writer = checkpoints.CheckpointWriter(client, run_id)
             try:
                 result = engine.fit(config, data, tracker, progress=progress, resume=resume, checkpoint=writer,
-                                    checkpoint_every=every)
+                                    checkpoint_every=every, should_stop=pruning)
             finally:
                 writer.close()
             prepared = preprocessing(data, config)  # the train split's mean/std: computed once
             log_evaluation(client, run_id, result, data, tracker)
             prepared[names.TEMPERATURE_KEY] = kept_predictions.log(client, run_id, result, data, tracker)
-            log_explanations(client, run_id, result, data, prepared)
+            pruned = names.TAG_PRUNED in client.get_run(run_id).data.tags  # also when an earlier attempt was
+            if not pruned:  # a pruned trial's model is not worth the upload: its curves and test scores say enough
+                log_explanations(client, run_id, result, data, prepared)
             lifecycle.set_tags(client, run_id, {names.TAG_EPOCHS_RUN: result.epochs_run,
                                                 names.TAG_BEST_EPOCH: result.best_epoch,
                                                 names.TAG_TRAIN_ENDED: f"{time.time():.3f}"})
-            tracking.log_model(result.model, prepared, config.register)
+            if not pruned:
+                tracking.log_model(result.model, prepared, config.register)
     return run_id
 
 

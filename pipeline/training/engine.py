@@ -184,13 +184,14 @@ def train_one_epoch(model, optimizer, scheduler, scaler, criterion, batches, dev
 
 def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, progress: bool = True,
         resume: dict | None = None, checkpoint: Callable[[dict], None] | None = None,
-        checkpoint_every: float | None = None) -> TrainResult:
+        checkpoint_every: float | None = None, should_stop: Callable[[int], bool] | None = None) -> TrainResult:
     """Train `config.model` on `data`, reporting metrics to `tracker`; score the best model on test.
 
     `checkpoint` receives a copy of the training state (see `training_state`) after every epoch and,
     with one process, also within an epoch once `checkpoint_every` seconds have passed since the last
     one (long epochs lose minutes, not hours). `resume` is such a state: training continues after its
-    epoch, or from the middle of one, exactly as it would have.
+    epoch, or from the middle of one, exactly as it would have. `should_stop(epoch)`, asked after each
+    epoch but the last (a study's pruner), ends training there when it answers True.
     """
     tracker = tracker or NullTracker()
     device = pick_device(config.device)
@@ -297,11 +298,14 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
                     best_state = copy.deepcopy(net.state_dict())
             elif config.patience and epoch - best_epoch >= config.patience:
                 stop = True
+            pruned = not stop and epoch < config.epochs and should_stop is not None and should_stop(epoch)
+            stop = stop or pruned
             if checkpoint is not None and rank == 0:
                 snapshot(epoch=epoch, step=step, stopped=stop or epoch == config.epochs)
             if stop:
                 if progress and rank == 0:
-                    bar.write(f"early stop: val_loss has not improved for {config.patience} epochs")
+                    bar.write(f"pruned: the study's pruner stopped this trial after epoch {epoch}" if pruned else
+                              f"early stop: val_loss has not improved for {config.patience} epochs")
                 break
     if best_state is not None:  # early stopping keeps the best epoch's weights
         net.load_state_dict(best_state)
