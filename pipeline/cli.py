@@ -105,10 +105,10 @@ def _quiet_mlflow() -> None:
 
 # --- training ------------------------------------------------------------------------------------
 def train(args) -> int:
-    if args.run_id:  # started by the queue: the run holds its config
-        from pipeline.runs import train as training
+    if args.run_id:  # started by the queue: the run holds its config (and its kind: training or pruning)
+        from pipeline.queue import jobs
 
-        return training.queued_process(args.run_id, progress=not args.quiet)
+        return jobs.queued_process(args.run_id, progress=not args.quiet)
     config = cfg.from_args(args)  # before the heavy imports: a typo answers at once
     from pipeline.runs import train as training
 

@@ -25,7 +25,6 @@ from mlflow import MlflowClient
 from pipeline import names, settings
 from pipeline.config import RunConfig
 from pipeline.runs import checkpoints, lifecycle, tracking
-from pipeline.runs import train as training
 from pipeline.serving import export, onnx_runtime
 from pipeline.training.pruning import PruneError, Spec, parse
 
@@ -155,6 +154,7 @@ def queued_process(run_id: str, progress: bool = True) -> int:
 def run(p: Plan, run_id: str | None = None, step: Callable[[str], None] | None = None,
         client: MlflowClient | None = None, runs: int = export.LATENCY_RUNS, progress: bool = True) -> PruneReport:
     """The whole job for a checked Plan: into a new run, or into the queued `run_id` (resumed from its checkpoint)."""
+    from pipeline.runs import train as training
     from pipeline.training import engine
 
     step = step or (lambda what: None)

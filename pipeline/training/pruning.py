@@ -13,12 +13,13 @@ when the weights are stored sparse or compressed. No MLflow here: serving/prune.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from pipeline.errors import UserError
-from pipeline.training import models
+
+if TYPE_CHECKING:  # torch loads with the first pruning, not with the spec: the dashboard queues jobs with parse()
+    import torch
+    from torch import nn
 
 KINDS = ("channels", "weights")
 MAX_RATIO = 0.95  # beyond this a network keeps too little to fine-tune back
@@ -58,6 +59,8 @@ def parameters(net: nn.Module) -> int:
 
 def nonzero(net: nn.Module) -> int:
     """Parameters that are not zero, masks applied."""
+    import torch
+
     count = 0
     for module in net.modules():
         for name, p in module.named_parameters(recurse=False):
@@ -68,6 +71,8 @@ def nonzero(net: nn.Module) -> int:
 
 
 def _layers(net: nn.Module) -> list[nn.Module]:
+    from torch import nn
+
     return [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
@@ -81,6 +86,9 @@ def apply(net: nn.Module, spec: Spec, example: torch.Tensor) -> nn.Module:
 
 def _channels(net: nn.Module, ratio: float, example: torch.Tensor) -> nn.Module:
     import torch_pruning as tp
+    from torch import nn
+
+    from pipeline.training import models
 
     layers = _layers(net)
     head = models.classifier(net) if any(isinstance(m, nn.Linear) for m in layers) else None
