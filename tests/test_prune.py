@@ -121,19 +121,14 @@ def test_the_accuracy_drop_flag_names_the_worst_variant():
 # --- the whole job ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def source(trained_run) -> str:
-    """The session's digits cnn registered as prune-cnn v1: the source every job here prunes."""
-    from pipeline.serving import registry
-
-    made = registry.register_run(trained_run, "prune-cnn")
-    return f"models:/{made.name}/{made.version}"
+def source(pruned) -> str:
+    """prune-cnn v1 (tests/conftest.py): the session's digits cnn, registered again for the jobs here."""
+    return pruned.source
 
 
 @pytest.fixture(scope="module")
-def pruned_cnn(source) -> prune.PruneReport:
-    """prune-cnn v1 pruned to half its channels, fine-tuned 1 epoch, with int8; registered (the limit is loose)."""
-    return prune.prune(source, "channels:0.5", epochs=1, register="digits-cnn-pruned",
-                       max_drop=0.9, runs=2, progress=False)
+def pruned_cnn(pruned):
+    return pruned
 
 
 def test_the_pruned_cnn_is_smaller_exported_within_1e4_and_beside_the_other_variants(pruned_cnn, source):

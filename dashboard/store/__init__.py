@@ -12,12 +12,12 @@ from dashboard.store.connection import (ERRORS, ArtifactNotFoundError, FilterErr
                                         client)
 from dashboard.store.histories import metric_histories
 from dashboard.store.listings import experiments, forget_run, run, runs, versions
-from dashboard.store.models import (explainer, forget_model_variants, forget_model_versions, model_variants,
-                                    model_versions, predictor, variant_predictor)
+from dashboard.store.models import (explainer, forget_model_variants, forget_model_versions, forget_prune_jobs,
+                                    model_variants, model_versions, predictor, prune_jobs, variant_predictor)
 from dashboard.store.queue import forget_queue, live_log_tail, queue
 
 __all__ = ["ERRORS", "ArtifactNotFoundError", "FilterError", "RunNotFoundError", "TrackingError", "artifact_bytes",
            "artifacts", "client", "confusion_matrix", "experiments", "explainer", "forget_model_variants",
-           "forget_model_versions", "forget_queue", "forget_run", "live_log_tail", "metric_histories", "model_file_bytes", "model_info",
-           "model_variants", "model_versions", "per_class", "predictor", "queue", "run", "runs", "variant_predictor",
+           "forget_model_versions", "forget_prune_jobs", "forget_queue", "forget_run", "live_log_tail", "metric_histories", "model_file_bytes", "model_info",
+           "model_variants", "model_versions", "per_class", "predictor", "prune_jobs", "queue", "run", "runs", "variant_predictor",
            "versions"]
