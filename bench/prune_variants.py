@@ -1,7 +1,7 @@
 """Pruned variants against the unpruned ONNX and int8 ones, side by side in one process.
 
 For each model: train it tiny into a throwaway store (cnn on digits, 3 epochs; resnet18 on the embedded
-digits enlarged to 64 px, 2 epochs), register it, export it (`pipeline.serving.export`: ONNX + int8), then
+digits enlarged to 64 px, 1 epoch), register it, export it (`pipeline.serving.export`: ONNX + int8), then
 prune it at each ratio (`pipeline.serving.prune`: channels with Torch-Pruning, weights by global magnitude),
 fine-tune each for `--epochs` epochs through the engine, export it to ONNX and int8. Every variant is timed
 in this same process, one thread, one after the other, in onnxruntime. Prints one table per model:
@@ -38,7 +38,7 @@ from pipeline.serving import export, prune  # noqa: E402
 
 SETUPS = {  # what each model is trained as: the input size decides the figures
     "cnn": dict(dataset="digits", model="cnn", epochs=3),
-    "resnet18": dict(dataset="digits", model="resnet18", epochs=2, image_size=64),
+    "resnet18": dict(dataset="digits", model="resnet18", epochs=1, image_size=64),
 }
 HEADER = (f"{'variant':22}{'params':>11}{'MB':>7}{'deflated':>9}{'1 img ms':>10}{'64 img ms':>11}{'64 x ONNX':>10}"
           f"{'acc before':>11}{'acc after':>10}{'drop':>7}")
@@ -72,16 +72,19 @@ def main() -> None:
         onnx_64 = onnx[names.ONNX][names.LATENCY_64_P50]
         lines = [HEADER, row("original (PyTorch)", {**base.original.metrics}, onnx_64),
                  row("onnx", onnx[names.ONNX], onnx_64), row("int8", onnx[names.INT8], onnx_64)]
+        print("\n".join(lines), flush=True)  # then each variant's rows as soon as it is measured
         specs = [f"channels:{r:g}" for r in args.channels] + [f"weights:{r:g}" for r in args.weights]
         for spec in specs:
             t = time.perf_counter()
             report = prune.prune(source, spec, epochs=args.epochs, runs=args.runs, progress=False)
             before = client.get_metric_history(report.variants[0].run_id, names.PRUNED_TEST_ACCURACY)[0].value
-            lines += [row(v.variant, v.metrics, onnx_64, before) for v in report.variants]
+            measured = [row(v.variant, v.metrics, onnx_64, before) for v in report.variants]
+            lines += measured
+            print("\n".join(measured), flush=True)
             print(f"  {spec}: pruned, fine-tuned {args.epochs} epochs, exported and evaluated in "
                   f"{time.perf_counter() - t:.0f} s", flush=True)
             _goal(model, spec, report, onnx, base.original.metrics)
-        print("\n".join(lines), flush=True)
+        print("\nall of " + model + ":\n" + "\n".join(lines), flush=True)
 
 
 def _goal(model: str, spec: str, report: prune.PruneReport, onnx: dict, original: dict) -> None:
