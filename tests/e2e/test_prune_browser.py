@@ -17,7 +17,7 @@ from tests.e2e.test_browser import grid_text, idle, mlflow, open_page
 
 pytestmark = pytest.mark.e2e
 
-JOB_TIMEOUT_MS = 420_000  # a 1-epoch digits prune job, queued, run and logged by the worker on a busy 2-core box
+JOB_TIMEOUT_MS = 900_000  # a 1-epoch digits prune job, queued, run and logged by the worker on a busy 2-core box
 
 
 def queue_pruning(page: Page, kind: str, int8: bool) -> None:
@@ -41,7 +41,7 @@ def queue_pruning(page: Page, kind: str, int8: bool) -> None:
 def test_p1_a_registered_model(app):
     done = subprocess.run([sys.executable, "-m", "pipeline", "train", "--dataset", "digits", "--model", "cnn",
                            "--epochs", "2", "--register", "e2e-prune", "--quiet"], env=app.env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=900)  # seconds on an idle box; minutes when the cores are shared
     assert done.returncode == 0, done.stdout + done.stderr
 
 
