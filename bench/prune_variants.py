@@ -10,7 +10,11 @@ parameters, size (and deflated size, where zeroed weights pay off), p50 latency 
 two goals of issue 28 with what was measured.
 
     .venv/bin/python bench/prune_variants.py [--models cnn resnet18] [--channels 0.3 0.5 0.7]
-                                             [--weights 0.5 0.8 0.9] [--epochs 2] [--runs 40]
+                                             [--weights 0.5 0.8 0.9] [--epochs 2] [--runs 40] [--latency-only]
+
+`--latency-only` skips training and fine-tuning: each architecture, freshly initialized, is pruned and
+exported, and the ONNX files are timed against the unpruned ONNX, alternating calls. It answers how much
+faster the pruned shapes are where training a model is too slow for the machine, not how accurate they are.
 """
 from __future__ import annotations
 
@@ -60,7 +64,10 @@ def main() -> None:
     parser.add_argument("--weights", nargs="*", type=float, default=[0.5, 0.8, 0.9], help="weights:R ratios")
     parser.add_argument("--epochs", type=int, default=prune.EPOCHS, help="fine-tuning epochs per variant")
     parser.add_argument("--runs", type=int, default=export.LATENCY_RUNS, help="timed calls of one image per variant")
+    parser.add_argument("--latency-only", action="store_true", help="untrained nets: speed of the pruned shapes only")
     args = parser.parse_args()
+    if args.latency_only:
+        return latency_only(args)
     client = MlflowClient()
     for model in args.models:
         started = time.perf_counter()
@@ -85,6 +92,43 @@ def main() -> None:
                   f"{time.perf_counter() - t:.0f} s", flush=True)
             _goal(model, spec, report, onnx, base.original.metrics)
         print("\nall of " + model + ":\n" + "\n".join(lines), flush=True)
+
+
+def latency_only(args) -> None:
+    """Pruned ONNX against the unpruned ONNX of the same fresh net, 64-image calls alternating, one thread."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    from pipeline.serving import onnx_runtime
+    from pipeline.training import models, pruning
+
+    sizes = {"cnn": (1, (8, 8)), "resnet18": (1, (64, 64))}
+    for model in args.models:
+        channels, size = sizes[model]
+        torch.manual_seed(0)
+        net = models.build(model, channels, size, 10).eval()
+        x = np.random.default_rng(0).standard_normal((64, channels, *size)).astype(np.float32)
+        example = torch.from_numpy(x[:2])
+        base = onnx_runtime.session(export.to_onnx(net, example), export.THREADS)
+        specs = [f"channels:{r:g}" for r in args.channels] + [f"weights:{r:g}" for r in args.weights]
+        print(f"\n{model} at {size[0]} px, untrained, 64-image p50 in onnxruntime (one thread), "
+              f"{args.runs} alternating calls each:")
+        for spec in specs:
+            pruned = pruning.finalize(pruning.apply(copy.deepcopy(net), pruning.parse(spec), example))
+            session = onnx_runtime.session(export.to_onnx(pruned, example), export.THREADS)
+            times = {"onnx": [], spec: []}
+            for s in (base, session):  # warm-up
+                onnx_runtime.logits(s, x)
+            for _ in range(args.runs):
+                for name, s in (("onnx", base), (spec, session)):
+                    t = time.perf_counter()
+                    onnx_runtime.logits(s, x)
+                    times[name].append((time.perf_counter() - t) * 1e3)
+            a, b = np.median(times["onnx"]), np.median(times[spec])
+            print(f"  {spec:14} {pruning.parameters(pruned):>12,} params  onnx {a:8.1f} ms  pruned {b:8.1f} ms  "
+                  f"{a / b:5.2f}x faster", flush=True)
 
 
 def _goal(model: str, spec: str, report: prune.PruneReport, onnx: dict, original: dict) -> None:

@@ -87,5 +87,9 @@ def test_p4_the_playground_picks_a_pruned_variant(page, app, shot):
     variants.get_by_text("channels:0.5", exact=True).click()
     idle(page)
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+    page.get_by_role("button", name="Use", exact=True).first.click()  # a sample from the test split
+    idle(page)
+    expect(page.get_by_test_id("stMetric").filter(has_text="Prediction")).to_be_visible(timeout=90_000)
     expect(page.get_by_text(re.compile(r"e2e-prune v1 · channels:0.5")).first).to_be_visible()
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
     shot("prune-4-playground")
