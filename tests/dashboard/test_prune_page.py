@@ -100,3 +100,16 @@ def test_the_playground_predicts_with_a_pruned_variant(pruned):
     [shown] = [m for m in at.metric if m.label == "Prediction"]
     assert shown.value == expected.label
     assert any("prune-cnn v1 · channels:0.5" in m.value for m in at.markdown)
+
+
+def test_the_sparsity_chart_puts_flagged_variants_in_their_own_red_trace():
+    from dashboard import charts
+
+    rows = [{"variant": names.ORIGINAL, names.TEST_ACCURACY: 0.99},
+            {"variant": "channels:0.5", names.SPARSITY: 0.75, names.TEST_ACCURACY: 0.97, "flag": ""},
+            {"variant": "channels:0.7", names.SPARSITY: 0.91, names.TEST_ACCURACY: 0.90, "flag": "lost 9 points"},
+            {"variant": "weights:0.9", names.SPARSITY: 0.89}]  # not evaluated: left out
+    fig = charts.sparsity_accuracy_figure(rows)
+    kept, flagged = fig.data
+    assert list(kept.text) == [names.ORIGINAL, "channels:0.5"] and list(kept.x) == [0.0, 0.75]
+    assert list(flagged.text) == ["channels:0.7"] and flagged.marker.color == "#d62728"
