@@ -530,3 +530,25 @@ def study_figures(study, objective: str) -> dict[str, go.Figure | None]:
                 hovertemplate="trial %{customdata} pruned after epoch %{x}<extra></extra>",
                 customdata=[t.number for t in pruned]))
     return figures
+
+
+def sparsity_accuracy_figure(rows: Sequence[Mapping]) -> go.Figure:
+    """Every variant of a version (rows of export.variants_of): test accuracy against sparsity, the share of
+    the original's parameters removed or zeroed (0 for the original, ONNX and int8); flagged ones in red."""
+    points = [(r["variant"], r.get(names.SPARSITY) or 0.0, r.get(names.TEST_ACCURACY), bool(r.get("flag")))
+              for r in rows if r.get(names.TEST_ACCURACY) is not None]
+    fig = go.Figure()
+    for flagged, color, name in ((False, PALETTE[0], "variant"), (True, "#d62728", "accuracy dropped too far")):
+        chosen = [p for p in points if p[3] == flagged]
+        if chosen:
+            fig.add_trace(go.Scatter(x=[p[1] for p in chosen], y=[p[2] for p in chosen], mode="markers+text",
+                                     text=[p[0] for p in chosen], textposition="top center", name=name,
+                                     marker=dict(color=color, size=10),
+                                     hovertemplate="%{text}<br>sparsity %{x:.1%}<br>test accuracy %{y:.2%}"
+                                                   "<extra></extra>"))
+    fig.update_layout(title="Sparsity vs accuracy", height=340, margin=dict(l=60, r=20, t=40, b=40),
+                      legend=dict(orientation="h", y=-0.2), showlegend=len(fig.data) > 1,
+                      xaxis=dict(title="sparsity (share of parameters removed or zeroed)", tickformat=".0%",
+                                 range=[-0.05, 1.0]),
+                      yaxis=dict(title="test accuracy", tickformat=".0%"))
+    return fig

@@ -359,7 +359,8 @@ def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
 
 
 def variants_table(rows: Sequence[Mapping]) -> pd.DataFrame:
-    """Original / ONNX / int8 (rows of pipeline.serving.export.variants_of): figures and ratios to the original."""
+    """Original / ONNX / int8 / pruned (rows of pipeline.serving.export.variants_of): figures and ratios to the
+    original; a pruned variant adds its sparsity, parameters, deflated size and accuracy-drop flag."""
     if not rows:
         return pd.DataFrame()
     base = rows[0]
@@ -379,4 +380,8 @@ def variants_table(rows: Sequence[Mapping]) -> pd.DataFrame:
         "64 images p50 (ms)": r.get(names.LATENCY_64_P50), "64 images p95 (ms)": r.get(names.LATENCY_64_P95),
         "64 images ×": ratio(r, names.LATENCY_64_P50),
         "run": f"run_detail?run={r['run_id']}" if r.get("run_id") else None,
+        # pruned variants (serving/prune.py): what was removed, and the deflated file where zeros pay off
+        "sparsity": r.get(names.SPARSITY), "parameters": r.get(names.PARAMETERS),
+        "deflated (MB)": r[names.COMPRESSED_SIZE] / 1e6 if r.get(names.COMPRESSED_SIZE) else None,
+        "flag": r.get("flag") or None,
     } for r in rows])

@@ -67,6 +67,16 @@ def _parser() -> argparse.ArgumentParser:
                         help="also register each variant as a new version of NAME")
     export.add_argument("--no-int8", dest="int8", action="store_false", help="ONNX only, no int8 quantization")
     export.add_argument("--quiet", action="store_true", help="no progress bar")
+    # pruning (pipeline/serving/prune.py): each --prune is one variant, fine-tuned, exported, with its int8
+    export.add_argument("--prune", action="append", default=[], metavar="KIND:R",
+                        help="instead of plain ONNX/int8: channels:R removes the share R of prunable channels "
+                             "(Torch-Pruning, L1, classifier kept), weights:R zeroes the share R of weights by global "
+                             "magnitude; R in (0, 0.95]; repeat for more variants")
+    export.add_argument("--finetune-epochs", type=int, default=2, metavar="N",
+                        help="with --prune: epochs of fine-tuning on the source run's training split (default: 2)")
+    export.add_argument("--max-accuracy-drop", type=float, default=0.01, metavar="D",
+                        help="with --prune: test accuracy a variant may lose (0.01 = one point) before it is "
+                             "flagged and not registered (default: 0.01)")
 
     compare = commands.add_parser("compare", help="is B really better than A? a paired test on the same test images "
                                   "(2x2 table, bootstrap interval, exact McNemar)")
@@ -137,10 +147,10 @@ def _quiet_mlflow() -> None:
 
 # --- training ------------------------------------------------------------------------------------
 def train(args) -> int:
-    if args.run_id:  # started by the queue: the run holds its config
-        from pipeline.runs import train as training
+    if args.run_id:  # started by the queue: the run holds its config (and its kind: training or pruning)
+        from pipeline.queue import jobs
 
-        return training.queued_process(args.run_id, progress=not args.quiet)
+        return jobs.queued_process(args.run_id, progress=not args.quiet)
     config = cfg.from_args(args)  # before the heavy imports: a typo answers at once
     from pipeline.runs import train as training
 
@@ -252,6 +262,8 @@ def export(args) -> int:
 
     from pipeline.serving import export as exporting
 
+    if args.prune:
+        return _prune(args)
     _quiet_mlflow()
     stages = 5 + 3 * args.int8  # load, export, evaluate original and ONNX, log; int8: quantize, evaluate, log
     with tqdm(total=stages, unit="stage", disable=args.quiet, file=sys.stderr) as bar:
@@ -283,6 +295,29 @@ def compare(args) -> int:
     client = tracking.connect()
     a, b = paired.load(client, args.a), paired.load(client, args.b)
     print(paired.report(paired.compare(a, b, args.resamples, args.seed)))
+    return errors.OK
+
+
+def _prune(args) -> int:
+    """One pruned variant (and its int8) per --prune, each fine-tuned in its own tracked run."""
+    from tqdm.auto import tqdm
+
+    from pipeline.serving import prune as pruning
+
+    plans = [pruning.plan(args.model_uri, spec, args.finetune_epochs, args.int8, args.register,
+                          args.max_accuracy_drop) for spec in args.prune]  # every refusal before any work
+    _quiet_mlflow()
+    for plan in plans:
+        with tqdm(total=6, unit="stage", disable=args.quiet, file=sys.stderr, desc=plan.variant) as bar:
+            report = pruning.run(plan, step=lambda what: (bar.update(1), bar.set_description(f"{plan.variant}: {what}")),
+                                 progress=not args.quiet)
+            bar.update(bar.total - bar.n)
+        print(pruning.summary(report))
+        for v in report.variants:
+            registered = f", registered as {v.registered}" if v.registered else ""
+            print(f"{v.variant}: {v.model_uri} (run {v.run_id}){registered}")
+        if report.flag and plan.register:
+            print(f"warning: not registered as {plan.register}: {report.flag}", file=sys.stderr)
     return errors.OK
 
 

@@ -32,6 +32,13 @@ LATENCY_1_P50, LATENCY_1_P95 = "latency_1_p50_ms", "latency_1_p95_ms"      # one
 LATENCY_64_P50, LATENCY_64_P95 = "latency_64_p50_ms", "latency_64_p95_ms"  # a batch of 64 per call
 LATENCY_METRICS = (LATENCY_1_P50, LATENCY_1_P95, LATENCY_64_P50, LATENCY_64_P95)
 ORIGINAL_PREFIX = "original_"                    # original_test_accuracy, original_model_size_bytes, ...
+# on a pruned variant's run (pipeline/serving/prune.py), beside the figures above
+SPARSITY = "sparsity"                            # share of the original's parameters removed or zeroed
+PARAMETERS = "parameters"                        # parameters the variant stores (zeros included)
+COMPRESSED_SIZE = "compressed_size_bytes"        # the model file deflated: where zeroed weights pay off
+PRUNED_TEST_ACCURACY = "pruned_test_accuracy"    # step 0: right after pruning, before fine-tuning
+ACCURACY_DROP = "accuracy_drop"                  # original's test accuracy minus the variant's
+ONNX_MAX_LOGIT_DIFF = "onnx_max_logit_diff"      # the pruned net's ONNX logits against its PyTorch logits
 # with --compile, step 0: the warm-up, kept out of throughput_img_s
 COMPILE_SECONDS = "compile_seconds"
 # a learning-rate range test's run (tag runboard.kind=lr_find), step 0
@@ -149,6 +156,10 @@ TAG_EXPORT_SOURCE = "runboard.export_source"  # the pinned source model URI: mod
 TAG_VARIANT = "runboard.variant"          # which variant the run holds: one of VARIANTS
 # edits from the dashboard (dashboard/store/edits.py)
 TAG_DELETED = "runboard.deleted"          # unix seconds the run was deleted from Runboard (MLflow keeps no public time)
+TAG_VARIANT = "runboard.variant"          # which variant the run holds: one of VARIANTS, or a pruned one
+TAG_PRUNE = "runboard.prune"              # a pruned variant's spec, channels:0.5 or weights:0.8
+TAG_ACCURACY_FLAG = "runboard.accuracy_flag"  # set when a pruned variant lost more accuracy than allowed
+KIND_PRUNE = "prune"                      # TAG_KIND of a prune job's run (queued or not): fine-tune + export
 # MLflow's own
 TAG_PARENT = "mlflow.parentRunId"         # MLflow's nesting: its UI folds a sweep under the parent
 TAG_USER = "mlflow.user"
@@ -200,6 +211,8 @@ VARIANT_KEY = "runboard_variant"                            # an exported varian
 SOURCE_KEY = "runboard_source"                              # ...and its source model URI
 ORIGINAL, ONNX, INT8 = "original", "onnx", "int8"           # the variants of a registered version
 VARIANTS = (ONNX, INT8)
+INT8_SUFFIX = "+int8"                                       # a pruned variant quantized: channels:0.5+int8
+PRUNE_PARAMS = ("source", "prune", "int8", "register_as", "max_accuracy_drop")  # a prune job's own params
 EXPORT_EXPERIMENT = "exports"                               # where variant runs go
 
 # --- inputs ----------------------------------------------------------------------------------

@@ -108,3 +108,14 @@ def audited(planted) -> str:
     from tests import planted as folder
 
     return folder.audit()
+
+
+def pruned(trained_run):
+    """The digits cnn registered again as `prune-cnn` v1 (digits-cnn v1's variants stay as other tests count
+    them), pruned to half its channels, fine-tuned 1 epoch, with int8 (pipeline.serving.prune.PruneReport);
+    both variants registered as `digits-cnn-pruned` v1 and v2 (the accuracy limit is loose here)."""
+    from pipeline.serving import prune, registry
+
+    made = registry.register_run(trained_run, "prune-cnn")
+    return prune.prune(f"models:/{made.name}/{made.version}", "channels:0.5", epochs=1, register="digits-cnn-pruned",
+                       max_drop=0.9, runs=2, progress=False)

@@ -111,3 +111,26 @@ def _variant_predictor(uri: str, run_id: str):
 def variant_predictor(run_id: str):
     """An exported variant (its run's ONNX model) loaded in onnxruntime, cached per run; raises ModelError."""
     return _variant_predictor(uri(), run_id)
+
+
+@st.cache_data(ttl=refresh.QUEUE_TTL, show_spinner=False)
+def _prune_jobs(uri: str, source: str) -> list[dict]:
+    from pipeline import names
+    from pipeline.queue import jobs
+
+    try:
+        runs = [r for r in jobs.unfinished(client(), names.EXPORT_EXPERIMENT)
+                if r.data.tags.get(names.TAG_EXPORT_SOURCE) == source]
+    except MlflowException as e:
+        raise store_failed(e, "the queued prune jobs") from None
+    return [{"run_id": r.info.run_id, "variant": r.data.tags.get(names.TAG_VARIANT, ""), "status": r.info.status,
+             "queued": float(r.data.tags.get(names.TAG_QUEUED) or 0)} for r in runs]
+
+
+def prune_jobs(version) -> list[dict]:
+    """The queued and running prune jobs of a registered version (run_id, variant, status, queued), briefly cached."""
+    return _prune_jobs(uri(), version.uri)
+
+
+def forget_prune_jobs() -> None:
+    _prune_jobs.clear()

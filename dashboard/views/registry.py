@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 from mlflow.exceptions import MlflowException
 
-from dashboard import evaluation_view, formatting, refresh, registry_edits, store, tables, ui
+from dashboard import charts, evaluation_view, formatting, prune_form, refresh, registry_edits, store, tables, ui
 from pipeline import names, settings
 from pipeline.serving import export, registry
 from pipeline.imaging.lineage import short
@@ -259,7 +259,7 @@ def variants_section(versions: list) -> None:
     The export runs as a child process (`python -m pipeline export URI`), never in the page: seconds for
     a digits cnn, a minute or more for a resnet18 at 64 px; a fragment polls it and shows its refusal line.
     """
-    st.subheader("Exported variants: ONNX and int8")
+    st.subheader("Exported variants: ONNX, int8 and pruned")
     ready = [v for v in versions if v.status == "READY"]
     if not ready:
         return
@@ -282,19 +282,34 @@ def variants_section(versions: list) -> None:
                                     **{c: ratio for c in ("size ×", "1 image ×", "64 images ×")},
                                     **{c: ms for c in ("1 image p50 (ms)", "1 image p95 (ms)", "64 images p50 (ms)",
                                                        "64 images p95 (ms)")},
-                                    "run": st.column_config.LinkColumn(display_text="run", help="the variant's run")})
+                                    "run": st.column_config.LinkColumn(display_text="run", help="the variant's run"),
+                                    "sparsity": formatting.percent_column(help="share of the original's "
+                                                                          "parameters removed or zeroed"),
+                                    "parameters": st.column_config.NumberColumn(format="localized"),
+                                    "deflated (MB)": st.column_config.NumberColumn(format="%.2f")})
         st.caption("Measured on the source run's test split, one CPU thread; the original in PyTorch, the variants "
                    "in onnxruntime. Pick a variant as model A or B in the playground to compare them on images.")
+        if any(r.get(names.SPARSITY) for r in rows):  # pruned variants: see prune_form.py
+            st.caption("A weights-pruned variant keeps every shape: its zeros shrink the file only when stored "
+                       "sparse or compressed (deflated). A flag means its accuracy fell past the limit: logged, "
+                       "not registered.")
+            st.plotly_chart(charts.sparsity_accuracy_figure(rows), key="variants_sparsity_chart")
     else:
         st.caption(f"{version.name} v{version.version} has not been exported yet.")
     jobs = st.session_state.setdefault("export_jobs", {})
+    export_col, prune_col = st.columns([3, 1])
+    with prune_col:
+        prune_form.prune_button(version)  # queued on the worker, never in this process
     if version.uri in jobs:
-        _export_progress(version.uri)
-    elif st.button("Export to ONNX and int8", key="variants_export",
-                   help="export, quantize and evaluate in a background process; the table fills in when it ends"):
+        with export_col:
+            _export_progress(version.uri)
+    elif export_col.button("Export to ONNX and int8", key="variants_export",
+                           help="export, quantize and evaluate in a background process; the table fills in when it "
+                                "ends"):
         log = tempfile.NamedTemporaryFile(prefix="runboard-export-", suffix=".log", delete=False).name
         jobs[version.uri] = (export.start(version.uri, log), log, time.time())
         st.rerun()
+    prune_form.jobs_in_progress(version)
 
 
 @st.fragment(run_every=refresh.EXPORT_REFRESH)

@@ -124,6 +124,42 @@ def submit_audit(config: RunConfig, folds: int, client: MlflowClient | None = No
                               audit_request.params(config, folds), tags)
 
 
+def submit_prune(source: str, spec: str, epochs: int = 2, int8: bool = True, register: str = "",
+                 max_drop: float = 0.01, client: MlflowClient | None = None) -> str:
+    """Queue a prune job (serving/prune.py): a SCHEDULED run in `exports` holding the fine-tuning config and
+    the plan; a worker prunes, fine-tunes, exports and logs it. Bad input is refused here; returns its id."""
+    import dataclasses
+
+    from pipeline.serving import model_refs, prune
+
+    plan = prune.plan(source, spec, epochs, int8, register, max_drop)
+    client = client or tracking.connect()
+    ref = model_refs.resolve(client, plan.source)
+    source_run = get(client, ref.run_id) if ref.run_id else None
+    if source_run is None or names.TAG_EXPORT_SOURCE in source_run.data.tags:
+        raise JobError(f"{ref.label} is an exported variant or has no source run: prune its source model instead")
+    if "dataset" not in source_run.data.params:
+        raise JobError(f"{ref.label}: its source run has no dataset param, so there is nothing to fine-tune on")
+    plan = dataclasses.replace(plan, source=ref.load_uri)  # pinned: @champion may move before a worker starts
+    config = prune.fine_tune_config(source_run.data.params, plan, ref.label)
+    tags = {names.TAG_QUEUED: f"{time.time():.6f}", names.TAG_USER: getpass.getuser(),
+            names.TAG_SOURCE_NAME: "runboard queue", names.TAG_SOURCE_TYPE: "JOB", names.TAG_KIND: names.KIND_PRUNE,
+            names.TAG_EXPORT_SOURCE: ref.load_uri, names.TAG_VARIANT: plan.variant, names.TAG_PRUNE: plan.variant}
+    return lifecycle.schedule(client, tracking.experiment_id(client, names.EXPORT_EXPERIMENT), config.run_name,
+                              {**config.to_params(), **prune.plan_params(plan), "variant": plan.variant}, tags)
+
+
+def queued_process(run_id: str, progress: bool = True) -> int:
+    """The body of a process the queue started for `run_id` (`train --run-id ID`): by the run's kind."""
+    if tracking.connect().get_run(run_id).data.tags.get(names.TAG_KIND) == names.KIND_PRUNE:
+        from pipeline.serving import prune
+
+        return prune.queued_process(run_id, progress)
+    from pipeline.runs import train
+
+    return train.queued_process(run_id, progress)
+
+
 def submit_sweep(configs: list[RunConfig], kind: str, space: dict[str, list],
                  client: MlflowClient | None = None) -> tuple[str, list[str]]:
     """Queue a sweep's runs under one parent run; returns (parent id, run ids in queue order)."""

@@ -41,10 +41,10 @@ def main() -> int:
     log = os.open(job["log"], os.O_WRONLY | os.O_APPEND)
     os.dup2(log, 1), os.dup2(log, 2)
     os.close(log)
-    from pipeline.runs import train
+    from pipeline.queue import jobs
 
     errors.interrupt_on_sigterm()
-    return errors.run_command(train.queued_process, job["run_id"])
+    return errors.run_command(jobs.queued_process, job["run_id"])
 
 
 if __name__ == "__main__":

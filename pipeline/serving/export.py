@@ -255,12 +255,14 @@ def _refusing(reason: str, make: Callable, *args):
         raise ExportError(f"{reason} ({type(e).__name__}: {first})") from e
 
 
-def _log(client: MlflowClient, report: Report, v: Variant, metadata: dict, params: dict, register: str) -> None:
-    """One variant's run: tags naming the source, the ONNX model, its figures and the original's."""
+def _log(client: MlflowClient, report: Report, v: Variant, metadata: dict, params: dict, register: str,
+         tags: dict | None = None) -> None:
+    """One variant's run: tags naming the source (and any `tags`), the ONNX model, its figures and the original's."""
     params = {**params, "variant": v.variant, "source": report.source}  # dataset/model: the registry lists them
     experiment = tracking.experiment_id(client, names.EXPORT_EXPERIMENT)
     with lifecycle.tracked(client, None, experiment, f"{report.label} · {v.variant}", params) as run_id:
-        lifecycle.set_tags(client, run_id, {names.TAG_EXPORT_SOURCE: report.source, names.TAG_VARIANT: v.variant})
+        lifecycle.set_tags(client, run_id, {names.TAG_EXPORT_SOURCE: report.source, names.TAG_VARIANT: v.variant,
+                                            **(tags or {})})
         info = tracking.log_onnx_model(v.model, {**metadata, names.VARIANT_KEY: v.variant,
                                                  names.SOURCE_KEY: report.source}, register)
         v.run_id, v.model_uri = run_id, f"runs:/{run_id}/{names.MODEL_NAME}"
@@ -281,7 +283,8 @@ def _log(client: MlflowClient, report: Report, v: Variant, metadata: dict, param
 def variants_of(client: MlflowClient, source: str) -> list[dict]:
     """The newest finished run of each variant of `source` (models:/NAME/VERSION), original first.
 
-    Each row: variant, run_id (empty for the original), and the figures under their metric names.
+    Each row: variant, run_id (empty for the original), and the figures under their metric names; pruned
+    variants (serving/prune.py) follow ONNX and int8, with `flag` when their accuracy dropped too far.
     """
     from mlflow.entities import ViewType
 
@@ -294,9 +297,10 @@ def variants_of(client: MlflowClient, source: str) -> list[dict]:
     newest = {}
     for run in found:
         newest.setdefault(run.data.tags.get(names.TAG_VARIANT, ""), run)
-    rows = [{"variant": v, "run_id": newest[v].info.run_id, **{k: m for k, m in newest[v].data.metrics.items()
+    rows = [{"variant": v, "run_id": newest[v].info.run_id, "flag": newest[v].data.tags.get(names.TAG_ACCURACY_FLAG, ""),
+             **{k: m for k, m in newest[v].data.metrics.items()
                                                                if not k.startswith(names.ORIGINAL_PREFIX)}}
-            for v in names.VARIANTS if v in newest]
+            for v in [*names.VARIANTS, *sorted(set(newest) - set(names.VARIANTS))] if v in newest]  # pruned after
     if rows:  # the original's figures, as the newest export measured them
         latest = max((newest[r["variant"]] for r in rows), key=lambda r: r.info.start_time)
         rows.insert(0, {"variant": names.ORIGINAL, "run_id": "", **{

@@ -184,14 +184,16 @@ def train_one_epoch(model, optimizer, scheduler, scaler, criterion, batches, dev
 
 def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, progress: bool = True,
         resume: dict | None = None, checkpoint: Callable[[dict], None] | None = None,
-        checkpoint_every: float | None = None, should_stop: Callable[[int], bool] | None = None) -> TrainResult:
+        checkpoint_every: float | None = None, should_stop: Callable[[int], bool] | None = None,
+        model: nn.Module | None = None) -> TrainResult:
     """Train `config.model` on `data`, reporting metrics to `tracker`; score the best model on test.
 
     `checkpoint` receives a copy of the training state (see `training_state`) after every epoch and,
     with one process, also within an epoch once `checkpoint_every` seconds have passed since the last
     one (long epochs lose minutes, not hours). `resume` is such a state: training continues after its
     epoch, or from the middle of one, exactly as it would have. `should_stop(epoch)`, asked after each
-    epoch but the last (a study's pruner), ends training there when it answers True.
+    epoch but the last (a study's pruner), ends training there when it answers True. `model`, when given,
+    is trained instead of a fresh `config.model` (fine-tuning a pruned network: its shapes are its own).
     """
     tracker = tracker or NullTracker()
     device = pick_device(config.device)
@@ -199,7 +201,8 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
     rank, world = distributed.rank(), distributed.world_size()
     dtype, layout = hardware.amp_dtype(device), hardware.memory_format(device)
     torch.manual_seed(config.seed)
-    net = models.build(config.model, data.channels, data.image_size, len(data.classes), config.weights)
+    net = model if model is not None else models.build(config.model, data.channels, data.image_size,
+                                                       len(data.classes), config.weights)
     net = net.to(device, memory_format=layout)
     torch.manual_seed(config.seed + 1000 * rank)  # dropout masks differ between ranks
     model = net if world == 1 else nn.parallel.DistributedDataParallel(
