@@ -4,6 +4,7 @@ side by side in one process, against a short run's training time measured in the
 UMAP's first call compiles its numba kernels: it is timed first (cold, JIT included) and then again (warm).
 Features are synthetic (10 Gaussian clusters in D dimensions, like a small CNN's 128 penultimate units).
 
+    .venv/bin/pip install umap-learn==0.5.12   # not in requirements.txt: runs use PCA
     .venv/bin/python bench/embedding_map.py [--images 10000] [--dim 128] [--epochs 3]
 """
 from __future__ import annotations

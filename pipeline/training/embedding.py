@@ -18,7 +18,11 @@ def reduce(features: np.ndarray, method: str = DEFAULT, seed: int = 0) -> np.nda
     if len(x) < 3 or x.shape[1] < 2:  # nothing to project: a point per image on a line
         return np.column_stack([np.arange(len(x)), np.zeros(len(x))]).astype(np.float32)
     if method == "umap":
-        import umap
+        try:
+            import umap
+        except ImportError:
+            raise ValueError("the umap method needs umap-learn, which make install leaves out (numba and llvmlite "
+                             "for a map PCA draws in a second): pip install umap-learn==0.5.12") from None
 
         return umap.UMAP(n_components=2, random_state=seed).fit_transform(x).astype(np.float32)
     if method != "pca":
