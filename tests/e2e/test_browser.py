@@ -7,84 +7,21 @@ Screenshots: test-output/e2e/<step>.png.
 from __future__ import annotations
 
 import re
-import time
 from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from mlflow import MlflowClient
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from dashboard.formatting import duration as format_duration
+from tests.e2e.steps import (RUN_TIMEOUT_S, choose, fill, grid_text, idle, launch, mlflow, open_page, run_named,
+                             wait_status)
 
 pytestmark = pytest.mark.e2e
 
-RUN_TIMEOUT_S = 240  # a digits run of EPOCHS epochs, queued, started and logged by the worker on a busy 2-core box
 EPOCHS = "30"        # long enough (~10-30 s) to open its page while it trains
 state: dict[str, str] = {}
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-def open_page(page: Page, app, path: str) -> None:
-    page.goto(app.url + path)
-    expect(page.get_by_test_id("stSidebarNav")).to_be_visible(timeout=60_000)
-    idle(page)
-
-
-def idle(page: Page) -> None:
-    """Wait until the script run has drawn the whole page: a run still drawing replaces a box under the keyboard
-    (CI once typed into the old Version box of the alias form; the new one came back empty)."""
-    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=60_000)
-
-
-def mlflow(app) -> MlflowClient:
-    return MlflowClient(tracking_uri=app.env["MLFLOW_TRACKING_URI"])
-
-
-def run_named(app, name: str, timeout: float = 60):
-    """The MLflow run with this name, once it exists with its params (logged just after creation)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        runs = mlflow(app).search_runs(
-            [e.experiment_id for e in mlflow(app).search_experiments()], f"attributes.run_name = '{name}'")
-        if runs and "lr" in runs[0].data.params:
-            return runs[0]
-        time.sleep(1)
-    raise AssertionError(f"no run named {name} appeared in MLflow")
-
-
-def wait_status(app, run_id: str, statuses: tuple[str, ...], timeout: float = RUN_TIMEOUT_S) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = mlflow(app).get_run(run_id).info.status
-        if status in statuses:
-            return status
-        time.sleep(1)
-    raise AssertionError(f"run {run_id} is {status}, never reached {statuses}")
-
-
-def fill(page: Page, label: str, value: str) -> None:
-    idle(page)
-    box = page.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Tab")  # streamlit commits a text or number input on blur
-
-
-def launch(page: Page, app, path: str, **values: str) -> None:
-    open_page(page, app, path)
-    expect(page.get_by_label("epochs", exact=True)).to_be_visible()
-    for label, value in values.items():
-        fill(page, label.replace("_", " "), value)
-    page.get_by_role("button", name=re.compile(r"Launch$")).click()
-
-
-def grid_text(page: Page, index: int = 0) -> str:
-    """The text of a st.dataframe (drawn on a canvas; Glide keeps an accessible copy in the DOM)."""
-    grid = page.locator("table[role=grid]").nth(index)
-    expect(grid).to_be_attached()
-    return grid.text_content()
 
 
 # --- the steps -----------------------------------------------------------------------------------
@@ -266,16 +203,6 @@ def test_6_register_and_set_champion(page, app, shot):
     version = mlflow(app).get_model_version_by_alias("e2e-digits", "champion")
     assert version.run_id == state["first"] and version.description == "e2e: the first run"
     shot("6-registry")
-
-
-def choose(page: Page, label: str, option: str) -> None:
-    """Pick the first option containing `option` in the select box labelled `label`, by typing, as a keyboard user."""
-    idle(page)
-    box = page.get_by_test_id("stSelectbox").filter(has_text=label).locator("input")
-    box.click()
-    box.fill(option)  # filters the list; the first match is highlighted
-    expect(page.get_by_role("option", name=re.compile(re.escape(option))).first).to_be_visible()
-    box.press("Enter")
 
 
 def test_7_playground_upload(page, app, shot, tmp_path):

@@ -12,7 +12,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_browser import idle, mlflow, open_page, wait_status
+from tests.e2e.steps import idle, mlflow, open_page, wait_status
 from tests.planted import FOLDER, plant
 
 pytestmark = pytest.mark.e2e

@@ -10,34 +10,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from mlflow import MlflowClient
 from playwright.sync_api import Page, expect
+
+from tests.e2e.steps import fill, idle, mlflow, open_page
 
 pytestmark = pytest.mark.e2e
 
 EXPERIMENT, MODEL = "e2e-edits", "e2e-edits-model"
 state: dict[str, str] = {}
-
-
-def mlflow(app) -> MlflowClient:
-    return MlflowClient(tracking_uri=app.env["MLFLOW_TRACKING_URI"])
-
-
-def idle(page: Page) -> None:
-    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=60_000)
-
-
-def open_page(page: Page, app, path: str) -> None:
-    page.goto(app.url + path)
-    expect(page.get_by_test_id("stSidebarNav")).to_be_visible(timeout=60_000)
-    idle(page)
-
-
-def fill(page: Page, label: str, value: str) -> None:
-    idle(page)
-    box = page.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Tab")
 
 
 def submit(page: Page, label: str) -> None:

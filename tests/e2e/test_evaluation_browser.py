@@ -18,20 +18,11 @@ from mlflow import MlflowClient
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import OUTPUT, ROOT
+from tests.e2e.steps import idle, open_page
 
 pytestmark = pytest.mark.e2e
 RUN_TIMEOUT_S = 240
 state: dict[str, str] = {}
-
-
-def open_page(page: Page, app, path: str) -> None:
-    page.goto(app.url + path)
-    expect(page.get_by_test_id("stSidebarNav")).to_be_visible(timeout=60_000)
-    idle(page)
-
-
-def idle(page: Page) -> None:
-    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=60_000)
 
 
 def launch(page: Page, app, **values: str) -> str:

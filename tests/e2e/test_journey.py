@@ -25,7 +25,7 @@ from playwright.sync_api import Page, expect
 from dashboard import refresh, tables
 from dashboard.formatting import duration as format_duration
 from pipeline import names
-from tests.e2e.test_browser import choose, fill, grid_text, idle, launch, mlflow, open_page, run_named, wait_status
+from tests.e2e.steps import choose, fill, grid_text, idle, launch, mlflow, open_page, run_named, wait_status
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_browser import grid_text, idle, mlflow, open_page
+from tests.e2e.steps import grid_text, idle, mlflow, open_page
 
 pytestmark = pytest.mark.e2e
 

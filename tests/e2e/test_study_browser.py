@@ -10,29 +10,14 @@ import time
 
 import pytest
 from mlflow import MlflowClient
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
+
+from tests.e2e.steps import fill, idle, open_page
 
 pytestmark = pytest.mark.e2e
 
 STUDY_TIMEOUT_S = 480  # tiny trials queued, started and logged by `make run`'s worker on a busy 2-core box
 state: dict[str, str] = {}
-
-
-def idle(page: Page) -> None:
-    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=60_000)
-
-
-def open_page(page: Page, app, path: str) -> None:
-    page.goto(app.url + path)
-    expect(page.get_by_test_id("stSidebarNav")).to_be_visible(timeout=60_000)
-    idle(page)
-
-
-def fill(page: Page, label: str, value: str) -> None:
-    idle(page)
-    box = page.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Tab")  # streamlit commits a number input on blur
 
 
 def study_status(app, run_id: str) -> str:
