@@ -21,9 +21,11 @@ run: install
 	  from honcho.command import main; main(sys.argv[1:])" start -f Procfile --port $${RUNBOARD_PORT:-8501}
 
 # Every test runs: browser and PostgreSQL are set up first; a skip is listed in the summary and fails under CI=true.
-# Two xdist workers, a test file each at a time; the files that start an app or a cluster run one after another.
+# Two xdist workers, a test file each at a time (its steps share its app); then the cluster files, which share
+# one cluster (PostgreSQL, mlflow server, a Ray head), on their own.
 test: install browser postgres
-	$(BIN)/python -m pytest tests -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest tests -q -n 2 --dist loadfile -m "not cluster"
+	$(BIN)/python -m pytest tests -q -m cluster
 
 # The user guide: build it strictly into site/ (a broken link or missing page fails), then serve it on loopback.
 DOCS_PORT ?= 8000

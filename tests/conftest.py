@@ -22,21 +22,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: runs the CUDA path; skipped where torch sees no GPU")
 
 
-SERIAL_GROUP = "apps"  # under `make test`'s two xdist workers, the files that start apps run one after another
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under `-p randomly` the browser and cluster files still run top to bottom (their tests are
-    ordered steps); randomly shuffles before this hook and keeps each file's tests together.
-
-    Under `-n 2 --dist loadgroup` (`make test`) each file is one unit of work for one worker, so its
-    module fixtures are made once; the browser and cluster files, which each start a whole app or cluster,
-    are one unit together, so that no two of them compete for the 2 cores at once."""
-    for item in items:
-        steps = any(item.get_closest_marker(m) for m in STEPS_IN_ORDER)
-        group = SERIAL_GROUP if steps else f"{item.path.parent.name}.{item.path.stem}"
-        item.add_marker(pytest.mark.xdist_group(group))
+    ordered steps); randomly shuffles before this hook and keeps each file's tests together."""
     slots: dict[str, list[int]] = {}
     for i, item in enumerate(items):
         if any(item.get_closest_marker(m) for m in STEPS_IN_ORDER):
@@ -110,6 +98,7 @@ def audited(planted) -> str:
     return folder.audit()
 
 
+@pytest.fixture(scope="session")
 def pruned(trained_run):
     """The digits cnn registered again as `prune-cnn` v1 (digits-cnn v1's variants stay as other tests count
     them), pruned to half its channels, fine-tuned 1 epoch, with int8 (pipeline.serving.prune.PruneReport);

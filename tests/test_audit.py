@@ -78,5 +78,6 @@ def test_a_queued_audit_is_trained_by_the_worker_and_ends_as_an_audit_run(plante
     assert run.info.status == "FINISHED", run.data.tags.get(names.TAG_ERROR)
     assert run.data.params[names.PARAM_FOLDS] == "2"
     assert {a.path for a in client.list_artifacts(run_id, "audit")} == {
-        names.AUDIT_SUMMARY_JSON, names.AUDIT_DUPLICATES_CSV, names.AUDIT_LEAKS_CSV, names.AUDIT_LABEL_ISSUES_CSV}
+        names.AUDIT_SUMMARY_JSON, names.AUDIT_DUPLICATES_CSV, names.AUDIT_LEAKS_CSV, names.AUDIT_LABEL_ISSUES_CSV,
+        names.AUDIT_OUT_OF_FOLD_NPZ}
     assert run.data.metrics[names.AUDIT_FOLDS_DONE] == 2

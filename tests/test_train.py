@@ -63,7 +63,8 @@ def test_evaluation_artifacts(client, trained_run, tmp_path):
     paths = {a.path for a in client.list_artifacts(trained_run, "evaluation")}
     assert paths == {f"evaluation/{n}" for n in
                      ("confusion_matrix.json", "confusion_matrix.png", "per_class.json", "misclassified.png",
-                      "explanations.png", "explanations.npz")}
+                      "explanations.png", "explanations.npz")} | {
+                         names.PREDICTIONS_NPZ, names.CALIBRATION_JSON, names.EMBEDDING_NPZ}
     local = client.download_artifacts(trained_run, "evaluation", str(tmp_path))
     cm = json.load(open(f"{local}/confusion_matrix.json"))
     assert cm["labels"] == [str(i) for i in range(10)]
