@@ -71,10 +71,16 @@ def grid_text(page: Page, index: int = 0) -> str:
     return grid.text_content()
 
 
+def select_box(page: Page, label: str):
+    """The select box labelled exactly `label` ("Version", not "Version to delete" on another tab)."""
+    return page.get_by_test_id("stSelectbox").filter(has=page.get_by_test_id("stWidgetLabel").get_by_text(
+        label, exact=True))
+
+
 def choose(page: Page, label: str, option: str) -> None:
     """Pick the first option containing `option` in the select box labelled `label`, by typing, as a keyboard user."""
     idle(page)
-    box = page.get_by_test_id("stSelectbox").filter(has_text=label).locator("input")
+    box = select_box(page, label).locator("input")
     box.click()
     box.fill(option)  # filters the list; the first match is highlighted
     expect(page.get_by_role("option", name=re.compile(re.escape(option))).first).to_be_visible()

@@ -15,8 +15,8 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from dashboard.formatting import duration as format_duration
-from tests.e2e.steps import (RUN_TIMEOUT_S, choose, fill, grid_text, idle, launch, mlflow, open_page, run_named,
-                             wait_status)
+from tests.e2e.steps import (RUN_TIMEOUT_S, choose, fill, grid_text, idle, launch, mlflow,
+                             open_page, run_named, select_box, wait_status)
 
 pytestmark = pytest.mark.e2e
 
@@ -99,6 +99,7 @@ def test_4_third_run_and_compare(page, app, shot):
     shot("4a-compare")
     # what is seen is in the address bar, and comes back from it
     page.get_by_test_id("stRadio").get_by_text("epoch", exact=True).click()
+    idle(page)  # a click while the page re-draws shows the toggle on but can miss the address bar
     page.get_by_text("log y", exact=True).click()
     expect(page).to_have_url(re.compile(r"x_axis=epoch"))
     expect(page).to_have_url(re.compile(r"log_y=true"))
@@ -174,7 +175,7 @@ def test_4e_the_launch_page_keeps_the_sweep_tab_when_the_dataset_changes(page, a
     for dataset in ("imagefolder:e2e-shades", "cifar10", "digits"):  # a person tries datasets, then comes back
         choose(page, "dataset", dataset)
         idle(page)
-        expect(page.get_by_test_id("stSelectbox").filter(has_text="dataset").locator("input")).to_have_value(dataset)
+        expect(select_box(page, "dataset").locator("input")).to_have_value(dataset)
         expect(sweep).to_have_attribute("aria-selected", "true")  # not thrown back to "One run"
         expect(page.get_by_label("lr values", exact=True)).to_be_visible()
         if dataset.startswith("imagefolder:"):

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import OUTPUT, ROOT
-from tests.e2e.steps import idle, open_page
+from tests.e2e.steps import idle, open_page, select_box
 
 pytestmark = pytest.mark.e2e
 RUN_TIMEOUT_S = 240
@@ -119,7 +119,7 @@ def test_4_the_registry_says_whether_moving_champion_is_a_real_difference(page, 
     open_page(page, app, "/registry")
     page.get_by_role("tab", name="Aliases").click()
     idle(page)
-    box = page.get_by_test_id("stSelectbox").filter(has_text="Version").locator("input")
+    box = select_box(page, "Version").locator("input")
     box.click()
     box.fill("v2")
     expect(page.get_by_role("option", name=re.compile("v2")).first).to_be_visible()

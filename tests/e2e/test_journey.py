@@ -25,7 +25,8 @@ from playwright.sync_api import Page, expect
 from dashboard import refresh, tables
 from dashboard.formatting import duration as format_duration
 from pipeline import names
-from tests.e2e.steps import choose, fill, grid_text, idle, launch, mlflow, open_page, run_named, wait_status
+from tests.e2e.steps import (choose, fill, grid_text, idle, launch, mlflow, open_page,
+                             run_named, select_box, wait_status)
 
 pytestmark = pytest.mark.e2e
 
@@ -209,13 +210,13 @@ def test_j4_register_two_runs_and_move_champion_with_undo(page, app, shot):
     # the second registration, of another run, from the page as it opens: it starts at the best finished run,
     # with an empty form, not with the first registration's description and alias
     open_page(page, app, "/registry")
-    run_box = page.get_by_test_id("stSelectbox").filter(has_text="Finished run").locator("input")
+    run_box = select_box(page, "Finished run").locator("input")
     expect(run_box).to_have_value(re.compile(rf"{best_finished_run(app)[:8]}$"))
     choose(page, "Finished run", second[:8])
     idle(page)  # the form of the run chosen first is gone once the page is drawn again
     expect(run_box).to_have_value(re.compile(rf"{second[:8]}$"))
     expect(page.get_by_label("Version description (optional)", exact=True)).to_have_value("")
-    expect(page.get_by_test_id("stSelectbox").filter(has_text="Then set alias").locator("input")).to_have_value("none")
+    expect(select_box(page, "Then set alias").locator("input")).to_have_value("none")
     shot("j4a-second-registration-form")
     page.get_by_role("button", name=re.compile(r"^Register$")).click()  # a new version of the only model
     expect(page.get_by_text(f"as {MODEL} v2")).to_be_visible(timeout=60_000)
@@ -225,7 +226,7 @@ def test_j4_register_two_runs_and_move_champion_with_undo(page, app, shot):
 
     page.get_by_role("tab", name="Aliases").click()
     choose(page, "Version", "v2")
-    expect(page.get_by_test_id("stSelectbox").filter(has_text="Version").locator("input")).to_have_value(
+    expect(select_box(page, "Version").locator("input")).to_have_value(
         re.compile(r"^v2 · "))  # picked, not only typed
     expect(page.get_by_text(re.compile(r"Now v1: test accuracy"))).to_be_visible()
     expect(page.get_by_text(re.compile(r"After v2: test accuracy"))).to_be_visible()
@@ -270,7 +271,7 @@ def test_j5_export_and_try_v1_against_its_int8_variant_with_a_photo(page, app, s
     expect(page.get_by_test_id("stFileUploader")).to_contain_text(re.compile(r"10\s?MB per file"))  # one limit
     page.get_by_text("Compare two models", exact=True).click()
     idle(page)
-    refs = page.get_by_test_id("stSelectbox").filter(has_text="Version or alias")
+    refs = select_box(page, "Version or alias")
     expect(refs).to_have_count(2)
     box = refs.nth(1).locator("input")  # side B: v1, as side A
     box.click()
