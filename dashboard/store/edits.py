@@ -33,6 +33,8 @@ def _active(run_id: str):
     try:
         run = client().get_run(run_id)
     except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":  # an unreachable store is not a missing run
+            raise
         raise EditError(f"no run {run_id} in this store") from None
     if run.info.lifecycle_stage == "deleted":
         raise EditError(f"run {run.info.run_name} was deleted: restore it before editing it")
