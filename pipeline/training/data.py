@@ -140,7 +140,8 @@ def load(config: RunConfig) -> ImageData:
     if config.is_imagefolder:
         folder = load_folder(config, size, imagenet)
         x, y, classes, skipped, seen = folder.images, folder.labels, folder.classes, folder.skipped, folder.lineage
-        test_ids = _held_ids(y, np.array(_relative(config.imagefolder_path(), folder.files), dtype=str))
+        root = config.imagefolder_path()
+        test_ids = _held_ids(y, np.array([lineage.relative(root, f) for f in folder.files], dtype=str))
         (x, y), test = _split(x, y, TEST_FRACTION, TEST_SPLIT_SEED)
     elif config.dataset == "digits":
         x, y, classes = _digits()
@@ -298,10 +299,6 @@ def _imagefolder(root: Path, size: tuple[int, int] | None, imagenet: bool, exclu
     channels = 3 if imagenet or not all(images.is_grayscale(img) for img in decoded) else 1
     x = np.stack([images.to_array(img, channels, size, crop=imagenet) for img in decoded])
     return torch.from_numpy(x), torch.tensor(labels), found.classes, found.skipped, files, digest.hexdigest(), found
-
-
-def _relative(root: Path, files: list[Path]) -> list[str]:
-    return [Path(f).relative_to(root).as_posix() if Path(f).is_relative_to(root) else Path(f).as_posix() for f in files]
 
 
 def _warn(root: Path, skipped: list[str]) -> None:
