@@ -42,12 +42,18 @@ def summary_line(c: dict) -> str:
 
 
 def _act(action, *args) -> None:
+    """Continue or cancel; then the whole page again, since a continued study goes back to following its
+    trials live (a rerun of this fragment alone would draw the run it read before the click: CI saw
+    "3/3 trials · FINISHED" stay after Continue)."""
     try:
         st.toast(action(*args, client=store.client()))
     except UserError as e:
         st.error(str(e))
-    store.forget_run(args[0])
-    store.forget_queue()
+        return
+    finally:
+        store.forget_run(args[0])
+        store.forget_queue()
+    st.rerun()
 
 
 def actions(run: dict) -> None:

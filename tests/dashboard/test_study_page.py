@@ -70,8 +70,7 @@ def test_continue_then_cancel_from_the_page(finished_study):
     assert not at.exception, at.exception
     run = client.get_run(finished_study)
     assert run.info.status == "RUNNING" and run.data.tags[names.TAG_STUDY_TRIALS] == "5"
-    at = open_page("run_detail", run=finished_study)
-    assert "3/5 trials" in at.get("progress")[0].proto.text, texts(at.get("progress"))
+    assert "3/5 trials" in at.get("progress")[0].proto.text, texts(at.get("progress"))  # the same page, at once
     at.button(key=f"cancel_{finished_study}").click().run()
     assert not at.exception, at.exception
     assert client.get_run(finished_study).info.status == "KILLED"
