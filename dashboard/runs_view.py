@@ -1,21 +1,21 @@
 """The runs table as the Runs page and a sweep's page show it: the same cells from the same reads, one look.
 
-Its columns fit a 1,400 px window beside the sidebar; the rest are one click away in the table's
-column menu (hidden, not dropped). A note's first line, when some run has one, takes the start time's place. A sweep's parent folds its runs under a "> 3 runs" button.
+Its standard columns fit a 1,400 px window beside the sidebar; the rest are one click away in the table's
+column menu (hidden, not dropped), and the Runs page's Columns popover (run_columns) chooses, orders, pins and
+sorts them. A note's first line, when some run has one, takes the start time's place. A sweep's parent folds
+its runs under a "> 3 runs" button.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import formatting, store, tables, ui
+from dashboard import formatting, run_columns, store, tables, ui
 from pipeline import names, settings
 
-HIDDEN = ("queued", "dataset", "epochs", "batch_size", "optimizer", "weight_decay", "schedule", "augment",
-          "mlflow")  # in the table's column menu; "Open in MLflow" comes with a selected row
-NOTED_HIDDEN = ("start",)  # when a run has a note, its first line takes the start time's place (still in the menu)
 
 
 def best_val_accuracy(runs: pd.DataFrame) -> pd.Series:
@@ -38,9 +38,9 @@ def _toggle(key: str, run_ids: tuple[str, ...]) -> None:
     st.session_state[_unfolded_key(key)] = sorted(unfolded)
 
 
-def column_config(key: str, run_ids: Sequence[str], noted: bool = False) -> dict:
+def column_config(key: str, run_ids: Sequence[str]) -> dict:
     cc = st.column_config
-    config = {
+    return {
         "sweep": cc.ButtonColumn("sweep", type="tertiary", width=75, on_click=_toggle, args=(key, tuple(run_ids)),
                                  key=f"{key}_fold", help="a sweep's runs: click to show them under it, or fold them"),
         "open": cc.LinkColumn("", display_text="open", help="the run's detail page", width=50),
@@ -60,28 +60,45 @@ def column_config(key: str, run_ids: Sequence[str], noted: bool = False) -> dict
         "batch_size": cc.NumberColumn("batch size"), "lr": formatting.lr_column("lr", width=70),
         "weight_decay": cc.NumberColumn("weight decay", format="%.1e"),
         "mlflow": cc.LinkColumn("MLflow", display_text="↗", help="the same run in mlflow ui", width=55),
+        "note": cc.TextColumn("note", width=100, help="the first line of the run's note (its page shows all)"),
     }
-    if noted:  # only then: a config for a column not shown still counts in the grid's layout
-        config["note"] = cc.TextColumn("note", width=100, help="the first line of the run's note (its page shows all)")
-    for column in (*HIDDEN, *(NOTED_HIDDEN if noted else ())):
-        config[column] = {**config.get(column, {}), "hidden": True}
-    return config
 
 
-def show(runs: pd.DataFrame, key: str, extra: Sequence[str] = (), selectable: bool = True,
+def _with(column_config, **changes):
+    """A column's config with `changes`; a ButtonColumn's config sits inside the object it returns."""
+    if dataclasses.is_dataclass(column_config):
+        return dataclasses.replace(column_config, config={**column_config.config, **changes})
+    return {**column_config, **changes}
+
+
+def arranged(config: dict, table: pd.DataFrame, layout: run_columns.Layout) -> tuple[list[str], dict]:
+    """(column order, config) for a layout: its columns first, pinned ones marked; the rest hidden, still in
+    the table's column menu."""
+    shown = [c for c in (*run_columns.FIXED, *map(layout.column, layout.shown)) if c in table]
+    pinned = {*run_columns.FIXED, *map(layout.column, layout.pinned)} if layout.pinned else set()  # fold, link lead
+    config = {column: _with(config.get(column, {}), hidden=column not in shown,
+                            **({"pinned": True} if column in pinned and column in shown else {}))
+              for column in table.columns.drop("run_id")}  # a config for a column not there still takes room
+    return [*shown, *(c for c in table.columns if c not in shown and c != "run_id")], config
+
+
+def show(runs: pd.DataFrame, key: str, layout: run_columns.Layout | None = None, selectable: bool = True,
          newest_first: bool = True):
-    """The table of `runs` (sweep parents fold their runs); (the table as shown, the selected run ids)."""
+    """The table of `runs` (sweep parents fold their runs) as `layout` arranges it, else the standard columns
+    newest first; (the table as shown, the selected run ids)."""
     unfolded = st.session_state.get(_unfolded_key(key), [])
-    table = tables.runs_table(runs, best_val_accuracy(runs), settings.mlflow_ui_url(), extra, unfolded)
+    layout = layout or run_columns.Layout(shown=tuple(run_columns.standard(run_columns.noted(runs))))
+    table = tables.runs_table(runs, best_val_accuracy(runs), settings.mlflow_ui_url(), layout.extra, unfolded,
+                              (layout.column(layout.sort), layout.descending))
     if not newest_first:
         table = table.iloc[::-1].reset_index(drop=True)
     if not tables.is_sweep(runs).any():
         table = table.drop(columns=["sweep"])
     shown = table.assign(status=table["status"].map(lambda label: [label]))  # a list shows as a colored pill
+    order, config = arranged(column_config(key, list(table["run_id"])), table, layout)
     options = {"on_select": "rerun", "selection_mode": "multi-row"} if selectable else {}
-    event = st.dataframe(shown, key=key, hide_index=True, placeholder=formatting.MISSING,
-                         column_order=[c for c in table.columns if c != "run_id"],
-                         column_config=column_config(key, list(table["run_id"]), "note" in table), **options)
+    event = st.dataframe(shown, key=key, hide_index=True, placeholder=formatting.MISSING, column_order=order,
+                         column_config=config, **options)
     selected = [table["run_id"].iloc[i] for i in event.selection.rows if i < len(table)] if selectable else []
     return table, selected
 

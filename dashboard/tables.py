@@ -26,6 +26,7 @@ FOLD_ICONS = {False: ":material/chevron_right:", True: ":material/expand_more:"}
 RUNS_TABLE_FIRST = ("run_id", "sweep", "open", "name", "status", "test acc", "best val acc", "test F1", "model", "lr",
                     "training", "start")  # what a person reads first; the rest follows
 KEY_PARAMS = ("dataset", "model", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "augment")
+SORT_SOURCES = {"training": "duration_s", "queued": "queued_s"}  # columns shown as text, sorted by number
 NUMERIC_PARAMS = ("epochs", "batch_size", "lr", "weight_decay")  # shown as numbers so they sort as numbers
 LEGEND_PARAMS = 2  # distinguishing params named in a legend entry (beyond those the run name already says)
 LR_PARAMS = ("lr",)  # params shown with format_lr
@@ -215,8 +216,9 @@ def steps_per_epoch(runs: pd.DataFrame) -> dict[str, float]:
 
 
 def runs_table(runs: pd.DataFrame, best_val: pd.Series, mlflow_ui: str, extra: Sequence[str] = (),
-               unfolded: Iterable[str] = ()) -> pd.DataFrame:
-    """The runs table of the Runs page and of a sweep's page: one row per run, newest first, with links.
+               unfolded: Iterable[str] = (), sort: tuple[str, bool] = ("start", True)) -> pd.DataFrame:
+    """The runs table of the Runs page and of a sweep's page: one row per run, sorted by `sort` (a column,
+    descending), newest first by default and among equals, blanks last, with links.
 
     The scores people compare on come right after the name. A sweep's parent is a group row: its best
     run's scores, and in `sweep` a fold button ("> 3 runs"); its runs sit under it, shown only when
@@ -243,7 +245,9 @@ def runs_table(runs: pd.DataFrame, best_val: pd.Series, mlflow_ui: str, extra: S
         values = runs[f"params.{p}"] if f"params.{p}" in runs else pd.Series(None, index=runs.index, dtype=object)
         table[p] = pd.to_numeric(values, errors="coerce") if p in NUMERIC_PARAMS else values
     for column in extra:
-        table[column.split(".", 1)[-1]] = runs.get(column)
+        values = runs.get(column, pd.Series(None, index=runs.index, dtype=object))
+        numbers = pd.to_numeric(values, errors="coerce")  # MLflow keeps params as text: 10 sorts after 9
+        table[column.split(".", 1)[-1]] = numbers if numbers.notna().sum() == values.notna().sum() else values
     unfolded = set(unfolded)
     for i in np.flatnonzero(sweeps.to_numpy()):
         parent = runs["run_id"].iloc[i]
@@ -263,6 +267,10 @@ def runs_table(runs: pd.DataFrame, best_val: pd.Series, mlflow_ui: str, extra: S
         table = table.drop(columns=["note"])
     table = table[[*RUNS_TABLE_FIRST, *(c for c in table.columns if c not in RUNS_TABLE_FIRST)]]
     table = table.sort_values("start", ascending=False, na_position="first")
+    if sort[0] in table and (sort[0], sort[1]) != ("start", True):
+        source = SORT_SOURCES.get(sort[0])  # a duration is sorted by its seconds, not its text
+        key = (runs[source].where(~sweeps) if source in runs else table[sort[0]]).reindex(table.index)
+        table = table.loc[key.sort_values(ascending=not sort[1], na_position="last", kind="stable").index]
     return nested(table, runs[f"tags.{names.TAG_SWEEP_ID}"] if f"tags.{names.TAG_SWEEP_ID}" in runs else None,
                   unfolded).reset_index(drop=True)
 

@@ -1,7 +1,8 @@
 """Runs: every run of an experiment in one sortable, filterable table; pick runs to compare or open.
 
 URL: `?experiment=NAME`, plus the filters (`filter_status`, `filter_dataset`, `filter_model`, `filter_tag`,
-`search`, `filter`) and `view=Deleted`: a link shows the same table. Selected rows can be renamed or deleted.
+`search`, `filter`), the columns (`columns`, `pin`, `sort`, `order`: run_columns) and `view=Deleted`: a link
+shows the same table. Selected rows can be renamed or deleted.
 The table comes from one cached search_runs query; best val accuracy
 from one bulk read of the val_accuracy histories, cached per run until the run changes (runs_view).
 A sweep's runs fold under its parent row; learning-rate range tests have a table of their own.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import formatting, refresh, run_edits, run_search, runs_view, store, tables, ui
+from dashboard import formatting, refresh, run_columns, run_edits, run_search, runs_view, store, tables, ui
 
 MAX_COMPARE = 50
 VIEWS = ("Active", "Deleted")  # MLflow's lifecycle: a deleted run waits in the Deleted view until restored
@@ -94,12 +95,9 @@ def table_section(name: str, experiment_id: str, query: str) -> None:
         st.info("No training run matches yet: only range tests.", icon=":material/query_stats:")
         runs_view.range_tests(tests)
         return
-    extra_options = [c for c in runs.columns if c.startswith(("params.", "metrics."))
-                     and c.removeprefix("params.") not in tables.KEY_PARAMS and not c.startswith("metrics.system/")]
-    extra = st.multiselect("More columns", extra_options, key="extra_columns", placeholder="params or metrics")
-    table, selected = runs_view.show(runs, "runs_table", extra)
+    table, selected = runs_view.show(runs, "runs_table", run_columns.choose(runs))
     st.caption(f"{len(table)} runs shown · select rows to compare (2 to {MAX_COMPARE}) or open one · "
-               "click a header to sort")
+               "Columns chooses, orders, pins and sorts them, and a link keeps that")
     actions(table, selected)
     runs_view.range_tests(tests)
 

@@ -201,3 +201,51 @@ def test_an_unknown_page_path_is_named():
     # streamlit trims a known page's path off st.context.url, so a known page or the root leaves nothing
     assert ui.unknown_page("http://host/base", "/base", known) is None
     assert ui.unknown_page("http://127.0.0.1:8501", "", known) is None and ui.unknown_page(None, "", known) is None
+
+
+def column_configs(at) -> dict:
+    config = json.loads(at.dataframe[0].proto.columns)
+    return {name: c for name, c in config.items() if not name.startswith("_")}
+
+
+def test_a_link_chooses_orders_pins_and_sorts_the_columns(trained_runs):
+    at = open_page(experiment="tests", columns=["status", "metrics.val_loss", "name", "params.seed"], pin="status",
+                   sort="test acc", order="ascending")
+    assert not at.exception and not at.error
+    assert list(at.dataframe[0].proto.column_order)[:5] == ["open", "status", "val_loss", "name", "seed"]
+    config = column_configs(at)
+    assert {n for n, c in config.items() if not c.get("hidden")} == {"open", "status", "val_loss", "name", "seed"}
+    assert {n for n, c in config.items() if c.get("pinned")} == {"open", "status"}  # the link leads what is pinned
+    table = at.dataframe[0].value
+    assert list(table["test acc"]) == sorted(table["test acc"])  # ascending, as the link says
+    assert pd.api.types.is_numeric_dtype(table["seed"]) and pd.api.types.is_float_dtype(table["val_loss"])
+    assert at.multiselect(key="columns").value == ["status", "metrics.val_loss", "name", "params.seed"]
+    at.selectbox(key="sort").set_value("params.seed").run()  # a column not shown is still a sort key
+    at.segmented_control(key="order").set_value("descending").run()
+    table = at.dataframe[0].value
+    assert list(table["seed"]) == sorted(table["seed"], reverse=True)
+
+
+def test_without_a_link_the_standard_columns_show_newest_first(trained_runs):
+    at = open_page(experiment="tests")
+    assert at.multiselect(key="columns").value == ["name", "status", "test acc", "best val acc", "test F1", "model",
+                                                   "lr", "training", "start"]
+    table = at.dataframe[0].value
+    assert list(table["start"]) == sorted(table["start"], reverse=True)
+
+
+def test_a_duration_sorts_by_its_seconds_not_its_text(trained_runs):
+    from dashboard import store, tables
+
+    runs = store.runs()
+    runs = runs[runs["run_id"].isin(trained_runs)].assign(duration_s=[9.0, 65.0, 12.0])  # "9s", "1m 05s", "12s"
+    table = tables.runs_table(runs, pd.Series(dtype=float), "http://mlflow", sort=("training", True))
+    assert list(table["training"]) == ["1m 05s", "12s", "9s"]  # as text, "9s" would lead
+
+
+def test_sorting_keeps_a_sweeps_runs_under_it(sweep_runs):
+    at = open_page(experiment="dashboard-sweep", sort="name", order="ascending")
+    at.session_state["runs_table_unfolded"] = [sweep_runs["parent"]]
+    at.run()
+    assert list(at.dataframe[0].value["run_id"])[0] == sweep_runs["parent"]  # its runs follow it, in queue order
+    assert list(at.dataframe[0].value["run_id"])[1:] == [sweep_runs[k] for k in ("run1", "run2", "run3")]
