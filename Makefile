@@ -22,10 +22,12 @@ run: install
 
 # Every test runs: browser and PostgreSQL are set up first; a skip is listed in the summary and fails under CI=true.
 # Two xdist workers, a test file each at a time (its steps share its app); then the cluster files, which share
-# one cluster (PostgreSQL, mlflow server, a Ray head), on their own.
+# one cluster (PostgreSQL, mlflow server, a Ray head), on their own. One OpenMP thread per process: the workers
+# and the runs they start share two cores, and threads waiting on each other cost more than they bring
+# (9 % of the wall time of the training test files, measured side by side; docs/testing.md).
 test: install browser postgres
-	$(BIN)/python -m pytest tests -q -n 2 --dist loadfile -m "not cluster"
-	$(BIN)/python -m pytest tests -q -m cluster
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -q -n 2 --dist loadfile -m "not cluster"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -q -m cluster
 
 # The user guide: build it strictly into site/ (a broken link or missing page fails), then serve it on loopback.
 DOCS_PORT ?= 8000
