@@ -12,10 +12,9 @@ import json
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data_view, formatting, launch_form, refresh, store, ui
+from dashboard import audit_queue, charts, data_view, formatting, launch_form, refresh, store, ui
 from pipeline import names, settings
 from pipeline.config import IMAGEFOLDER, ConfigError, RunConfig
-from pipeline.errors import UserError
 from pipeline.queue import jobs
 
 GALLERY = 12    # images per gallery (the CSVs have every row)
@@ -45,16 +44,10 @@ def audit_form(dataset: str) -> None:
         epochs = middle.number_input("Epochs per fold", 1, 200, 5, key=f"audit.epochs.{dataset}")
         model = right.selectbox("Model", ["cnn", "mlp", "resnet18", "mobilenet_v3_small"], key=f"audit.model.{dataset}")
         if st.form_submit_button("Audit", icon=":material/fact_check:"):
-            try:
-                run_id = jobs.submit_audit(RunConfig(dataset=dataset, epochs=int(epochs), model=model), int(folds),
-                                           client=store.client())
-            except UserError as e:
-                st.error(str(e), icon=":material/block:")
-                return
-            store.forget_queue()
-            st.cache_data.clear()  # the new run shows in the listing at once
-            st.success(f"Queued audit `{run_id}`: a worker runs it; this page shows it when it ends.",
-                       icon=":material/schedule:")
+            run_id = audit_queue.queue(RunConfig(dataset=dataset, epochs=int(epochs), model=model), int(folds))
+            if run_id:
+                st.success(f"Queued audit `{run_id}`: a worker runs it; this page shows it when it ends.",
+                           icon=":material/schedule:")
 
 
 @ui.guarded

@@ -1,4 +1,5 @@
-"""Launch: queue a training run (or a sweep, or a study) from a form built from RunConfig, and watch the queue.
+"""Launch: queue a training run (or a sweep, a study, or an audit of an image folder) from a form built from
+RunConfig, and watch the queue.
 
 URL: `?clone=RUN_ID` opens the form prefilled from that run's params. The buttons only queue runs
 (pipeline.queue.jobs.submit); a worker process (`python -m pipeline worker`) trains them.
@@ -9,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import launch_form as form
-from dashboard import formatting, lr_suggestion, queue_view, store, study_form, ui
+from dashboard import audit_queue, formatting, lr_suggestion, queue_view, store, study_form, ui
 from pipeline import names
 from pipeline.queue import jobs, sweep
 from pipeline.config import ConfigError, RunConfig
@@ -109,6 +110,31 @@ def launch_sweep(base: RunConfig | None) -> None:
         _link("compare", "Compare the sweep's runs", ":material/stacked_line_chart:", runs=",".join(launched["runs"]))
 
 
+def launch_audit(config: RunConfig | None) -> None:
+    """The folder above audited with this form's model, epochs and image size; its findings are on the Data page."""
+    dataset = st.session_state[form.KEY + "dataset"]
+    if not dataset.startswith("imagefolder:"):
+        st.info("An audit reads an image folder (label errors, duplicates, leaks): pick one as the dataset above.",
+                icon=":material/fact_check:")
+        return
+    st.markdown("K fold models, each trained as set above, score every image they never trained on: cleanlab "
+                "ranks likely label errors, pHash finds duplicates, and pairs across the test split are leaks.")
+    folds = int(st.number_input("Folds", 2, 20, 4, key="audit_folds"))
+    if config is not None:
+        st.markdown(f"**Will run:** {folds} fold models × {config.epochs} epochs of {config.model}, then the "
+                    "findings; your files are only read.")
+    if st.button(f"Queue an audit of {folds} folds", type="primary", icon=":material/fact_check:",
+                 disabled=config is None):
+        run_id = audit_queue.queue(config, folds)
+        if run_id:
+            st.session_state["audited"] = {"run": run_id, "folder": dataset}
+    audited = st.session_state.get("audited")
+    if audited and audited["folder"] == dataset:
+        st.success(f"Queued audit `{audited['run']}`: a worker runs it.", icon=":material/schedule:")
+        _link("data", "Its findings on the Data page", ":material/fact_check:", folder=dataset)
+        _link("run_detail", "Open its page", ":material/analytics:", run=audited["run"])
+
+
 @ui.guarded
 def page() -> None:
     st.title("Launch a run")
@@ -117,16 +143,13 @@ def page() -> None:
     start_values()
     form.config_widgets(list(store.experiments()["name"]) or ["runboard"])
     form.show_folder_summary(st.session_state[form.KEY + "dataset"])
-    if st.session_state[form.KEY + "dataset"].startswith("imagefolder:"):  # the audit lives on the Data page
-        _link("data", "Audit this folder (label errors, duplicates, leaks)", ":material/fact_check:",
-              folder=st.session_state[form.KEY + "dataset"])
     try:
         config = form.config_from_state()
     except ConfigError as e:
         config = None
         st.error(str(e), icon=":material/block:")
     # keyed and stateful: a rerun that changes the page above (another dataset) keeps the open tab
-    single, grid, search = st.tabs(["One run", "Sweep", "Study"], key="launch_tab", on_change="rerun")
+    single, grid, search, audit = st.tabs(["One run", "Sweep", "Study", "Audit"], key="launch_tab", on_change="rerun")
     with single:
         launch_one(config)
         lr_suggestion.suggest_button(config)
@@ -134,6 +157,8 @@ def page() -> None:
         launch_sweep(config)
     with search:
         study_form.launch_study(config)
+    with audit:
+        launch_audit(config)
     st.divider()
     queue_view.live_queue()
 

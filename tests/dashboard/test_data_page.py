@@ -22,6 +22,10 @@ def image_captions(at) -> str:
     return " | ".join(caption for element in at.get("image") for caption in element.captions)
 
 
+def button(at, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
 @pytest.fixture
 def queued():
     """Queue runs this test made through the page: cancelled at the end, so no worker trains them later."""
@@ -83,6 +87,31 @@ def test_the_audit_form_queues_an_audit_and_refuses_a_folder_too_small_for_its_f
     assert "Queued audit" in texts(at.success)
     [audit] = [r for r in jobs.unfinished(queued) if r.data.tags.get(names.TAG_AUDIT_FOLDER) == "sparse"]
     assert audit.data.tags[names.TAG_KIND] == names.KIND_AUDIT
+
+
+def test_the_launch_pages_audit_tab_queues_the_same_audit_with_the_forms_model_and_epochs(store, queued):
+    root = store / "data" / "sparse-launch"
+    for name, n in (("many", 6), ("few", 3)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("L", (8, 8), 30 * i).save(root / name / f"{i}.png")
+    at = open_page("launch")
+    assert "pick one as the dataset above" in texts(at.info)  # digits: nothing to audit
+    at.selectbox(key="launch.dataset").set_value("imagefolder:sparse-launch").run()
+    at.selectbox(key="launch.model").set_value("mlp").run()
+    at.number_input(key="launch.epochs").set_value(2).run()
+    at.number_input(key="audit_folds").set_value(4).run()
+    assert "4 fold models × 2 epochs of mlp" in texts(at.markdown)
+    button(at, "Queue an audit of 4 folds").click().run()
+    assert "too few in few (3)" in texts(at.error)  # refused in place, before anything is queued
+    assert not [r for r in jobs.unfinished(queued) if r.data.tags.get(names.TAG_AUDIT_FOLDER) == "sparse-launch"]
+    at.number_input(key="audit_folds").set_value(3).run()
+    button(at, "Queue an audit of 3 folds").click().run()
+    assert not at.exception and "Queued audit" in texts(at.success)
+    [audit] = [r for r in jobs.unfinished(queued) if r.data.tags.get(names.TAG_AUDIT_FOLDER) == "sparse-launch"]
+    assert audit.data.tags[names.TAG_KIND] == names.KIND_AUDIT
+    assert audit.data.params["model"] == "mlp" and audit.data.params["epochs"] == "2"
+    assert audit.info.run_id in texts(at.success)
 
 
 def test_the_run_page_says_what_a_run_trained_on(trained_run):

@@ -12,7 +12,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.steps import idle, mlflow, open_page, wait_status
+from tests.e2e.steps import choose, fill, idle, mlflow, open_page, wait_status
 from tests.planted import FOLDER, plant
 
 pytestmark = pytest.mark.e2e
@@ -96,3 +96,25 @@ def test_train_without_the_suspects_twice_each_run_says_what_it_left_out(app, pa
     for run_id in run_ids:
         expect(grid).to_contain_text(runs[run_id].info.run_name, timeout=60_000)
     shot("data-runs-listed")
+
+
+def test_an_audit_queued_from_the_launch_page_shows_on_the_data_page_and_its_cancel_too(app, page: Page, shot):
+    open_page(page, app, "/launch")
+    choose(page, "dataset", f"imagefolder:{FOLDER}")
+    idle(page)
+    page.get_by_role("tab", name="Audit", exact=True).click()
+    fill(page, "Folds", "3")
+    page.get_by_role("button", name="Queue an audit of 3 folds").click()
+    expect(page.get_by_text("Queued audit")).to_be_visible()
+    shot("data-audit-from-launch")
+    queued = page.get_by_text("Queued audit").locator("code").first.inner_text()
+    assert queued != state["audit"]
+    page.get_by_role("link", name="Its findings on the Data page").click()
+    expect(page.get_by_text(re.compile("Latest audit: .* (scheduled|running)"))).to_be_visible(timeout=60_000)
+    open_page(page, app, f"/run_detail?run={queued}")  # stopped from its own page, as any run
+    page.locator(f".st-key-cancel-detail-{queued} button").first.click()
+    page.locator(f".st-key-cancel-confirm-detail-{queued} button").first.click()
+    assert wait_status(app, queued, ("FINISHED", "FAILED", "KILLED")) == "KILLED"
+    open_page(page, app, f"/data?folder=imagefolder:{FOLDER}")  # the Data page is not stale: it says so
+    expect(page.get_by_text(re.compile(r"This audit ended KILLED"))).to_be_visible(timeout=60_000)
+    shot("data-audit-cancelled")
