@@ -428,5 +428,5 @@ COMMANDS = {"train": train, "lr-find": lr_find, "init": init, "predict": predict
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    errors.interrupt_on_sigterm()  # a cancel from the worker ends the run KILLED
+    errors.interrupt_on_stop_signals()  # a cancel from the worker ends the run KILLED
     return errors.run_command(COMMANDS[args.command], args)

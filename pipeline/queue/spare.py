@@ -43,7 +43,7 @@ def main() -> int:
     os.close(log)
     from pipeline.queue import jobs
 
-    errors.interrupt_on_sigterm()
+    errors.interrupt_on_stop_signals()
     return errors.run_command(jobs.queued_process, job["run_id"])
 
 

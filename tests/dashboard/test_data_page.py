@@ -22,6 +22,14 @@ def image_captions(at) -> str:
     return " | ".join(caption for element in at.get("image") for caption in element.captions)
 
 
+def sparse_folder(root) -> None:
+    """Two classes, one of 3 images: too few for 4 folds, enough for 3."""
+    for name, n in (("many", 6), ("few", 3)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("L", (8, 8), 30 * i).save(root / name / f"{i}.png")
+
+
 def button(at, label: str):
     return next(b for b in at.button if b.label == label)
 
@@ -72,11 +80,7 @@ def test_train_without_the_suspects_queues_a_run_with_an_exclusion_list(planted,
 
 
 def test_the_audit_form_queues_an_audit_and_refuses_a_folder_too_small_for_its_folds(store, queued):
-    root = store / "data" / "sparse"
-    for name, n in (("many", 6), ("few", 3)):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            Image.new("L", (8, 8), 30 * i).save(root / name / f"{i}.png")
+    sparse_folder(store / "data" / "sparse")
     at = open_page("data", folder="imagefolder:sparse")
     assert "no audit yet" in texts(at.info)
     at.number_input(key="audit.folds.imagefolder:sparse").set_value(4)
@@ -90,11 +94,7 @@ def test_the_audit_form_queues_an_audit_and_refuses_a_folder_too_small_for_its_f
 
 
 def test_the_launch_pages_audit_tab_queues_the_same_audit_with_the_forms_model_and_epochs(store, queued):
-    root = store / "data" / "sparse-launch"
-    for name, n in (("many", 6), ("few", 3)):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            Image.new("L", (8, 8), 30 * i).save(root / name / f"{i}.png")
+    sparse_folder(store / "data" / "sparse-launch")
     at = open_page("launch")
     assert "pick one as the dataset above" in texts(at.info)  # digits: nothing to audit
     at.selectbox(key="launch.dataset").set_value("imagefolder:sparse-launch").run()

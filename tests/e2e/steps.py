@@ -17,10 +17,19 @@ def open_page(page: Page, app, path: str) -> None:
     idle(page)
 
 
+QUIET_MS = 300  # a click's rerun starts within this on a busy box; idle waits out a rerun not yet begun
+
+
 def idle(page: Page) -> None:
-    """Wait until the script run has drawn the whole page: a run still drawing replaces a box under the keyboard
-    (CI once typed into the old Version box of the alias form; the new one came back empty)."""
-    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=60_000)
+    """Wait until the script run has drawn the whole page, and no element of the run before is left (stale):
+    a run still drawing replaces a box under the keyboard (CI once typed into the old Version box of the alias
+    form; the new one came back empty, and once found two description boxes, the old form's and the new).
+    Checked twice, QUIET_MS apart, since the rerun an action asks for may not have begun at the first look."""
+    for look in range(2):
+        if look:
+            page.wait_for_timeout(QUIET_MS)
+        expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=60_000)
+        expect(page.locator("[data-stale='true']")).to_have_count(0, timeout=60_000)
 
 
 def mlflow(app) -> MlflowClient:
@@ -85,3 +94,4 @@ def choose(page: Page, label: str, option: str) -> None:
     box.fill(option)  # filters the list; the first match is highlighted
     expect(page.get_by_role("option", name=re.compile(re.escape(option))).first).to_be_visible()
     box.press("Enter")
+    idle(page)  # the page drawn again for the choice before the next step looks at it

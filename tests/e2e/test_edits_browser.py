@@ -113,7 +113,7 @@ def test_4_version_tag_and_version_delete_on_the_registry_page(page, app, shot):
     box = page.get_by_test_id("stSelectbox").filter(has_text="Tags of").locator("input")
     box.click()
     page.get_by_role("option", name=f"{MODEL} v2").click()
-    idle(page)
+    expect(page.get_by_text(f"{MODEL} v2 has no tags yet")).to_be_visible()  # the form of v2, not the one before
     fill(page, "Tag key", "reviewed_by")
     fill(page, "Tag value", "ana")
     submit(page, "Set tag")

@@ -213,8 +213,8 @@ def test_j4_register_two_runs_and_move_champion_with_undo(page, app, shot):
     run_box = select_box(page, "Finished run").locator("input")
     expect(run_box).to_have_value(re.compile(rf"{best_finished_run(app)[:8]}$"))
     choose(page, "Finished run", second[:8])
-    idle(page)  # the form of the run chosen first is gone once the page is drawn again
     expect(run_box).to_have_value(re.compile(rf"{second[:8]}$"))
+    expect(page.get_by_label("Version description (optional)", exact=True)).to_have_count(1)  # the old form gone
     expect(page.get_by_label("Version description (optional)", exact=True)).to_have_value("")
     expect(select_box(page, "Then set alias").locator("input")).to_have_value("none")
     shot("j4a-second-registration-form")
