@@ -17,7 +17,6 @@ from dashboard import formatting, run_columns, store, tables, ui
 from pipeline import names, settings
 
 
-
 def best_val_accuracy(runs: pd.DataFrame) -> pd.Series:
     """Per run, the best val_accuracy it reached: one bulk read of the histories, cached per run version."""
     histories = store.metric_histories(store.versions(runs), [names.VAL_ACCURACY])
