@@ -94,6 +94,7 @@ TAG_DATASET_DIGEST = "runboard.dataset_digest"  # sha256 hex of the files' relat
 TAG_DATASET_FILES = "runboard.dataset_files"    # files (images) the digest covers
 TAG_EXCLUDED = "runboard.excluded_files"        # files left out on purpose (data/excluded_files.txt)
 TAG_EXCLUDED_REASON = "runboard.excluded_reason"  # ...and why, from the list's # lines
+TAG_AUDIT_FOLDS_REUSED = "runboard.audit_folds_reused"  # a resumed audit: the folds an earlier attempt scored
 TAG_AUDIT_FOLDER = "runboard.audit_folder"      # an audit run: the folder audited, relative to the data root
 # the queue
 TAG_QUEUED = "runboard.queued"            # submit time, unix seconds: marks a queue run, orders the queue
@@ -188,6 +189,7 @@ AUDIT_SUMMARY_JSON = "audit/summary.json"                   # counts, balance, s
 AUDIT_DUPLICATES_CSV = "audit/duplicates.csv"               # path_a, path_b, kind (exact|near), distance
 AUDIT_LEAKS_CSV = "audit/leaks.csv"                         # train_path, test_path, kind
 AUDIT_LABEL_ISSUES_CSV = "audit/label_issues.csv"           # path, given, suggested, self_confidence, rank
+AUDIT_FOLDS_DIR = "audit/folds"                             # fold-K.npz: a fold's held rows, reused on resume
 AUDIT_OUT_OF_FOLD_NPZ = "audit/out_of_fold.npz"             # probabilities (N x C), labels, paths, classes (no pickle)
 LR_FIND_JSON = "lr_find/lr_find.json"                       # {"lrs", "losses", "smoothed", "suggestion", ...}
 LR_FIND_PNG = "lr_find/lr_find.png"                         # loss against learning rate

@@ -6,7 +6,8 @@ imagehash's pHash and a pixel hash find near and exact duplicates (imaging/dupli
 pair straddling the trainer's own test split (folders.held_out with the fixed test seed) is a leak.
 It writes audit/summary.json, duplicates.csv, leaks.csv and label_issues.csv, paths relative to the
 folder. It is queued and run like a training run (queue/jobs.submit_audit; the worker's child dispatches
-here on the kind tag), so it is cancellable (KILLED) and resumable (it starts over in the same run).
+here on the kind tag), so it is cancellable (KILLED) and resumable: each fold's held rows are stored as it ends
+(audit/folds/fold-K.npz), and a resumed attempt trains only the folds not stored yet.
 """
 from __future__ import annotations
 
@@ -65,12 +66,17 @@ def audit(client: MlflowClient, run_id: str, config: RunConfig, folds: int, prog
     root = config.imagefolder_path()
     paths = [lineage.relative(root, f) for f in folder.files]
     labels = folder.labels.numpy()
-    with tqdm(total=folds + 1, unit="step", disable=not progress, desc="audit") as bar:
-        def fold_done(k: int) -> None:
+    earlier = scored_folds(client, run_id, folder.lineage.digest, folds)
+    if earlier:
+        lifecycle.set_tags(client, run_id, {names.TAG_AUDIT_FOLDS_REUSED: ",".join(map(str, sorted(earlier)))})
+    with tqdm(total=folds + 1, initial=len(earlier), unit="step", disable=not progress, desc="audit") as bar:
+        def fold_done(k: int, rows: np.ndarray) -> None:
+            tracking.log_arrays(client, run_id, {"probabilities": rows, "digest": np.array(folder.lineage.digest),
+                                                 "folds": np.array(folds)}, f"{names.AUDIT_FOLDS_DIR}/fold-{k}.npz")
             client.log_metric(run_id, names.AUDIT_FOLDS_DONE, k, step=k)
             bar.update(1)
 
-        probabilities = crossval.out_of_fold(config, folder, folds, fold_done)
+        probabilities = crossval.out_of_fold(config, folder, folds, fold_done, earlier)
         pixel_hashes, bits = zip(*(duplicates.fingerprint(images.open_image(f)) for f in folder.files))
         bar.update(1)
     pairs = duplicates.find_pairs(list(pixel_hashes), np.stack(bits))
@@ -100,6 +106,23 @@ def audit(client: MlflowClient, run_id: str, config: RunConfig, folds: int, prog
     client.log_text(run_id, _csv(["path", "given", "suggested", "self_confidence", "rank"],
                                  [(p, g, s, f"{c:.4f}", r) for p, g, s, c, r in issues]),
                     names.AUDIT_LABEL_ISSUES_CSV)
+
+
+def scored_folds(client: MlflowClient, run_id: str, digest: str, folds: int) -> dict[int, np.ndarray]:
+    """The folds an earlier attempt of this audit scored and stored (fold -> its held rows), when they were
+    scored on the same files (digest) split the same way (folds); a resumed audit trains only the others."""
+    import tempfile
+
+    found = {}
+    with tempfile.TemporaryDirectory(prefix="runboard-folds-") as tmp:
+        for item in client.list_artifacts(run_id, names.AUDIT_FOLDS_DIR):
+            k = item.path.rsplit("fold-", 1)[-1].removesuffix(".npz")
+            if not k.isdigit():
+                continue
+            with np.load(client.download_artifacts(run_id, item.path, tmp), allow_pickle=False) as stored:
+                if str(stored["digest"]) == digest and int(stored["folds"]) == folds:
+                    found[int(k)] = stored["probabilities"]
+    return found
 
 
 def _counted(folder: datasets.Folder) -> folders.FolderScan:
