@@ -52,7 +52,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     found = minimize_scalar(lambda t: nll(logits, labels, float(np.exp(t))), bounds=(low, high), method="bounded",
                             options={"xatol": 1e-5})
     best = float(np.exp(found.x))
-    return best if nll(logits, labels, best) <= nll(logits, labels, 1.0) else 1.0  # never worse than raw
+    return best if nll(logits, labels, best) < nll(logits, labels, 1.0) else 1.0  # strictly better, or raw
 
 
 def scaled(logits_or_probabilities: np.ndarray, temperature: float, probabilities: bool = False) -> np.ndarray:
