@@ -22,7 +22,8 @@ from pipeline.errors import UserError
 from pipeline.serving import model_refs
 
 RESAMPLES = 10_000   # bootstrap resamples: the interval's ends move by well under 0.1 point between seeds
-LEVEL = 0.95
+ALPHA = 0.05         # significant when p < ALPHA (as a constant: 1 - 0.95 is 0.050000000000000044 in floats)
+LEVEL = 1 - ALPHA    # the bootstrap interval's coverage
 CHUNK = 500          # resamples drawn at once: 500 x N indices stay small for N = 10,000 images
 
 
@@ -65,7 +66,7 @@ class Comparison:
 
     @property
     def significant(self) -> bool:
-        return self.p_value < 1 - LEVEL
+        return self.p_value < ALPHA
 
 
 def load(client: MlflowClient, what: str) -> Side:
