@@ -54,7 +54,7 @@ postgres:
 # Mutation testing (mutmut 3, set up in setup.cfg; a bench, not part of `make test`): each mutant of these modules
 # against the fast tests that run its function, then the share killed per module. Narrow it with MUTATE=...
 MUTATE ?= pipeline.training.state pipeline.runs.checkpoints pipeline.queue.jobs pipeline.runs.lifecycle \
-          pipeline.training.engine
+          pipeline.training.engine pipeline.training.calibration pipeline.serving.paired
 mutation: install
 	$(BIN)/mutmut run --max-children $${RUNBOARD_MUTATION_JOBS:-1} $(foreach m,$(MUTATE),"$(m).*")
 	$(BIN)/python bench/mutation_score.py $(MUTATE)
