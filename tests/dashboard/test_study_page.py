@@ -5,6 +5,8 @@ Run: .venv/bin/python -m pytest tests/dashboard/test_study_page.py
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pipeline import names
@@ -62,20 +64,30 @@ def test_the_runs_page_folds_the_trials_under_one_group_row(finished_study):
     assert not table["name"].str.contains("page-0").any()  # folded
 
 
-def test_continue_then_cancel_from_the_page(finished_study):
+@pytest.fixture
+def own_study(store) -> str:
+    """A finished 2-trial study of this test's own: continuing and cancelling it leaves `finished_study`
+    as the other tests expect it, in any order (pytest -p randomly)."""
     client = tracking.connect()
-    at = open_page("run_detail", run=finished_study)
-    at.number_input(key=f"more_{finished_study}").set_value(2)
-    at.button(key=f"continue_{finished_study}").click().run()
+    study_id = study.submit(dataclasses.replace(BASE, run_name="own"), SPACE, 2, parallel=2, client=client)
+    run_study(client, study_id)
+    return study_id
+
+
+def test_continue_then_cancel_from_the_page(own_study):
+    client = tracking.connect()
+    at = open_page("run_detail", run=own_study)
+    at.number_input(key=f"more_{own_study}").set_value(2)
+    at.button(key=f"continue_{own_study}").click().run()
     assert not at.exception, at.exception
-    run = client.get_run(finished_study)
-    assert run.info.status == "RUNNING" and run.data.tags[names.TAG_STUDY_TRIALS] == "5"
-    assert "3/5 trials" in at.get("progress")[0].proto.text, texts(at.get("progress"))  # the same page, at once
-    at.button(key=f"cancel_{finished_study}").click().run()
+    run = client.get_run(own_study)
+    assert run.info.status == "RUNNING" and run.data.tags[names.TAG_STUDY_TRIALS] == "4"
+    assert "2/4 trials" in at.get("progress")[0].proto.text, texts(at.get("progress"))  # the same page, at once
+    at.button(key=f"cancel_{own_study}").click().run()
     assert not at.exception, at.exception
-    assert client.get_run(finished_study).info.status == "KILLED"
-    trials = client.search_runs([run.info.experiment_id], f"tags.\"{names.TAG_STUDY_ID}\" = '{finished_study}'")
-    assert len(trials) == 5 and sum(t.info.status == "KILLED" for t in trials) == 2
+    assert client.get_run(own_study).info.status == "KILLED"
+    trials = client.search_runs([run.info.experiment_id], f"tags.\"{names.TAG_STUDY_ID}\" = '{own_study}'")
+    assert len(trials) == 4 and sum(t.info.status == "KILLED" for t in trials) == 2
 
 
 def test_the_launch_pages_study_tab_says_what_will_run(store):
