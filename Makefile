@@ -26,8 +26,9 @@ run: install
 # and the runs they start share two cores, and threads waiting on each other cost more than they bring
 # (9 % of the wall time of the training test files, measured side by side; docs/testing.md).
 # PYTEST_ARGS reaches both steps: `make test PYTEST_ARGS="-p randomly"` shuffles the order.
+WORKERS ?= 2
 test: install browser postgres
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -q -n 2 --dist loadfile -m "not cluster" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -q -n $(WORKERS) --dist loadfile -m "not cluster" $(PYTEST_ARGS)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -q -m cluster $(PYTEST_ARGS)
 
 # The user guide: build it strictly into site/ (a broken link or missing page fails), then serve it on loopback.

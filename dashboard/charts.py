@@ -421,10 +421,13 @@ def reliability_figure(bins: Sequence[Mapping], title: str = "", after: Sequence
         shown = [b for b in after if b.get("count")]
         fig.add_trace(go.Scatter(x=[b["confidence"] for b in shown], y=[b["accuracy"] for b in shown],
                                  mode="lines+markers", name="after temperature scaling", line={"color": "#2ca02c"}))
-    fig.update_layout(title=title or "Reliability diagram", barmode="overlay", bargap=0, legend={"orientation": "h"},
+    # the legend sits at the figure's foot, below the axis title: in a half-width column, Plotly's default
+    # place (just under the plot) put it over "confidence (top class)"
+    fig.update_layout(title=title or "Reliability diagram", barmode="overlay", bargap=0,
+                      legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0},
                       xaxis={"title": "confidence (top class)", "range": [0, 1]},
                       yaxis={"title": "accuracy", "range": [0, 1.08], "tickformat": ".0%"},
-                      margin={"t": 60, "b": 40})
+                      margin={"t": 60, "b": 90})
     return fig
 
 
