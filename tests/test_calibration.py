@@ -11,6 +11,8 @@ from scipy.special import softmax
 
 from pipeline.training import calibration
 
+pytestmark = pytest.mark.filterwarnings("error")  # a log of 0, an empty mean or an unknown solver option fails
+
 # four images, two classes: confidences 0.9 (right), 0.9 (wrong), 0.6 (right), 1/15 exactly on an edge
 PROBS = np.array([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.5, 0.5]])
 LABELS = np.array([0, 0, 0, 1])
@@ -123,3 +125,35 @@ def test_without_a_validation_split_the_temperature_stays_one():
         assert report["temperature"] == 1.0 and report["val_nll"] is None
         assert report["val_nll_after_temperature"] is None
         assert report["ece_after_temperature"] == pytest.approx(report["ece"])
+
+
+def test_any_float_input_is_computed_in_float64():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(200, 4)).astype(np.float16)
+    labels = rng.integers(0, 4, 200)
+    wide = logits.astype(np.float64)
+    probs16 = softmax(wide, axis=1).astype(np.float16)
+    a, b = calibration.reliability(probs16, labels), calibration.reliability(probs16.astype(np.float64), labels)
+    assert a["ece"] == b["ece"] and a["bins"] == b["bins"]
+    assert calibration.nll(logits, labels, 1.3) == calibration.nll(wide, labels, 1.3)
+    assert np.array_equal(calibration.scaled(logits, 0.7), calibration.scaled(wide, 0.7))
+    assert np.array_equal(calibration.scaled(probs16, 0.7, probabilities=True),
+                          calibration.scaled(probs16.astype(np.float64), 0.7, probabilities=True))
+
+
+def test_a_confidence_rounded_above_one_is_counted_in_the_last_bin():
+    probs = np.array([[1.0000001, 0.0], [0.3, 0.7]], dtype=np.float64)  # a float32 softmax can sum past 1
+    report = calibration.reliability(probs, np.array([0, 1]), bins=5)
+    assert [b["count"] for b in report["bins"]] == [0, 0, 0, 1, 1]
+
+
+def test_one_image_is_its_own_gap():
+    report = calibration.reliability(np.array([[0.7, 0.3]]), np.array([0]))
+    assert report["ece"] == pytest.approx(0.3) and report["mce"] == pytest.approx(0.3) and report["n"] == 1
+
+
+def test_one_validation_image_is_enough_to_fit():
+    # a right answer is always more likely when sharper: the fit goes to the range's low end
+    logits, labels = np.array([[2.0, 0.0]]), np.array([0])
+    t = calibration.fit_temperature(logits, labels)
+    assert t < 0.1 and calibration.nll(logits, labels, t) < calibration.nll(logits, labels) / 1000

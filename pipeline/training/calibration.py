@@ -49,8 +49,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     if len(labels) == 0:
         return 1.0
     low, high = np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1])
-    found = minimize_scalar(lambda t: nll(logits, labels, float(np.exp(t))), bounds=(low, high), method="bounded",
-                            options={"xatol": 1e-5})
+    found = minimize_scalar(lambda t: nll(logits, labels, float(np.exp(t))), bounds=(low, high), method="bounded")
     best = float(np.exp(found.x))
     return best if nll(logits, labels, best) < nll(logits, labels, 1.0) else 1.0  # strictly better, or raw
 
