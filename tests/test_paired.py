@@ -24,26 +24,44 @@ def side(label="A", ids=(10, 11, 12, 13, 14, 15), labels=(0, 1, 0, 1, 0, 1), pre
                        list(classes), frozenset(digests))
 
 
+IDS8, LABELS8 = (10, 11, 12, 13, 14, 15, 16, 17), (0, 1, 0, 1, 0, 1, 0, 0)
+
+
 def test_the_table_counts_each_kind_of_pair():
-    a = side("A", predicted=(0, 1, 1, 1, 1, 0))  # right on 10, 11, 13
-    b = side("B", predicted=(0, 0, 0, 1, 1, 1))  # right on 10, 12, 13, 15
-    c = paired.compare(a, b, resamples=2000)
-    assert (c.n, c.both_right, c.only_a, c.only_b, c.both_wrong) == (6, 2, 1, 2, 1)
-    assert (c.a, c.b, c.resamples) == ("A", "B", 2000)
-    assert c.accuracy_a == pytest.approx(3 / 6) and c.accuracy_b == pytest.approx(4 / 6)
-    assert c.difference == pytest.approx(1 / 6)
-    assert c.only_a_ids.tolist() == [11] and c.only_b_ids.tolist() == [12, 15]
-    assert c.p_value == pytest.approx(binomtest(2, 3, 0.5).pvalue) == pytest.approx(1.0)
+    a = side("A", IDS8, LABELS8, predicted=(0, 1, 1, 1, 1, 0, 1, 1))  # right on 10, 11, 13
+    b = side("B", IDS8, LABELS8, predicted=(0, 0, 0, 1, 1, 1, 1, 0))  # right on 10, 12, 13, 15, 17
+    c = paired.compare(a, b, resamples=1200)
+    assert (c.n, c.both_right, c.only_a, c.only_b, c.both_wrong) == (8, 2, 1, 3, 2)
+    assert (c.a, c.b, c.resamples) == ("A", "B", 1200)
+    assert c.accuracy_a == pytest.approx(3 / 8) and c.accuracy_b == pytest.approx(5 / 8)
+    assert c.difference == pytest.approx(2 / 8)
+    assert c.only_a_ids.tolist() == [11] and c.only_b_ids.tolist() == [12, 15, 17]
+    assert c.p_value == pytest.approx(binomtest(3, 4, 0.5).pvalue) == pytest.approx(0.625)
+
+
+def test_every_image_can_be_drawn_and_the_seed_is_zero_unless_given():
+    # two images, B alone right on the first: a resample of only the second image gives 0, of only the first 1
+    a, b = side("A", (1, 2), (0, 0), (1, 1)), side("B", (1, 2), (0, 0), (0, 1))
+    c = paired.compare(a, b, resamples=400)
+    assert (c.low, c.high) == (0.0, 1.0) and c.resamples == 400
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 300)
+    a = side("A", np.arange(300), labels, np.where(rng.random(300) < 0.7, labels, 1 - labels))
+    b = side("B", np.arange(300), labels, np.where(rng.random(300) < 0.75, labels, 1 - labels))
+    zero, one = paired.compare(a, b, 200, seed=0), paired.compare(a, b, 200, seed=1)
+    assert (zero.low, zero.high) != (one.low, one.high)  # the seed matters for these data...
+    default = paired.compare(a, b, 200)
+    assert (default.low, default.high) == (zero.low, zero.high)  # ...and the default is 0
 
 
 def test_b_is_matched_to_a_by_id_whatever_its_order():
-    a = side("A", predicted=(0, 1, 1, 1, 1, 0))
-    order = [5, 3, 0, 4, 1, 2]
-    shuffled = side("B", ids=np.array(a.ids)[order], labels=np.array(a.labels)[order],
-                    predicted=np.array((0, 0, 0, 1, 1, 1))[order])
+    a = side("A", IDS8, LABELS8, predicted=(0, 1, 1, 1, 1, 0, 1, 1))
+    order = [5, 3, 7, 0, 4, 6, 1, 2]
+    shuffled = side("B", ids=np.array(IDS8)[order], labels=np.array(LABELS8)[order],
+                    predicted=np.array((0, 0, 0, 1, 1, 1, 1, 0))[order])
     c = paired.compare(a, shuffled, resamples=500)
-    assert (c.both_right, c.only_a, c.only_b, c.both_wrong) == (2, 1, 2, 1)
-    assert c.only_b_ids.tolist() == [12, 15]
+    assert (c.both_right, c.only_a, c.only_b, c.both_wrong) == (2, 1, 3, 2)
+    assert c.only_b_ids.tolist() == [12, 15, 17]
 
 
 def test_the_bootstrap_interval_is_the_percentiles_of_resampled_mean_differences():
@@ -83,12 +101,26 @@ def test_significance_is_p_below_five_percent():
     (side("B", ids=(10, 11, 12, 13, 14), labels=(0, 1, 0, 1, 0), predicted=(0, 1, 0, 1, 0)),
      "different images (6 vs 5 test images, 1 not in both)"),
     (side("B", ids=("10", "11", "12", "13", "14", "15")), "different images"),
-    (side("B", labels=(0, 1, 0, 1, 1, 1)), "give 1 of the same test images different true labels"),
+    (side("B", labels=(0, 1, 0, 1, 1, 1)), "give 1 of the same test images different true labels: the data "
+                                           "changed between them"),
+    (side("B", ids=(10, 11, 12, 13, 14, 15, 15), labels=(0, 1, 0, 1, 0, 1, 1), predicted=(0, 1, 0, 1, 0, 1, 1)),
+     "different images (6 vs 7 test images, 0 not in both)"),  # the same ids, one twice
+    (side("B", ids=(10.0, 11.0, 12.0, 13.0, 14.0, 15.0)), "different images (6 vs 6 test images, 0 not in both)"),
 ])
 def test_refuses_sides_that_are_not_the_same_images(b, why):
     with pytest.raises(paired.CompareError) as refused:
         paired.compare(side("A", digests=("d1",)), b)
     assert why in str(refused.value) and "A and B" in str(refused.value)
+
+
+def test_refusals_name_every_digest_and_the_first_five_classes():
+    many = [str(i) for i in range(7)]
+    with pytest.raises(paired.CompareError) as refused:
+        paired.compare(side("A", digests=("d2", "d1")), side("B", digests=("d3", "d4")))
+    assert "(dataset digests d1, d2 vs d3, d4)" in str(refused.value)
+    with pytest.raises(paired.CompareError) as refused:
+        paired.compare(side("A", classes=many), side("B", classes=many[::-1]))
+    assert str(refused.value).endswith("(7 vs 7: ['0', '1', '2', '3', '4'] vs ['6', '5', '4', '3', '2'])")
 
 
 def test_a_side_without_digests_or_classes_is_not_refused_for_them():
@@ -124,6 +156,13 @@ def test_the_report_is_the_table_the_docs_show():
         "exact McNemar p < 0.001 (two-sided binomial test on the 31 discordant pairs; p = 9.31323e-10): "
         "a significant difference at 5 %",
     ]
+    long_a = paired.Comparison(**{**c.__dict__, "a": "a-run-with-a-long-name", "only_b": 4})
+    lines = paired.report(long_a).splitlines()
+    assert lines[0].index("test accuracy") == lines[1].index("test accuracy") == len("A: a-run-with-a-long-name  ")
+    assert "on the 35 discordant pairs" in lines[-1]
+    long_b = paired.Comparison(**{**c.__dict__, "b": "b-run-with-a-long-name"})
+    lines = paired.report(long_b).splitlines()
+    assert lines[0].index("test accuracy") == lines[1].index("test accuracy") == len("B: b-run-with-a-long-name  ")
     even = paired.Comparison(**{**c.__dict__, "p_value": 0.5})
     assert paired.report(even).endswith("p = 0.5): not a significant difference at 5 %")
     assert paired.sentence(even) == ("mlp vs cnn on the same 359 images: −8.6 points (95 % CI −11.7 to −5.8), "
@@ -135,6 +174,14 @@ def _npz(**arrays) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
+
+
+def test_digests_of_a_run_without_inputs_are_none():
+    from types import SimpleNamespace
+
+    assert paired._digests(SimpleNamespace()) == frozenset()
+    assert paired._digests(SimpleNamespace(inputs=None)) == frozenset()
+    assert paired._digests(SimpleNamespace(inputs=SimpleNamespace())) == frozenset()
 
 
 def test_arrays_names_the_ids_whatever_the_file_calls_them():

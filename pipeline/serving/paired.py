@@ -154,7 +154,7 @@ def compare(a: Side, b: Side, resamples: int = RESAMPLES, seed: int = 0) -> Comp
     p = binomtest(only_b, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
     return Comparison(a.label, b.label, n, int((right_a & right_b).sum()), only_a, only_b,
                       int((~right_a & ~right_b).sum()), float(right_a.mean()), float(right_b.mean()),
-                      float(low), float(high), float(p), resamples,
+                      float(low), float(high), float(p), len(means),  # the resamples really drawn
                       a.ids[right_a & ~right_b], a.ids[right_b & ~right_a])
 
 
