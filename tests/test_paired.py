@@ -243,6 +243,10 @@ def test_load_refuses_with_a_reason(client):
         paired.load(client, "nope")
     with pytest.raises(paired.CompareError, match=f"no run with id {'0' * 32}"):
         paired.load(client, "0" * 32)
+    with pytest.raises(paired.CompareError, match=f"no run with id {'AB' * 16}"):  # hex in capitals is an id
+        paired.load(client, "AB" * 16)
     bare = _run(client, "bare", None)
-    with pytest.raises(paired.CompareError, match=rf"bare \({bare[:8]}\) has no {names.PREDICTIONS_NPZ}"):
+    with pytest.raises(paired.CompareError) as refused:
         paired.load(client, bare)
+    assert str(refused.value) == (f"bare ({bare[:8]}) has no {names.PREDICTIONS_NPZ} (trained before runs kept "
+                                  "their predictions, or not finished): nothing to compare")
