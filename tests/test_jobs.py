@@ -181,3 +181,215 @@ def test_submit_sweep_groups_runs_under_a_parent(client):
         jobs.cancel(run_id, client)
     with pytest.raises(ConfigError, match="at most"):
         jobs.submit_sweep([CONFIG] * (jobs.MAX_SWEEP_RUNS + 1), "grid", {}, client=client)
+
+
+# --- orphan_reason on hand-made runs: each boundary of the 60 s rule, and who is named ----------
+NOW = 10_000.0
+FAR = "other-machine/123/1.00"  # a process of another machine: only its heartbeat tells
+
+
+def run_like(status="RUNNING", started=NOW, params=None, tags=None):
+    """What orphan_reason reads of a run: status, start time (ms), params (the claim) and tags."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(info=SimpleNamespace(status=status, start_time=int(started * 1000)),
+                           data=SimpleNamespace(params=params or {}, tags=tags or {}))
+
+
+def claimed(owner: str, process: str, at: float | None, **tags) -> dict:
+    raw = f"{owner} {process}" + (f" {at:.3f}" if at is not None else "")
+    return dict(params={names.PARAM_CLAIM: raw}, tags=tags)
+
+
+def test_an_unclaimed_run_is_an_orphan_only_when_running_past_60_s():
+    reason = "its submission was interrupted before it was queued"
+    assert jobs.orphan_reason(run_like(started=NOW - 61), NOW) == reason
+    assert jobs.orphan_reason(run_like(started=NOW - 60), NOW) is None  # more than 60 s, not 60
+    assert jobs.orphan_reason(run_like(started=NOW - 5), NOW) is None
+    assert jobs.orphan_reason(run_like("SCHEDULED", started=NOW - 1000), NOW) is None  # waiting in the queue
+
+
+def test_a_cancel_claim_ends_a_run_only_after_60_s():
+    for age, expected in ((61, "cancelled before it started"), (60, None), (10, None)):
+        run = run_like("SCHEDULED", **claimed(jobs.CANCEL_OWNER, FAR, NOW - age))
+        assert jobs.orphan_reason(run, NOW) == expected, age
+
+
+def test_a_silent_worker_is_named_with_the_seconds_since_its_last_beat():
+    run = run_like(**claimed("w1", FAR, NOW - 500, **{names.TAG_HEARTBEAT: f"{NOW - 61}"}))
+    assert jobs.orphan_reason(run, NOW) == "its worker w1 sent no heartbeat for 61 s"
+    run = run_like(**claimed("w1", FAR, NOW - 500, **{names.TAG_HEARTBEAT: f"{NOW - 60}"}))
+    assert jobs.orphan_reason(run, NOW) is None
+    recent_claim = run_like(**claimed("w1", FAR, NOW - 30))  # no beat yet: the claim's time counts
+    assert jobs.orphan_reason(recent_claim, NOW) is None
+    no_time = run_like(**claimed("w1", FAR, None))  # a claim without a time counts from 0
+    assert jobs.orphan_reason(no_time, NOW) == "its worker w1 sent no heartbeat for 10000 s"
+
+
+def test_a_run_adopted_by_a_restarted_worker_is_judged_by_the_adopter():
+    dead_here = lifecycle.process_key().rsplit("/", 2)[0] + "/999999/1.00"
+    adopted = claimed("w1", FAR, NOW - 1, **{names.TAG_HEARTBEAT: f"{NOW}", names.TAG_ADOPTED: f"w2 {dead_here}"})
+    assert jobs.orphan_reason(run_like(**adopted), NOW) == ("its worker w2 stopped (killed or crashed) while the "
+                                                            "run was in progress")
+    own = claimed("w1", dead_here, NOW - 1, **{names.TAG_HEARTBEAT: f"{NOW}"})
+    assert jobs.orphan_reason(run_like(**own), NOW).startswith("its worker w1 stopped")
+    alive = claimed("w1", dead_here, NOW - 1, **{names.TAG_HEARTBEAT: f"{NOW}", names.TAG_ADOPTED: f"w2 {FAR}"})
+    assert jobs.orphan_reason(run_like(**alive), NOW) is None  # the adopter lives elsewhere and beats
+
+
+# --- sweeps: the parent's words and place, and the limits ----------------------------------------
+def test_a_sweeps_parent_says_what_it_swept_where_its_runs_are():
+    space = {"lr": [1e-3, 1e-2]}
+    configs = sweep.build(dataclasses.replace(CONFIG, experiment="queue-unit-sweep"), "grid", space)
+    parent, run_ids = jobs.submit_sweep(configs, "grid", space, client=client_of())
+    client = client_of()
+    p = client.get_run(parent)
+    assert p.data.tags[names.TAG_NOTE] == "Grid sweep of 2 runs over lr in [0.001, 0.01]."
+    assert p.data.tags[names.TAG_SWEEP_SPACE] == '{"lr": [0.001, 0.01]}'
+    assert p.info.experiment_id == client.get_run(run_ids[0]).info.experiment_id
+    assert client.get_experiment(p.info.experiment_id).name == "queue-unit-sweep"
+    one_parent, one = jobs.submit_sweep(configs[:1], "grid", {"lr": [1e-3]}, client=client)  # a sweep of one
+    assert len(one) == 1 and client.get_run(one_parent).info.run_name == "sweep (grid, 1 runs)"
+    for run_id in run_ids + one:
+        jobs.cancel(run_id, client)
+    with pytest.raises(ConfigError) as refused:
+        jobs.submit_sweep([], "grid", {}, client=client)
+    assert str(refused.value) == "a sweep needs at least one run"
+
+
+def test_a_sweep_of_exactly_the_limit_is_queued():
+    configs = [dataclasses.replace(CONFIG, experiment="queue-unit-limit", seed=i) for i in range(jobs.MAX_SWEEP_RUNS)]
+    client = client_of()
+    _, run_ids = jobs.submit_sweep(configs, "grid", {"seed": list(range(jobs.MAX_SWEEP_RUNS))}, client=client)
+    assert len(run_ids) == jobs.MAX_SWEEP_RUNS
+    for run_id in run_ids:
+        jobs.cancel(run_id, client)
+
+
+def client_of():
+    return tracking.connect()
+
+
+# --- what a worker's loop reads and starts --------------------------------------------------------
+def test_running_studies_are_the_running_study_runs_of_the_experiment_asked(client):
+    first = tracking.experiment_id(client, "queue-unit-studies")
+    other = tracking.experiment_id(client, "queue-unit-studies-2")
+    running = client.create_run(first, tags={names.TAG_KIND: names.KIND_STUDY}).info.run_id
+    elsewhere = client.create_run(other, tags={names.TAG_KIND: names.KIND_STUDY}).info.run_id
+    ended = client.create_run(first, tags={names.TAG_KIND: names.KIND_STUDY}).info.run_id
+    client.set_terminated(ended, "FINISHED")
+    plain = client.create_run(first).info.run_id  # running, but not a study
+    everywhere = {r.info.run_id for r in jobs.running_studies(client)}
+    assert {running, elsewhere} <= everywhere and not {ended, plain} & everywhere
+    assert [r.info.run_id for r in jobs.running_studies(client, "queue-unit-studies")] == [running]
+    assert jobs.running_studies(client, "no-such-experiment") == []
+    for run_id in (running, elsewhere, plain):
+        client.set_terminated(run_id, "KILLED")
+
+
+def test_a_queued_process_runs_the_trainer_or_the_pruner_by_the_runs_kind(client, monkeypatch):
+    from pipeline.runs import train
+    from pipeline.serving import prune
+
+    calls = []
+    monkeypatch.setattr(train, "queued_process", lambda run_id, progress: calls.append(("train", run_id, progress)) or 3)
+    monkeypatch.setattr(prune, "queued_process", lambda run_id, progress: calls.append(("prune", run_id, progress)) or 4)
+    experiment = tracking.experiment_id(client, EXPERIMENT)
+    pruning = client.create_run(experiment, tags={names.TAG_KIND: names.KIND_PRUNE}).info.run_id
+    training = client.create_run(experiment).info.run_id
+    assert jobs.queued_process(pruning, progress=False) == 4
+    assert jobs.queued_process(training) == 3
+    assert calls == [("prune", pruning, False), ("train", training, True)]
+    for run_id in (pruning, training):
+        client.set_terminated(run_id, "KILLED")
+
+
+# --- audits and prune jobs: what the queued run holds, and the refusals before one exists ---------
+def test_a_queued_audit_holds_its_config_folds_and_folder(client, store):
+    from PIL import Image
+
+    from pipeline.runs.audit_request import AuditError
+
+    root = store / "data" / "jobs-audit"
+    for name, count in (("a", 3), ("b", 3), ("c", 2)):
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            Image.new("L", (8, 8), 30 * i).save(root / name / f"{i}.png")
+    config = RunConfig(dataset="imagefolder:jobs-audit", model="mlp", epochs=1, experiment="queue-unit-audit")
+    run_id = jobs.submit_audit(config, folds=2, client=client)
+    run = client.get_run(run_id)
+    assert run.info.status == "SCHEDULED" and run.info.run_name == "audit of jobs-audit"
+    assert run.data.params == {**config.to_params(), names.PARAM_FOLDS: "2"}
+    tags = run.data.tags
+    assert tags[names.TAG_KIND] == names.KIND_AUDIT and tags[names.TAG_AUDIT_FOLDER] == "jobs-audit"
+    assert (tags[names.TAG_SOURCE_NAME], tags[names.TAG_SOURCE_TYPE]) == ("runboard queue", "JOB")
+    assert abs(float(tags[names.TAG_QUEUED]) - time.time()) < 60 and tags[names.TAG_USER]
+    assert client.get_experiment(run.info.experiment_id).name == "queue-unit-audit"
+    named = jobs.submit_audit(dataclasses.replace(config, run_name="my audit"), folds=2, client=client)
+    assert client.get_run(named).info.run_name == "my audit"
+    before = len(client.search_runs([run.info.experiment_id]))
+    with pytest.raises(AuditError, match=r"too few in c \(2\)"):
+        jobs.submit_audit(config, folds=3, client=client)
+    assert len(client.search_runs([run.info.experiment_id])) == before  # refused before a run exists
+    for queued_id in (run_id, named):
+        jobs.cancel(queued_id, client)
+
+
+def source_run(client, experiment: str, **tags) -> str:
+    """A finished run with a training config, as a registered version's source (no model file needed to queue)."""
+    run_id = client.create_run(tracking.experiment_id(client, experiment), tags=tags).info.run_id
+    for key, value in dataclasses.replace(CONFIG, epochs=7, lr=0.02).to_params().items():
+        client.log_param(run_id, key, value)
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def test_a_queued_prune_job_holds_the_pinned_source_and_its_plan(client):
+    source = source_run(client, "queue-unit-prune")
+    client.create_registered_model("jobs-prune")
+    version = client.create_model_version("jobs-prune", f"runs:/{source}/model", source)
+    client.set_registered_model_alias("jobs-prune", "champion", version.version)
+    run_id = jobs.submit_prune("models:/jobs-prune@champion", "channels:0.5", epochs=3, int8=False,
+                               register="jobs-pruned", max_drop=0.02, client=client)
+    run = client.get_run(run_id)
+    pinned = f"models:/jobs-prune/{version.version}"  # @champion may move before a worker starts
+    assert run.info.status == "SCHEDULED" and run.info.run_name == f"jobs-prune v{version.version} @champion · channels:0.5"
+    assert client.get_experiment(run.info.experiment_id).name == names.EXPORT_EXPERIMENT
+    tags = run.data.tags
+    assert (tags[names.TAG_KIND], tags[names.TAG_EXPORT_SOURCE]) == (names.KIND_PRUNE, pinned)
+    assert tags[names.TAG_VARIANT] == tags[names.TAG_PRUNE] == "channels:0.5"
+    assert (tags[names.TAG_SOURCE_NAME], tags[names.TAG_SOURCE_TYPE]) == ("runboard queue", "JOB")
+    assert abs(float(tags[names.TAG_QUEUED]) - time.time()) < 60 and tags[names.TAG_USER]
+    params = run.data.params
+    assert (params["epochs"], params["lr"], params["model"]) == ("3", "0.02", "mlp")
+    assert {k: params[k] for k in names.PRUNE_PARAMS} == {
+        "source": pinned, "prune": "channels:0.5", "int8": "False", "register_as": "jobs-pruned",
+        "max_accuracy_drop": "0.02"}
+    assert params["variant"] == "channels:0.5"
+    jobs.cancel(run_id, client)
+
+
+def test_a_prune_job_is_refused_before_a_run_exists(client):
+    from pipeline.serving.prune import PruneError
+
+    variant_run = source_run(client, "queue-unit-prune", **{names.TAG_EXPORT_SOURCE: "models:/x/1"})
+    no_dataset = client.create_run(tracking.experiment_id(client, "queue-unit-prune")).info.run_id
+    client.log_param(no_dataset, "model", "mlp")
+    client.set_terminated(no_dataset, "FINISHED")
+    client.create_registered_model("jobs-refused")
+    for run_id in (variant_run, no_dataset):
+        client.create_model_version("jobs-refused", f"runs:/{run_id}/model", run_id)
+    client.create_model_version("jobs-refused", "file:///nowhere/model")  # a version with no source run
+    exports = tracking.experiment_id(client, names.EXPORT_EXPERIMENT)
+    before = len(client.search_runs([exports]))
+    for uri, why in (("models:/jobs-refused/1", "jobs-refused v1 is an exported variant or has no source run: "
+                                                "prune its source model instead"),
+                     ("models:/jobs-refused/3", "jobs-refused v3 is an exported variant or has no source run"),
+                     ("models:/jobs-refused/2", "jobs-refused v2: its source run has no dataset param, so there "
+                                                "is nothing to fine-tune on")):
+        with pytest.raises(jobs.JobError) as refused:
+            jobs.submit_prune(uri, "weights:0.5", client=client)
+        assert str(refused.value).startswith(why), str(refused.value)
+    with pytest.raises(PruneError):
+        jobs.submit_prune("models:/jobs-refused/2", "channels:2", client=client)
+    assert len(client.search_runs([exports])) == before
