@@ -10,7 +10,8 @@
 Trials run in this process one after another (drive the study, train each queued trial), exactly
 the code a worker's child runs. The issue's full configuration is the default; a smaller one fits
 a busy 2-core machine:
-Run: .venv/bin/python bench/study_pruning.py [--trials 16] [--epochs 5] [--seeds 3] [--model cnn] [--skip-sampler]
+Run: .venv/bin/python bench/study_pruning.py [--trials 16] [--epochs 5] [--seeds 3] [--model cnn]
+                                            [--skip-pruner] [--skip-sampler] [--overhead-rounds 3]
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--model", default="cnn")
+    parser.add_argument("--skip-pruner", action="store_true", help="leave out part 1 (median pruner against none)")
     parser.add_argument("--skip-sampler", action="store_true", help="leave out part 2 (TPE against random)")
     parser.add_argument("--overhead-rounds", type=int, default=3)
     args = parser.parse_args()
@@ -83,19 +85,20 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.1f}; digits/{args.model}, "
           f"{args.trials} trials of up to {args.epochs} epochs over {study.describe(space)}")
 
-    print("\n1. median pruner against none (TPE, seed 0)")
+    print("\n1. median pruner against none (TPE, seed 0)" + (": left out" if args.skip_pruner else ""))
     results = {}
-    for pruner in ("none", "median"):
+    for pruner in () if args.skip_pruner else ("none", "median"):
         study_id = study.submit(base, space, args.trials, 1, pruner=pruner, client=client)
         run_study(client, study_id)
         results[pruner] = outcome(client, study_id)
         r = results[pruner]
         print(f"  {pruner:>6}: {r['epochs']} epochs trained, {r['pruned']} pruned, best test accuracy "
               f"{r['best_test']:.2%}, best val accuracy {r['best_val']:.2%}")
-    saved = 1 - results["median"]["epochs"] / results["none"]["epochs"]
-    gap = 100 * (results["none"]["best_test"] - results["median"]["best_test"])
-    print(f"  median prunes {saved:.0%} of the epochs; its best test accuracy is {gap:+.2f} points below none's "
-          f"(goal: >= 40 % fewer epochs, within 0.5 points)")
+    if results:
+        saved = 1 - results["median"]["epochs"] / results["none"]["epochs"]
+        gap = 100 * (results["none"]["best_test"] - results["median"]["best_test"])
+        print(f"  median prunes {saved:.0%} of the epochs; its best test accuracy is {gap:+.2f} points below "
+              f"none's (goal: >= 40 % fewer epochs, within 0.5 points)")
 
     if not args.skip_sampler:
         print(f"\n2. TPE against random, {args.trials} trials, {args.seeds} seeds each (median pruner)")
@@ -111,22 +114,23 @@ def main() -> None:
             print(f"  {sampler:>6}: best val accuracy per seed {', '.join(f'{v:.2%}' for v in values)}; "
                   f"mean {statistics.mean(values):.2%}")
 
-    print(f"\n3. overhead per trial against a plain queued run ({args.overhead_rounds} rounds, alternated)")
-    one = study.parse_search(["lr=3e-3,3e-3"])  # one value: the trial trains exactly the plain run's config
-    plain, trial = [], []
-    for _ in range(args.overhead_rounds):
-        t0 = time.monotonic()
-        run_id = jobs.submit(base, client=client)
-        lifecycle.claim(client, run_id, "bench")
-        lifecycle.mark_running(client, run_id, {})
-        train.run_queued(run_id, progress=False)
-        plain.append(time.monotonic() - t0)
-        t0 = time.monotonic()
-        run_study(client, study.submit(base, one, 1, 1, pruner="median", client=client))
-        trial.append(time.monotonic() - t0)
-    print(f"  plain queued run {statistics.median(plain):.1f} s, study of one trial {statistics.median(trial):.1f} s "
-          f"(medians): overhead {statistics.median(trial) - statistics.median(plain):+.1f} s per trial, "
-          f"ratio {statistics.median(trial) / statistics.median(plain):.2f}")
+    if args.overhead_rounds:
+        print(f"\n3. overhead per trial against a plain queued run ({args.overhead_rounds} rounds, alternated)")
+        one = study.parse_search(["lr=3e-3,3e-3"])  # one value: the trial trains exactly the plain run's config
+        plain, trial = [], []
+        for _ in range(args.overhead_rounds):
+            t0 = time.monotonic()
+            run_id = jobs.submit(base, client=client)
+            lifecycle.claim(client, run_id, "bench")
+            lifecycle.mark_running(client, run_id, {})
+            train.run_queued(run_id, progress=False)
+            plain.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            run_study(client, study.submit(base, one, 1, 1, pruner="median", client=client))
+            trial.append(time.monotonic() - t0)
+        p, t = statistics.median(plain), statistics.median(trial)
+        print(f"  plain queued run {p:.1f} s, study of one trial {t:.1f} s (medians): overhead {t - p:+.1f} s per "
+              f"trial, ratio {t / p:.2f}")
     print(f"load average at the end {os.getloadavg()[0]:.1f}; store {root}")
 
 

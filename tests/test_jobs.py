@@ -292,8 +292,10 @@ def test_a_queued_process_runs_the_trainer_or_the_pruner_by_the_runs_kind(client
     from pipeline.serving import prune
 
     calls = []
-    monkeypatch.setattr(train, "queued_process", lambda run_id, progress: calls.append(("train", run_id, progress)) or 3)
-    monkeypatch.setattr(prune, "queued_process", lambda run_id, progress: calls.append(("prune", run_id, progress)) or 4)
+    monkeypatch.setattr(train, "queued_process", lambda run_id, progress: calls.append(("train", run_id, progress))
+                        or 3)
+    monkeypatch.setattr(prune, "queued_process", lambda run_id, progress: calls.append(("prune", run_id, progress))
+                        or 4)
     experiment = tracking.experiment_id(client, EXPERIMENT)
     pruning = client.create_run(experiment, tags={names.TAG_KIND: names.KIND_PRUNE}).info.run_id
     training = client.create_run(experiment).info.run_id
@@ -353,7 +355,8 @@ def test_a_queued_prune_job_holds_the_pinned_source_and_its_plan(client):
                                register="jobs-pruned", max_drop=0.02, client=client)
     run = client.get_run(run_id)
     pinned = f"models:/jobs-prune/{version.version}"  # @champion may move before a worker starts
-    assert run.info.status == "SCHEDULED" and run.info.run_name == f"jobs-prune v{version.version} @champion · channels:0.5"
+    assert run.info.status == "SCHEDULED"
+    assert run.info.run_name == f"jobs-prune v{version.version} @champion · channels:0.5"
     assert client.get_experiment(run.info.experiment_id).name == names.EXPORT_EXPERIMENT
     tags = run.data.tags
     assert (tags[names.TAG_KIND], tags[names.TAG_EXPORT_SOURCE]) == (names.KIND_PRUNE, pinned)

@@ -67,8 +67,9 @@ def test_b_is_matched_to_a_by_id_whatever_its_order():
 def test_the_bootstrap_interval_is_the_percentiles_of_resampled_mean_differences():
     rng = np.random.default_rng(7)
     labels = rng.integers(0, 3, 300)
-    a = side("A", ids=np.arange(300), labels=labels, predicted=np.where(rng.random(300) < 0.8, labels, (labels + 1) % 3))
-    b = side("B", ids=np.arange(300), labels=labels, predicted=np.where(rng.random(300) < 0.9, labels, (labels + 1) % 3))
+    wrong = (labels + 1) % 3
+    a = side("A", ids=np.arange(300), labels=labels, predicted=np.where(rng.random(300) < 0.8, labels, wrong))
+    b = side("B", ids=np.arange(300), labels=labels, predicted=np.where(rng.random(300) < 0.9, labels, wrong))
     c = paired.compare(a, b, resamples=1200, seed=3)
     diff = (b.predicted == labels).astype(float) - (a.predicted == labels).astype(float)
     draw = np.random.default_rng(3)
