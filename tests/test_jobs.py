@@ -350,13 +350,13 @@ def test_a_queued_prune_job_holds_the_pinned_source_and_its_plan(client):
     source = source_run(client, "queue-unit-prune")
     client.create_registered_model("jobs-prune")
     version = client.create_model_version("jobs-prune", f"runs:/{source}/model", source)
-    client.set_registered_model_alias("jobs-prune", "champion", version.version)
-    run_id = jobs.submit_prune("models:/jobs-prune@champion", "channels:0.5", epochs=3, int8=False,
+    client.set_registered_model_alias("jobs-prune", "candidate", version.version)
+    run_id = jobs.submit_prune("models:/jobs-prune@candidate", "channels:0.5", epochs=3, int8=False,
                                register="jobs-pruned", max_drop=0.02, client=client)
     run = client.get_run(run_id)
-    pinned = f"models:/jobs-prune/{version.version}"  # @champion may move before a worker starts
+    pinned = f"models:/jobs-prune/{version.version}"  # @candidate may move before a worker starts
     assert run.info.status == "SCHEDULED"
-    assert run.info.run_name == f"jobs-prune v{version.version} @champion · channels:0.5"
+    assert run.info.run_name == f"jobs-prune v{version.version} @candidate · channels:0.5"
     assert client.get_experiment(run.info.experiment_id).name == names.EXPORT_EXPERIMENT
     tags = run.data.tags
     assert (tags[names.TAG_KIND], tags[names.TAG_EXPORT_SOURCE]) == (names.KIND_PRUNE, pinned)
@@ -369,7 +369,15 @@ def test_a_queued_prune_job_holds_the_pinned_source_and_its_plan(client):
         "source": pinned, "prune": "channels:0.5", "int8": "False", "register_as": "jobs-pruned",
         "max_accuracy_drop": "0.02"}
     assert params["variant"] == "channels:0.5"
-    jobs.cancel(run_id, client)
+    from pipeline.serving import prune
+
+    plain_id = jobs.submit_prune("models:/jobs-prune@candidate", "weights:0.5", client=client)
+    plain = client.get_run(plain_id).data.params
+    assert (plain["epochs"], plain["int8"], plain["register_as"]) == ("2", "True", "")  # the defaults
+    assert plain["max_accuracy_drop"] == str(prune.MAX_DROP)
+    for queued_id in (run_id, plain_id):
+        jobs.cancel(queued_id, client)
+    client.delete_registered_model("jobs-prune")  # the Registry and Playground tests list every model
 
 
 def test_a_prune_job_is_refused_before_a_run_exists(client):
@@ -396,3 +404,4 @@ def test_a_prune_job_is_refused_before_a_run_exists(client):
     with pytest.raises(PruneError):
         jobs.submit_prune("models:/jobs-refused/2", "channels:2", client=client)
     assert len(client.search_runs([exports])) == before
+    client.delete_registered_model("jobs-refused")  # the Registry and Playground tests list every model

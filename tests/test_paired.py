@@ -233,10 +233,11 @@ def test_load_reads_a_model_uri_by_its_version_name(client):
     run_id = _run(client, "registered", KEPT)
     client.create_registered_model("paired-model")
     version = client.create_model_version("paired-model", f"runs:/{run_id}/model", run_id)
-    client.set_registered_model_alias("paired-model", "champion", version.version)
-    loaded = paired.load(client, "models:/paired-model@champion")
+    client.set_registered_model_alias("paired-model", "candidate", version.version)
+    loaded = paired.load(client, "models:/paired-model@candidate")
     assert loaded.run_id == run_id and loaded.label == f"paired-model v{version.version}"
     assert paired.load(client, f"runs:/{run_id}/model").run_id == run_id
+    client.delete_registered_model("paired-model")  # the Registry and Playground tests list every model
 
 
 def test_load_refuses_with_a_reason(client):
