@@ -17,6 +17,14 @@ PER_CLASS = 40
 FOLDER = "planted"
 
 
+def plain_folder(root, counts: dict[str, int]) -> None:
+    """A class folder per name holding that many flat 8x8 PNGs (30 * i grey): enough to queue or refuse by counts."""
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("L", (8, 8), 30 * i).save(root / name / f"{i}.png")
+
+
 def plant(root) -> dict:
     x, y, _ = data._digits()
     for label, name in ((0, "zero"), (1, "one")):

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from PIL import Image
 
 from pipeline import cli, names
 from pipeline.config import RunConfig
 from pipeline.queue import jobs
-from tests.planted import PER_CLASS, plant
+from tests.planted import PER_CLASS, plain_folder, plant
 
 
 def _rows(client: MlflowClient, run_id: str, path: str) -> list[dict]:
@@ -53,11 +52,7 @@ def test_the_audit_finds_the_planted_label_errors_duplicates_and_leak(planted, a
 
 
 def test_a_class_with_fewer_images_than_folds_is_refused_with_exit_2_naming_it(store, capsys):
-    root = store / "data" / "tiny"
-    for name, n in (("big", 6), ("small", 2)):
-        (root / name).mkdir(parents=True)
-        for i in range(n):
-            Image.new("L", (8, 8), 20 * i).save(root / name / f"{i}.png")
+    plain_folder(store / "data" / "tiny", {"big": 6, "small": 2})
     assert cli.main(["audit", "imagefolder:tiny", "--folds", "3"]) == 2
     err = capsys.readouterr().err
     assert "small (2)" in err and "big" not in err.split("too few in")[1]

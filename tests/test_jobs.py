@@ -238,11 +238,10 @@ def test_a_run_adopted_by_a_restarted_worker_is_judged_by_the_adopter():
 
 
 # --- sweeps: the parent's words and place, and the limits ----------------------------------------
-def test_a_sweeps_parent_says_what_it_swept_where_its_runs_are():
+def test_a_sweeps_parent_says_what_it_swept_where_its_runs_are(client):
     space = {"lr": [1e-3, 1e-2]}
     configs = sweep.build(dataclasses.replace(CONFIG, experiment="queue-unit-sweep"), "grid", space)
-    parent, run_ids = jobs.submit_sweep(configs, "grid", space, client=client_of())
-    client = client_of()
+    parent, run_ids = jobs.submit_sweep(configs, "grid", space, client=client)
     p = client.get_run(parent)
     assert p.data.tags[names.TAG_NOTE] == "Grid sweep of 2 runs over lr in [0.001, 0.01]."
     assert p.data.tags[names.TAG_SWEEP_SPACE] == '{"lr": [0.001, 0.01]}'
@@ -257,17 +256,12 @@ def test_a_sweeps_parent_says_what_it_swept_where_its_runs_are():
     assert str(refused.value) == "a sweep needs at least one run"
 
 
-def test_a_sweep_of_exactly_the_limit_is_queued():
+def test_a_sweep_of_exactly_the_limit_is_queued(client):
     configs = [dataclasses.replace(CONFIG, experiment="queue-unit-limit", seed=i) for i in range(jobs.MAX_SWEEP_RUNS)]
-    client = client_of()
     _, run_ids = jobs.submit_sweep(configs, "grid", {"seed": list(range(jobs.MAX_SWEEP_RUNS))}, client=client)
     assert len(run_ids) == jobs.MAX_SWEEP_RUNS
     for run_id in run_ids:
         jobs.cancel(run_id, client)
-
-
-def client_of():
-    return tracking.connect()
 
 
 # --- what a worker's loop reads and starts --------------------------------------------------------
@@ -308,15 +302,10 @@ def test_a_queued_process_runs_the_trainer_or_the_pruner_by_the_runs_kind(client
 
 # --- audits and prune jobs: what the queued run holds, and the refusals before one exists ---------
 def test_a_queued_audit_holds_its_config_folds_and_folder(client, store):
-    from PIL import Image
-
     from pipeline.runs.audit_request import AuditError
+    from tests.planted import plain_folder
 
-    root = store / "data" / "jobs-audit"
-    for name, count in (("a", 3), ("b", 3), ("c", 2)):
-        (root / name).mkdir(parents=True)
-        for i in range(count):
-            Image.new("L", (8, 8), 30 * i).save(root / name / f"{i}.png")
+    plain_folder(store / "data" / "jobs-audit", {"a": 3, "b": 3, "c": 2})
     config = RunConfig(dataset="imagefolder:jobs-audit", model="mlp", epochs=1, experiment="queue-unit-audit")
     run_id = jobs.submit_audit(config, folds=2, client=client)
     run = client.get_run(run_id)

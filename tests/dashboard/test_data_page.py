@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import pytest
 from mlflow.entities import RunTag
-from PIL import Image
 
 from pipeline import names, settings
 from pipeline.imaging.lineage import short
 from pipeline.queue import jobs
 from pipeline.runs import tracking
 from tests.dashboard.conftest import open_page, texts
-from tests.planted import FOLDER
+from tests.planted import FOLDER, plain_folder
 
 
 def image_captions(at) -> str:
@@ -24,10 +23,7 @@ def image_captions(at) -> str:
 
 def sparse_folder(root) -> None:
     """Two classes, one of 3 images: too few for 4 folds, enough for 3."""
-    for name, n in (("many", 6), ("few", 3)):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            Image.new("L", (8, 8), 30 * i).save(root / name / f"{i}.png")
+    plain_folder(root, {"many": 6, "few": 3})
 
 
 def button(at, label: str):
