@@ -54,6 +54,14 @@ def extra_options(runs: pd.DataFrame) -> list[str]:
     return sorted(params) + sorted(metrics) + sorted(run_search.own_tag_columns(runs))
 
 
+def current_sort() -> tuple[str, bool]:
+    """(column, descending) the Columns popover holds, read before it is drawn: the store sorts the page by it,
+    and the popover's choices come from that page."""
+    sort = st.session_state.get("sort") or st.query_params.get("sort") or "start"
+    order = st.session_state.get("order") if "order" in st.session_state else st.query_params.get("order")
+    return sort, order != ORDERS[1]
+
+
 def choose(runs: pd.DataFrame) -> Layout:
     """The Columns popover; its four choices live in the URL (bind="query-params")."""
     options = [*BASE, *extra_options(runs)]

@@ -1,21 +1,25 @@
 """Experiments and runs as DataFrames: one cached search_runs per listing."""
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 import streamlit as st
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
-from dashboard import refresh, tables
+from dashboard import refresh, run_query, run_search, tables
+from dashboard.store import mlflow_internals
 from dashboard.store.connection import (FilterError, RunDeletedError, RunNotFoundError, client, not_found,
                                         store_failed, uri)
 from pipeline import names
 
 MAX_RUNS = 5000  # newest runs listed per query; more belong in a filter (a link's runs are read by id)
 MAX_EXPERIMENTS = 5000
+log = logging.getLogger("runboard.dashboard")
 
 
 @st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
@@ -63,6 +67,107 @@ def runs(experiment_ids: Sequence[str] | None = None, filter_string: str = "") -
     if not ids:
         return tables.runs_frame([])
     return _runs(uri(), ids, filter_string.strip())
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    """One page of an experiment's runs as the store ordered and counted them."""
+    runs: pd.DataFrame  # the page's runs, then (when `top_level`) the runs of the sweeps among them
+    offset: int         # rows before this page
+    rows: int           # rows of this page (a sweep's runs brought with it not counted)
+    size: int           # rows a page holds
+    total: int | None   # rows matching in the whole store; None where the store cannot count (a tracking server)
+    more: bool          # another page follows
+
+
+def _search_failed(e: MlflowException, filter_string: str) -> Exception:
+    if e.error_code == "INVALID_PARAMETER_VALUE" and filter_string:
+        return FilterError(f"invalid filter {filter_string!r}: {e.message}. Example: "
+                           "params.model = 'cnn' and metrics.test_accuracy > 0.9")
+    return store_failed(e, "runs")
+
+
+@st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
+def _runs_page(uri: str, experiment_id: str, filter_string: str, order_by: tuple[str, ...], offset: int, size: int,
+               top_level: bool) -> RunsPage:
+    mlflow_client = client()
+    query = run_query.joined(filter_string, run_query.TOP_LEVEL if top_level else "")
+    try:
+        found = mlflow_client.search_runs([experiment_id], query, ViewType.ACTIVE_ONLY, max_results=size,
+                                          order_by=list(order_by), page_token=mlflow_internals.page_token(offset))
+        children = []
+        for run in found if top_level else ():
+            if names.TAG_SWEEP in run.data.tags:  # a sweep's runs, at most MAX_SWEEP_RUNS, come with its row
+                children += mlflow_client.search_runs(
+                    [experiment_id], run_query.joined(filter_string, run_query.clauses(
+                        tags=[f"{names.TAG_SWEEP_ID}={run.info.run_id}"])), ViewType.ACTIVE_ONLY, max_results=1000)
+    except MlflowException as e:
+        raise _search_failed(e, query) from None
+    try:
+        total = mlflow_internals.sql_run_count(mlflow_client, [experiment_id], query)
+    except mlflow_internals.InternalsChanged as e:
+        log.warning("run counts are off: %s", e)
+        total = None
+    except Exception as e:  # the database itself failed (sqlalchemy errors)
+        raise store_failed(e, "runs") from None
+    return RunsPage(tables.runs_frame([*found, *children]), offset, len(found), size, total, bool(found.token))
+
+
+def runs_page(experiment_id: str, filter_string: str = "", order_by: Sequence[str] | None = None, page: int = 1,
+              size: int = 100, top_level: bool = True) -> RunsPage:
+    """Page `page` (from 1) of an experiment's active runs matching an MLflow filter, filtered, ordered (newest
+    first by default), counted and paged by MLflow's search in SQL, so every run can be reached and a page
+    costs the same with 100 runs or 100,000. `top_level` leaves a sweep's runs out of the paging and brings
+    them with their parent's row. Cached for refresh.LISTING_TTL; FilterError for an invalid filter."""
+    return _runs_page(uri(), experiment_id, filter_string.strip(), tuple(order_by or [run_query.NEWEST_FIRST]),
+                      (max(1, page) - 1) * size, size, top_level)
+
+
+@st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
+def _run_counts(uri: str) -> dict[str, int] | None:
+    return mlflow_internals.sql_run_counts(client())
+
+
+def run_counts() -> dict[str, int] | None:
+    """experiment id -> active runs, counted in SQL; None where the store cannot count (a tracking server)."""
+    return _run_counts(uri())
+
+
+@st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
+def _first_run(uri: str, experiment_ids: tuple[str, ...], filter_string: str) -> str | None:
+    try:
+        found = client().search_runs(list(experiment_ids), filter_string, ViewType.ACTIVE_ONLY, max_results=1,
+                                     order_by=[run_query.NEWEST_FIRST])
+    except MlflowException as e:
+        raise store_failed(e, "runs") from None
+    return found[0].info.experiment_id if found else None
+
+
+def newest_run_experiment() -> str | None:
+    """The experiment of the newest active run in the store; None when there is no run."""
+    ids = tuple(experiments()["experiment_id"])
+    return _first_run(uri(), ids, "") if ids else None
+
+
+def has_live_runs(experiment_id: str) -> bool:
+    """Whether a run of the experiment is queued or running (one search of one row)."""
+    return _first_run(uri(), (experiment_id,), run_query.joined(run_query.clauses(statuses=names.ACTIVE))) is not None
+
+
+@st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
+def _filter_choices(uri: str, experiment_id: str) -> dict[str, list[str]] | None:
+    return mlflow_internals.sql_distinct_values(client(), experiment_id, ("dataset", "model"), run_search.RESERVED)
+
+
+def filter_choices(experiment_id: str) -> dict[str, list[str]] | None:
+    """What the Runs page's filters offer, over every run of the experiment: "params.dataset", "params.model"
+    and each own "tags.<key>" -> values. None where the store cannot tell (a tracking server): then a page's
+    own values are offered."""
+    try:
+        return _filter_choices(uri(), experiment_id)
+    except mlflow_internals.InternalsChanged as e:
+        log.warning("filter choices come from one page: %s", e)
+        return None
 
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow's run ids; anything else in a link is not one
@@ -129,4 +234,7 @@ def forget_run(run_id: str) -> None:
 def forget_runs() -> None:
     """Drop every cached run and listing after this session edited runs (rename, tags, delete): shown at once."""
     _runs.clear()
+    _runs_page.clear()
+    _run_counts.clear()
+    _filter_choices.clear()
     _run.clear()

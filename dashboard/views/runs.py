@@ -12,47 +12,88 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import formatting, refresh, run_columns, run_edits, run_search, runs_view, store, tables, ui
+from dashboard import (formatting, refresh, run_columns, run_edits, run_query, run_search, runs_view, store, tables,
+                       ui)
 
 MAX_COMPARE = 50
 VIEWS = ("Active", "Deleted")  # MLflow's lifecycle: a deleted run waits in the Deleted view until restored
-FILTERS = (("Status", "status"), ("Dataset", "params.dataset"), ("Model", "params.model"))  # key: filter_<label>
+PAGE_SIZES = (100, 250, 500)  # MLflow's UI pages 100 at a time
+PARAM_FILTERS = (("Dataset", "dataset"), ("Model", "model"))  # key: filter_<label>; one value each (no OR in MLflow)
 
 
-def pick_experiment(all_runs: pd.DataFrame) -> tuple[str, str]:
+def pick_experiment() -> tuple[str, str]:
     """The experiment from the URL, else the one with the newest run; kept in the URL."""
     experiments = store.experiments()
-    counts = all_runs["experiment_id"].value_counts()
+    counts = store.run_counts()  # None where the store cannot count: the names alone
     experiment_names = list(experiments["name"])
+    ids = dict(zip(experiments["name"], experiments["experiment_id"]))
     wanted = st.query_params.get("experiment")
     if wanted and wanted not in experiment_names:
         st.warning(f"No experiment named **{wanted}** in this store: showing the newest one instead.",
                    icon=":material/search_off:")
     if wanted not in experiment_names:
-        newest = all_runs.sort_values("start_time", ascending=False)["experiment_id"]
-        by_id = experiments.set_index("experiment_id")["name"]
-        wanted = by_id.get(newest.iloc[0]) if len(newest) else experiment_names[0]
-    ids = dict(zip(experiments["name"], experiments["experiment_id"]))
+        newest = store.newest_run_experiment()
+        wanted = next((n for n, i in ids.items() if i == newest), experiment_names[0])
     name = st.selectbox("Experiment", experiment_names, index=experiment_names.index(wanted), key="experiment",
-                        format_func=lambda n: f"{n} ({counts.get(ids[n], 0)} runs)")
+                        format_func=lambda n: n if counts is None else f"{n} ({counts.get(ids[n], 0):,} runs)")
     st.query_params["experiment"] = name
     return name, ids[name]
 
 
-def filtered(runs: pd.DataFrame) -> pd.DataFrame:
-    """Status, dataset, model and tag filters and the search box, applied to the cached listing."""
+def filters(experiment_id: str) -> tuple[list[str], list[str], str]:
+    """Status, dataset, model and tag filters as MLflow clauses over every run; (clauses, tags, search text).
+    Their choices come from the whole experiment where the store can list them (SQL), else from the runs
+    shown so far in this session's page (a tracking server has no distinct-values call)."""
+    choices = store.filter_choices(experiment_id) or st.session_state.get("runs_page_choices", {})
     columns = st.columns([2, 2, 2, 2, 3])
-    for column, (label, field) in zip(columns, FILTERS):
-        options = sorted(runs[field].dropna().unique()) if field in runs else []
-        chosen = column.multiselect(label, options, key=f"filter_{label.lower()}", placeholder="all",
-                                    bind="query-params")  # filter_model: the playground's ?model= is another
-        if chosen:
-            runs = runs[runs[field].isin(chosen)]
-    tags = columns[3].multiselect("Tag", run_search.tag_options(runs), key="filter_tag", placeholder="any",
-                                  bind="query-params", help="your own tags (key=value); a run must have every one")
+    statuses = columns[0].multiselect("Status", run_query.STATUSES, key="filter_status", placeholder="all",
+                                      bind="query-params")
+    params = {}
+    for column, (label, key) in zip(columns[1:3], PARAM_FILTERS):
+        chosen = column.multiselect(label, choices.get(f"params.{key}", []), key=f"filter_{label.lower()}",
+                                    placeholder="all", bind="query-params", max_selections=1,
+                                    help="one at a time: MLflow's search has no OR for params")
+        if chosen:  # filter_model: the playground's ?model= is another
+            params[key] = chosen[0]
+    tag_options = sorted(f"{k.removeprefix('tags.')}={v}" for k, values in choices.items() if k.startswith("tags.")
+                         for v in values)
+    tags = columns[3].multiselect("Tag", tag_options, key="filter_tag", placeholder="any", bind="query-params",
+                                  help="your own tags (key=value); a run must have every one")
     text = columns[4].text_input("Search", key="search", bind="query-params", placeholder="name, note or tag",
-                                 help="finds the words in a run's name, its note or your tags, whatever the case")
-    return run_search.search(run_search.with_tags(runs, tags), text)
+                                 help="finds the words in a run's name, its note or your tags, whatever the case, "
+                                      "among the runs of this page; across every run: the MLflow filter, e.g. "
+                                      "attributes.run_name ILIKE '%words%'")
+    return run_query.clauses(statuses, params, tags), tags, text
+
+
+def remember_choices(runs: pd.DataFrame) -> None:
+    """A page's own dataset, model and tag values, offered by the filters where the store cannot list them."""
+    seen = st.session_state.setdefault("runs_page_choices", {})
+    for column in ["params.dataset", "params.model", *run_search.own_tag_columns(runs)]:
+        if column in runs:
+            seen[column] = sorted(set(seen.get(column, [])) | set(runs[column].dropna()))
+
+
+def pager(found: store.RunsPage) -> None:
+    """Where this page sits among every matching run, and the way to the others."""
+    left, middle, right = st.columns([1, 1, 4])
+    pages = None if found.total is None else max(1, -(-found.total // found.size))
+    middle.selectbox("Rows per page", PAGE_SIZES, key="page_size", bind="query-params")
+    left.number_input("Page", min_value=1, max_value=pages, step=1, key="runs_page", bind="query-params")
+    last = found.offset + found.rows
+    where = f"Runs {found.offset + 1 if found.rows else 0:,}–{last:,}"
+    if found.total is not None:
+        where += f" of {found.total:,} · page {found.offset // found.size + 1:,} of {pages:,}"
+    else:
+        where += " · more follow" if found.more else " · the last page"
+    right.caption(where + " · filtered, sorted and paged by MLflow's search")
+
+
+def first_page_on_change(signature: tuple) -> None:
+    """Back to page 1 when the filters, sort or page size change: page 7 of another question is no answer."""
+    if st.session_state.get("runs_page_question") not in (None, signature):
+        st.session_state["runs_page"] = 1
+    st.session_state["runs_page_question"] = signature
 
 
 def actions(table: pd.DataFrame, selected: list[str]) -> None:
@@ -80,25 +121,36 @@ def actions(table: pd.DataFrame, selected: list[str]) -> None:
 
 @ui.guarded
 def table_section(name: str, experiment_id: str, query: str) -> None:
-    """Filters, the table and its actions; re-run every few seconds while a run is still going."""
-    runs = store.runs([experiment_id], query) if query else store.runs().query("experiment_id == @experiment_id")
-    if runs.empty and not query:
-        ui.no_runs_yet(name)
+    """Filters, one page of the table and its actions; re-run every few seconds while a run is still going."""
+    clauses, tags, text = filters(experiment_id)
+    sort, descending = run_columns.current_sort()
+    order_by = run_query.order_by(sort, descending)
+    size = st.session_state.get("page_size") or int(st.query_params.get("page_size", PAGE_SIZES[0]))
+    first_page_on_change((query, tuple(clauses), sort, descending, size))
+    page = int(st.session_state.get("runs_page") or st.query_params.get("runs_page", 1))
+    found = store.runs_page(experiment_id, run_query.joined(query, clauses), order_by, page, int(size),
+                            top_level=not (query or clauses))  # filtered: a sweep's runs stand alone
+    if found.runs.empty and found.offset == 0:
+        if query or clauses:
+            st.info("No run matches these filters.", icon=":material/filter_alt_off:")
+        else:
+            ui.no_runs_yet(name)
         return
-    runs = filtered(runs)
-    if runs.empty:
-        st.info("No run matches these filters.", icon=":material/filter_alt_off:")
-        return
+    remember_choices(found.runs)
+    runs = run_search.search(found.runs, text)  # MLflow's search has no OR: name, note or tag is matched here
     tests = runs[tables.range_tests(runs)]
     runs = runs[~tables.range_tests(runs)]  # a range test is no training run: its own table below
+    layout = run_columns.choose(found.runs)
     if runs.empty:
-        st.info("No training run matches yet: only range tests.", icon=":material/query_stats:")
-        runs_view.range_tests(tests)
-        return
-    table, selected = runs_view.show(runs, "runs_table", run_columns.choose(runs))
-    st.caption(f"{len(table)} runs shown · select rows to compare (2 to {MAX_COMPARE}) or open one · "
-               "Columns chooses, orders, pins and sorts them, and a link keeps that")
-    actions(table, selected)
+        st.info("No run on this page matches the search." if text else "No training run on this page: only range "
+                "tests.", icon=":material/query_stats:")
+    else:
+        table, selected = runs_view.show(runs, "runs_table", layout)
+        sorted_here = "" if order_by else f" · {sort} is sorted within this page (MLflow cannot sort by it)"
+        st.caption(f"Select rows to compare (2 to {MAX_COMPARE}) or open one · Columns chooses, orders, pins and "
+                   f"sorts them, and a link keeps that{sorted_here}")
+        actions(table, selected)
+    pager(found)
     runs_view.range_tests(tests)
 
 
@@ -122,13 +174,13 @@ def deleted_section(experiment_id: str) -> None:
 def page() -> None:
     run_edits.flash()
     st.title("Runs")
-    all_runs = store.runs()
-    if all_runs.empty and "experiment" not in st.query_params and st.query_params.get("view") != VIEWS[1]:
+    if store.newest_run_experiment() is None and "experiment" not in st.query_params \
+            and st.query_params.get("view") != VIEWS[1]:
         ui.no_runs_yet()
         st.page_link("views/runs.py", label="Deleted runs", icon=":material/delete:",
                      query_params={"view": VIEWS[1]}, help="runs deleted earlier wait there to be restored")
         return
-    name, experiment_id = pick_experiment(all_runs)
+    name, experiment_id = pick_experiment()
     view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="view", bind="query-params",
                                 label_visibility="collapsed")
     if view == VIEWS[1]:
@@ -138,8 +190,7 @@ def page() -> None:
                           placeholder="params.lr = '0.01' and metrics.test_accuracy > 0.9",
                           help="MLflow search syntax: params.X, metrics.X, tags.X, attributes.status; "
                                "strings in quotes, joined by `and`").strip()
-    mine = all_runs[all_runs["experiment_id"] == experiment_id]
-    live = mine["status"].isin(ui.LIVE_STATUSES).any()
+    live = store.has_live_runs(experiment_id)
     st.fragment(table_section, run_every=refresh.LIVE_REFRESH if live else None)(name, experiment_id, query)
 
 
