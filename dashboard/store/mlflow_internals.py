@@ -101,3 +101,91 @@ def server_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: Seque
                 rows += [(run_id, key, m.step, m.timestamp, m.value, m.value != m.value)
                          for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
     return rows
+
+
+def page_token(offset: int) -> str | None:
+    """MLflow's search_runs page token for a row offset (its SQL store, served or not, pages by offset), so a
+    page can be opened directly instead of walking every page before it; None for the first page."""
+    if offset <= 0:
+        return None
+    try:
+        from mlflow.utils.search_utils import SearchUtils
+
+        token = SearchUtils.create_page_token(offset)
+    except (ImportError, AttributeError) as e:
+        raise InternalsChanged(f"MLflow's page tokens moved: {e}") from None
+    return token.decode() if isinstance(token, bytes) else token
+
+
+def _sql_store(client: MlflowClient):
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    return store if hasattr(store, "ManagedSessionMaker") else None
+
+
+def sql_run_count(client: MlflowClient, experiment_ids: Sequence[str], filter_string: str) -> int | None:
+    """How many active runs of the experiments match an MLflow filter, counted in SQL with MLflow's own filter
+    translation (the one its search_runs uses); None when `client` does not read a SQL store directly (a
+    tracking server has no count). Raises MlflowException for an invalid filter, InternalsChanged when moved."""
+    store = _sql_store(client)
+    if store is None:
+        return None
+    try:
+        import sqlalchemy as sa
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from mlflow.store.tracking.sqlalchemy_store import _get_sqlalchemy_filter_clauses
+        from mlflow.utils.search_utils import SearchUtils
+    except ImportError as e:
+        raise InternalsChanged(f"MLflow's SQL search moved: {e}") from None
+    parsed = SearchUtils.parse_search_filter(filter_string)
+    with store.ManagedSessionMaker() as session:
+        try:
+            attributes, others, datasets = _get_sqlalchemy_filter_clauses(parsed, session, store._get_dialect())
+        except (TypeError, ValueError) as e:
+            raise InternalsChanged(f"MLflow's SQL filter clauses changed: {e}") from None
+        query = sa.select(SqlRun.run_uuid)
+        for clause in others:
+            query = query.join(clause)
+        for clause in datasets:
+            query = query.join(clause, SqlRun.run_uuid == clause.c.destination_id)
+        query = query.where(SqlRun.experiment_id.in_([int(e) for e in experiment_ids]),
+                            SqlRun.lifecycle_stage == "active", *attributes).distinct()
+        return session.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+
+
+def sql_run_counts(client: MlflowClient) -> dict[str, int] | None:
+    """experiment id -> its active runs, in one GROUP BY; None when not a SQL store."""
+    store = _sql_store(client)
+    if store is None:
+        return None
+    import sqlalchemy as sa
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+
+    with store.ManagedSessionMaker() as session:
+        rows = session.execute(sa.select(SqlRun.experiment_id, sa.func.count()).where(
+            SqlRun.lifecycle_stage == "active").group_by(SqlRun.experiment_id)).all()
+    return {str(e): n for e, n in rows}
+
+
+def sql_distinct_values(client: MlflowClient, experiment_id: str, params: Sequence[str],
+                        tags_except: Sequence[str]) -> dict[str, list[str]] | None:
+    """The values each of `params` takes among an experiment's active runs ("params.<key>" -> values), and
+    every tag not starting with one of `tags_except` ("tags.<key>" -> values): a filter's choices over every
+    run, not one page's. None when not a SQL store."""
+    store = _sql_store(client)
+    if store is None:
+        return None
+    import sqlalchemy as sa
+    from mlflow.store.tracking.dbmodels.models import SqlParam, SqlRun, SqlTag
+
+    found: dict[str, set[str]] = {}
+    runs = sa.select(SqlRun.run_uuid).where(SqlRun.experiment_id == int(experiment_id),
+                                            SqlRun.lifecycle_stage == "active")
+    with store.ManagedSessionMaker() as session:
+        for key, value in session.execute(sa.select(SqlParam.key, SqlParam.value).where(
+                SqlParam.key.in_(list(params)), SqlParam.run_uuid.in_(runs)).distinct()):
+            found.setdefault(f"params.{key}", set()).add(value)
+        tags = sa.select(SqlTag.key, SqlTag.value).where(SqlTag.run_uuid.in_(runs),
+                                                         *(~SqlTag.key.startswith(p) for p in tags_except))
+        for key, value in session.execute(tags.distinct()):
+            found.setdefault(f"tags.{key}", set()).add(value)
+    return {k: sorted(v) for k, v in found.items()}
