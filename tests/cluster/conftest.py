@@ -34,6 +34,7 @@ class Cluster:
     tracking_uri: str
     ray_address: str
     root: Path
+    db_url: str  # the server's PostgreSQL, for seeding many runs straight into its tables
 
 
 class WorkerProcess:
@@ -84,7 +85,7 @@ def cluster():
                               RUNBOARD_DATA_ROOT=str(root / "data"), RUNBOARD_WORKER_PREWARM="0")
             (root / "data").mkdir()
             print(f"\ncluster services up in {time.monotonic() - started:.1f} s", file=sys.stderr)
-            yield Cluster(setup.server.url, setup.head.address, root)
+            yield Cluster(setup.server.url, setup.head.address, root, setup.db.url)
             started = time.monotonic()
         print(f"\ncluster services stopped in {time.monotonic() - started:.1f} s", file=sys.stderr)
     finally:

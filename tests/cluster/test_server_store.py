@@ -36,6 +36,28 @@ def test_runs_page_lists_the_server_runs(finished_runs):
     assert set(finished_runs) <= set(table["run_id"])
 
 
+def test_runs_page_pages_through_a_thousand_runs_over_the_server(cluster):
+    """The scale bench's small configuration: 1,000 runs, read over REST in pages of 100; the server cannot
+    count, so the page says whether more follow, and the oldest run is on the last page."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    experiment = MlflowClient(cluster.tracking_uri).create_experiment("cluster-many")
+    direct, t0 = MlflowClient(cluster.db_url), 1_700_000_000_000  # straight into the server's tables: fast
+    for i in range(1000):
+        run_id = direct.create_run(experiment, start_time=t0 + i, run_name=f"many-{i:04d}").info.run_id
+        direct.log_batch(run_id, metrics=[Metric("test_accuracy", i / 1000, t0 + i, 0)], params=[Param("model", "cnn")])
+    at = open_page(experiment="cluster-many")
+    assert not at.exception and not at.error
+    assert len(at.dataframe[0].value) == 100 and at.dataframe[0].value["name"].iloc[0] == "many-0999"
+    assert any(c.value.startswith("Runs 1–100 · more follow") for c in at.caption)
+    at.number_input(key="runs_page").set_value(10).run()
+    assert at.dataframe[0].value["name"].iloc[-1] == "many-0000"
+    assert any(c.value.startswith("Runs 901–1,000 · the last page") for c in at.caption)
+    at = open_page(experiment="cluster-many", sort="test acc", order="ascending", page_size="500")
+    assert at.dataframe[0].value["name"].iloc[0] == "many-0000" and len(at.dataframe[0].value) == 500
+
+
 def test_compare_page_draws_the_server_runs(finished_runs):
     at = open_page("compare", runs=",".join(finished_runs))
     assert not at.exception and not at.error

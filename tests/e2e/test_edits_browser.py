@@ -13,7 +13,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.steps import fill, idle, mlflow, open_page, select_box
+from tests.e2e.steps import fill, grid_text, idle, mlflow, open_page, select_box
 
 pytestmark = pytest.mark.e2e
 
@@ -185,3 +185,33 @@ def choose_in(page: Page, label: str, option: str) -> None:
     expect(page.get_by_role("option", name=option, exact=True)).to_be_visible()
     box.press("Enter")
     idle(page)
+
+
+def test_6_a_big_experiment_pages_and_the_page_travels_in_a_link(page, app, shot):
+    """230 runs: page 3 is reached from the pager, survives a reload and a second person's link, and a new
+    filter starts again at page 1."""
+    client = mlflow(app)
+    experiment, t0 = client.create_experiment("e2e-many"), int(time.time() * 1000) - 600_000
+    for i in range(230):
+        run_id = client.create_run(experiment, start_time=t0 + i, run_name=f"many-{i:03d}").info.run_id
+        client.set_terminated(run_id, "FAILED" if i % 10 == 0 else "FINISHED", end_time=t0 + i + 1)
+    open_page(page, app, "/?experiment=e2e-many")
+    expect(page.get_by_text("Runs 1–100 of 230 · page 1 of 3")).to_be_visible(timeout=30_000)
+    assert "many-229" in grid_text(page)  # newest first
+    fill(page, "Page", "3")
+    expect(page.get_by_text("Runs 201–230 of 230 · page 3 of 3")).to_be_visible(timeout=30_000)
+    expect(page).to_have_url(re.compile(r"runs_page=3"))
+    assert "many-029" in grid_text(page) and "many-229" not in grid_text(page)
+    shot("edits-6-page-3-of-3")
+    link = page.url
+    for opened in (page, page.context.new_page()):  # a reload, then a second person opening the link
+        opened.goto(link)
+        expect(opened.get_by_text("Runs 201–230 of 230 · page 3 of 3")).to_be_visible(timeout=60_000)
+        if opened is not page:
+            opened.close()
+    status = page.get_by_test_id("stMultiSelect").filter(has_text="Status")
+    status.locator("input").click()
+    page.get_by_role("option", name="FAILED", exact=True).click()
+    idle(page)
+    expect(page.get_by_text("Runs 1–23 of 23 · page 1 of 1")).to_be_visible(timeout=30_000)
+    assert "many-220" in grid_text(page)
