@@ -147,6 +147,8 @@ def table_section(name: str, experiment_id: str, query: str) -> None:
     else:
         table, selected = runs_view.show(runs, "runs_table", layout)
         sorted_here = "" if order_by else f" · {sort} is sorted within this page (MLflow cannot sort by it)"
+        if order_by and order_by[0].startswith("params.") and found.more:  # a page is sorted as numbers
+            sorted_here = f" · {sort} sorts as text across pages (MLflow keeps params as text: 10 before 9)"
         st.caption(f"Select rows to compare (2 to {MAX_COMPARE}) or open one · Columns chooses, orders, pins and "
                    f"sorts them, and a link keeps that{sorted_here}")
         actions(table, selected)

@@ -149,6 +149,8 @@ def test_sorting_by_a_score_orders_every_page_and_a_computed_column_says_it_sort
     assert table["name"].iloc[0] == f"many-{PLAIN - 1:03d}" and len(table) == PLAIN + 1
     at = open_page(experiment=EXPERIMENT, sort="best val acc")
     assert "best val acc is sorted within this page" in texts(at.caption)
+    at = open_page(experiment=EXPERIMENT, sort="model")
+    assert "model sorts as text across pages" in texts(at.caption)
 
 
 def test_larger_pages_hold_more_rows(many):
