@@ -93,10 +93,15 @@ def _fetch(missing: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
         rows = None
     except Exception as e:  # the database itself failed (sqlalchemy errors)
         raise store_failed(e, "metric histories") from None
-    if rows is not None:
-        return _grouped(rows, missing)
+    return _public(missing) if rows is None else _grouped(rows, missing)
+
+
+def _public(missing: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+    """Full histories through MLflow's public API: one call per (run, metric), in parallel."""
+    mlflow_client = client()
     with ThreadPoolExecutor(FETCH_THREADS) as pool:
-        fetched = pool.map(lambda pair: _arrays(mlflow_client.get_metric_history(*pair)), missing)
+        fetched = pool.map(lambda pair: _arrays(sorted(mlflow_client.get_metric_history(*pair),
+                                                       key=lambda m: (m.step, m.timestamp))), missing)
         return dict(zip(missing, fetched))
 
 
@@ -112,17 +117,26 @@ def metric_histories(run_versions: Mapping[str, int], keys: Sequence[str]) -> pd
             else:
                 entries[run_id, key] = entry
     if missing:
-        try:
-            fetched = _fetch(missing)
-        except MlflowException as e:
-            if not_found(e):
-                raise RunNotFoundError(f"a run was deleted while reading its metrics: {e.message}") from None
-            raise store_failed(e, "metric histories") from None
-        for pair, arrays in fetched.items():
+        for pair, arrays in _read(_fetch, missing).items():
             entry = (int(run_versions[pair[0]]), *arrays)
             cache.put(pair, entry)
             entries[pair] = entry
-    pairs = [(r, k) for r in run_versions for k in keys if len(entries[r, k][1])]
+    return _frame(entries, [(r, k) for r in run_versions for k in keys])
+
+
+def _read(fetch, missing: list[tuple[str, str]], *args):
+    """fetch(missing, *args), with a run deleted meanwhile and a failing store told apart."""
+    try:
+        return fetch(missing, *args)
+    except MlflowException as e:
+        if not_found(e):
+            raise RunNotFoundError(f"a run was deleted while reading its metrics: {e.message}") from None
+        raise store_failed(e, "metric histories") from None
+
+
+def _frame(entries: Mapping[tuple[str, str], tuple], pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """Cached (version, steps, timestamps, values, ...) entries as one frame: run_id, key, step, timestamp, value."""
+    pairs = [p for p in pairs if len(entries[p][1])]
     if not pairs:
         return pd.DataFrame({"run_id": pd.Series(dtype=str), "key": pd.Series(dtype=str),
                              "step": pd.Series(dtype="int64"), "timestamp": pd.Series(dtype="int64"),
@@ -133,3 +147,103 @@ def metric_histories(run_versions: Mapping[str, int], keys: Sequence[str]) -> pd
         "step": np.concatenate([entries[p][1] for p in pairs]),
         "timestamp": np.concatenate([entries[p][2] for p in pairs]),
         "value": np.concatenate([entries[p][3] for p in pairs])})
+
+
+# ---- sampled histories: what Compare draws first ------------------------------------------------------------
+
+SAMPLED_POINTS = 320  # points per (run, metric) drawn first: MLflow's own charts ask its server for 320
+
+
+def envelope(steps: np.ndarray, values: np.ndarray, points: int) -> np.ndarray:
+    """Indices of at most `points` of a history ordered by step: the first, the last, and the lowest and the
+    highest finite value of each of envelope_buckets(points) equal step ranges (the SQL sampling's twin)."""
+    n = len(steps)
+    if n <= points:
+        return np.arange(n)
+    lo, span = int(steps[0]), int(steps[-1]) - int(steps[0]) + 1
+    ranges = min(mlflow_internals.envelope_buckets(points), span)
+    bucket = (steps.astype(np.int64) - lo) * ranges // span
+    finite = np.flatnonzero(~np.isnan(values))
+    kept = [np.array([0, n - 1])]
+    for signed in (values[finite], -values[finite]):  # lowest, then highest; ties: the earliest step
+        order = finite[np.lexsort((signed, bucket[finite]))]
+        b = bucket[order]
+        kept.append(order[np.flatnonzero(np.r_[True, b[1:] != b[:-1]])])
+    return np.unique(np.concatenate(kept))
+
+
+@st.cache_resource(show_spinner=False)
+def _sampled_cache(uri: str) -> _HistoryCache:
+    return _HistoryCache()
+
+
+def _sample_fetch(missing: list[tuple[str, str]], points: int, step_range: tuple[int, int] | None) -> dict:
+    """(run, metric) -> (steps, timestamps, values, logged points or None when the store does not say)."""
+    mlflow_client = client()
+    run_ids, keys = [r for r, _ in missing], [k for _, k in missing]
+    try:
+        found = mlflow_internals.sql_sampled_metric_rows(mlflow_client, run_ids, keys, points, step_range)
+        if found is None:
+            rows = mlflow_internals.server_sampled_metric_rows(mlflow_client, run_ids, keys, points, step_range)
+            found = None if rows is None else (rows, {})
+    except MlflowException:
+        raise
+    except mlflow_internals.InternalsChanged as e:
+        log.warning("sampled history reads are off: %s", e)
+        found = None
+    except Exception as e:  # the database itself failed (sqlalchemy errors)
+        raise store_failed(e, "metric histories") from None
+    if found is not None:
+        rows, logged = found
+        return {pair: (*arrays, logged.get(pair, 0) if logged else None)
+                for pair, arrays in _grouped(rows, missing).items()}
+    return {pair: _sampled(*arrays, points, step_range) for pair, arrays in _public(missing).items()}
+
+
+def _sampled(steps, stamps, values, points: int, step_range: tuple[int, int] | None) -> tuple:
+    """A full history sampled here as the SQL store samples it: (steps, timestamps, values, logged)."""
+    if step_range is not None:
+        inside = (steps >= step_range[0]) & (steps <= step_range[1])
+        steps, stamps, values = steps[inside], stamps[inside], values[inside]
+    keep = envelope(steps, values, points)
+    return steps[keep], stamps[keep], values[keep], len(steps)
+
+
+def sampled_histories(run_versions: Mapping[str, int], keys: Sequence[str], points: int = SAMPLED_POINTS,
+                      step_range: tuple[int, int] | None = None) -> pd.DataFrame:
+    """At most `points` points of each (run, metric) in `step_range`, in metric_histories' shape; every point
+    of a shorter history. attrs["logged"]: the points logged there (None where the store does not say);
+    attrs["thinned"]: how many curves lost points; attrs["extremes"]: whether every curve kept its extremes.
+
+    On a SQL store, and from a full history already read, each step range keeps its lowest and highest
+    value, and the first and last points stay: no spike or dip is lost. From a tracking server, MLflow's
+    bulk-interval endpoint samples evenly (first and last kept): a spike between samples can be missed
+    until the full history is read (see mlflow_internals.server_sampled_metric_rows).
+    """
+    full, cache = _history_cache(uri()), _sampled_cache(uri())
+    entries, missing = {}, []
+    for run_id, version in run_versions.items():
+        for key in keys:
+            entry = cache.get((run_id, key, points, step_range), int(version))
+            if entry is None and (whole := full.get((run_id, key), int(version))) is not None:
+                entry = (int(version), *_sampled(*whole[1:4], points, step_range))
+                cache.put((run_id, key, points, step_range), entry)
+            if entry is None:
+                missing.append((run_id, key))
+            else:
+                entries[run_id, key] = entry
+    if missing:
+        for pair, arrays in _read(_sample_fetch, missing, points, step_range).items():
+            entry = (int(run_versions[pair[0]]), *arrays)
+            cache.put((*pair, points, step_range), entry)
+            entries[pair] = entry
+    pairs = [(r, k) for r in run_versions for k in keys]
+    frame = _frame(entries, pairs)
+    counts = [entries[p][4] for p in pairs]
+    frame.attrs["logged"] = None if None in counts else int(sum(counts))
+    unsure = [n is None and len(entries[p][1]) >= min(points, mlflow_internals.SERVER_MAX_POINTS)
+              for p, n in zip(pairs, counts)]  # the server's sample: maybe thinned, extremes maybe lost
+    frame.attrs["thinned"] = sum(1 for p, n, u in zip(pairs, counts, unsure)
+                                 if u or (n is not None and len(entries[p][1]) < n))
+    frame.attrs["extremes"] = not any(unsure)
+    return frame

@@ -1,9 +1,11 @@
 """The one place that uses MLflow's private internals, so an MLflow upgrade that moves them breaks here only.
 
 Two fast paths for many runs' metric histories: on a SQL store, one query on MLflow's SQL models;
-against a tracking server, the bulk endpoint MLflow's own UI charts read. tests/dashboard/
-test_mlflow_internals.py (SQL) and tests/cluster/test_server_store.py (server) fail loudly when
-either stops working; the dashboard then still works, through MLflow's public API, only slower.
+against a tracking server, the bulk endpoint MLflow's own UI charts read. Each also reads a bounded
+sample of every history (what Compare draws first): sampled in SQL on a SQL store, by the server's
+bulk-interval endpoint over REST. tests/dashboard/test_mlflow_internals.py (SQL) and tests/cluster/
+test_server_store.py, test_server_sampled.py (server) fail loudly when either stops working; the
+dashboard then still works, through MLflow's public API, only slower.
 """
 from __future__ import annotations
 
@@ -63,35 +65,14 @@ def server_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: Seque
     host_creds = getattr(store, "get_host_creds", None)
     if host_creds is None or not callable(host_creds):
         return None
-    from mlflow.utils.rest_utils import http_request
-
     run_ids, keys = sorted(set(run_ids)), sorted(set(keys))
     chunks = [run_ids[i:i + SERVER_BULK_RUNS] for i in range(0, len(run_ids), SERVER_BULK_RUNS)]
     requests = [(key, chunk) for key in keys for chunk in chunks]
 
-    def fetch(request: tuple[str, list[str]]) -> list[dict]:
-        key, runs = request
-        response = http_request(host_creds(), SERVER_BULK_PATH, "GET", raise_on_status=False,
-                                params={"run_ids": runs, "metric_key": key, "max_results": SERVER_MAX_POINTS})
-        if response.status_code == 404:
-            raise InternalsChanged(f"the tracking server has no {SERVER_BULK_PATH} any more")
-        if response.status_code != 200:
-            from mlflow.exceptions import MlflowException
-
-            raise MlflowException(f"{SERVER_BULK_PATH} answered {response.status_code}: {response.text[:300]}")
-        metrics = response.json().get("metrics", [])
-        if metrics and not {"run_id", "key", "step", "timestamp", "value"} <= set(metrics[0]):
-            raise InternalsChanged(f"{SERVER_BULK_PATH} answers in another shape: {sorted(metrics[0])}")
-        return metrics
-
-    with ThreadPoolExecutor(min(SERVER_THREADS, len(requests) or 1)) as pool:
-        answers = list(pool.map(fetch, requests))
-    rows, counts = [], {}
-    for metrics in answers:
-        for m in metrics:
-            value = float(m["value"])
-            rows.append((m["run_id"], m["key"], int(m.get("step", 0)), int(m["timestamp"]), value, value != value))
-            counts[m["run_id"], m["key"]] = counts.get((m["run_id"], m["key"]), 0) + 1
+    rows = _bulk_interval_rows(host_creds, requests, SERVER_MAX_POINTS)
+    counts = {}
+    for row in rows:
+        counts[row[0], row[1]] = counts.get((row[0], row[1]), 0) + 1
     capped = [pair for pair, n in counts.items() if n >= SERVER_MAX_POINTS]
     if capped:  # possibly down-sampled: the whole history through the public API
         dropped = set(capped)
@@ -189,3 +170,177 @@ def sql_distinct_values(client: MlflowClient, experiment_id: str, params: Sequen
         for key, value in session.execute(tags.distinct()):
             found.setdefault(f"tags.{key}", set()).add(value)
     return {k: sorted(v) for k, v in found.items()}
+
+
+def _bulk_interval_rows(host_creds, requests: list[tuple[str, list[str]]], max_results: int,
+                        step_range: tuple[int, int] | None = None) -> list[tuple]:
+    """(run_id, key, step, timestamp, value, is_nan) rows of the bulk-interval endpoint, one request per
+    (metric, runs) in parallel; at most max_results rows per run, in [start, end] steps when given."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.rest_utils import http_request
+
+    def fetch(request: tuple[str, list[str]]) -> list[dict]:
+        key, runs = request
+        params = {"run_ids": runs, "metric_key": key, "max_results": max_results}
+        if step_range is not None:
+            params |= {"start_step": int(step_range[0]), "end_step": int(step_range[1])}
+        response = http_request(host_creds(), SERVER_BULK_PATH, "GET", raise_on_status=False, params=params)
+        if response.status_code == 404:
+            raise InternalsChanged(f"the tracking server has no {SERVER_BULK_PATH} any more")
+        if response.status_code != 200:
+            raise MlflowException(f"{SERVER_BULK_PATH} answered {response.status_code}: {response.text[:300]}")
+        metrics = response.json().get("metrics", [])
+        if metrics and not {"run_id", "key", "step", "timestamp", "value"} <= set(metrics[0]):
+            raise InternalsChanged(f"{SERVER_BULK_PATH} answers in another shape: {sorted(metrics[0])}")
+        return metrics
+
+    with ThreadPoolExecutor(min(SERVER_THREADS, len(requests) or 1)) as pool:
+        answers = list(pool.map(fetch, requests))
+    rows = []
+    for metrics in answers:
+        for m in metrics:
+            value = float(m["value"])
+            rows.append((m["run_id"], m["key"], int(m.get("step", 0)), int(m["timestamp"]), value, value != value))
+    return rows
+
+
+# ---- sampled histories: a bounded number of points per (run, metric), its spikes kept ----------------------
+
+SQLITE_STEP_INDEX = "index_metrics_run_uuid_key_step"  # MLflow's (run_uuid, key, step) index on metrics
+SAMPLED_PAIRS = 1000  # (run, metric) pairs per sampling statement (SQLite: 5 parameters each, 32766 at most)
+SAMPLED_THREADS = 4   # sampling statements at once, each on its own connection: a scan takes one core
+SAMPLED_MIN_RUNS = 8  # fewer runs than this per statement cost more in round trips than they save
+
+
+def envelope_buckets(points: int) -> int:
+    """Step ranges a history of more than `points` points is cut into: a low and a high row each, plus the
+    first and the last point, make at most `points`."""
+    return max(1, (points - 2) // 2)
+
+
+def sql_sampled_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str], points: int,
+                            step_range: tuple[int, int] | None = None, portable: bool = False,
+                            ) -> tuple[list[tuple], dict[tuple[str, str], int]] | None:
+    """Rows as sql_metric_rows, at most `points` per (run, metric), and how many points each logged (in
+    `step_range` when given); None when `client` does not read a SQL store directly.
+
+    A (run, metric) of at most `points` points comes back whole. A longer one is cut into
+    envelope_buckets(points) equal step ranges between its first and last step; each range gives the rows
+    of its lowest and its highest value (NaN left out), and the first and the last point are kept, so every
+    spike and dip survives. The work stays in the database: on SQLite two index range scans per range
+    (its planner would sort every point to group them), elsewhere (or `portable`) window functions.
+    """
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    if not hasattr(store, "ManagedSessionMaker"):
+        return None
+    try:
+        import sqlalchemy as sa
+        from mlflow.store.tracking.dbmodels.models import SqlMetric
+
+        m = SqlMetric.__table__.c
+        columns = (m.run_uuid, m.key, m.step, m.timestamp, m.value, m.is_nan)
+        has_index = any(i.name == SQLITE_STEP_INDEX for i in SqlMetric.__table__.indexes)
+    except (ImportError, AttributeError) as e:
+        raise InternalsChanged(f"MLflow's SQL metric model moved: {e}") from None
+    run_ids, keys = sorted(set(run_ids)), sorted(set(keys))
+    in_range = [] if step_range is None else [m.step >= int(step_range[0]), m.step <= int(step_range[1])]
+    on_sqlite = getattr(store, "db_type", None) == "sqlite" and not portable
+    if on_sqlite and not has_index:
+        raise InternalsChanged(f"MLflow's metrics table has no {SQLITE_STEP_INDEX} any more")
+    size = min(BULK_RUNS, max(SAMPLED_MIN_RUNS, -(-len(run_ids) // SAMPLED_THREADS)))
+
+    def sample(runs: list[str]) -> tuple[list[tuple], dict[tuple[str, str], int]]:
+        rows, envelope = [], _sqlite_envelope if on_sqlite else _window_envelope
+        with store.ManagedSessionMaker() as session:
+            bounds = session.execute(
+                sa.select(m.run_uuid, m.key, sa.func.min(m.step), sa.func.max(m.step), sa.func.count())
+                .where(m.run_uuid.in_(runs), m.key.in_(keys), *in_range).group_by(m.run_uuid, m.key)).all()
+            whole = [(run, key) for run, key, _, _, n in bounds if n <= points]
+            long = [(run, key, int(lo), int(hi)) for run, key, lo, hi, n in bounds if n > points]
+            for j in range(0, len(whole), SAMPLED_PAIRS):
+                pairs = sa.tuple_(m.run_uuid, m.key).in_(whole[j:j + SAMPLED_PAIRS])
+                rows += session.execute(sa.select(*columns).where(pairs, *in_range).order_by(m.step, m.timestamp)).all()
+            for j in range(0, len(long), SAMPLED_PAIRS):
+                rows += envelope(session, long[j:j + SAMPLED_PAIRS], envelope_buckets(points), in_range)
+        return rows, {(run, key): int(n) for run, key, _, _, n in bounds}
+
+    rows, logged = [], {}
+    with ThreadPoolExecutor(SAMPLED_THREADS) as pool:  # SQLite lets go of the GIL while it scans
+        for part, counts in pool.map(sample, [run_ids[i:i + size] for i in range(0, len(run_ids), size)]):
+            rows += part
+            logged |= counts
+    return rows, logged
+
+
+def _sqlite_envelope(session, pairs: list[tuple[str, str, int, int]], buckets: int, in_range: list) -> list[tuple]:
+    """Envelope rows of (run, key, first step, last step) pairs on SQLite: per step range the rowids of its
+    lowest and highest value (SQLite's min()/max() take the other columns from that row), then those rows.
+    The pairs' first and last steps already lie in the step range, so in_range is not needed here."""
+    import sqlalchemy as sa
+
+    values, params = [], {}
+    for n, (run, key, lo, hi) in enumerate(pairs):
+        values.append(f"(:r{n}, :k{n}, :lo{n}, :hi{n}, :nb{n})")
+        params |= {f"r{n}": run, f"k{n}": key, f"lo{n}": lo, f"hi{n}": hi, f"nb{n}": min(buckets, hi - lo + 1)}
+    pair_rows = f"FROM metrics INDEXED BY {SQLITE_STEP_INDEX} WHERE run_uuid = p.r AND key = p.k"
+    extreme = (f"SELECT (SELECT id FROM (SELECT rowid AS id, {{}}(value) {pair_rows.replace('p.', 'b.')} "
+               "AND step >= b.s0 AND step < b.s1 AND is_nan = 0)) FROM b")
+    statement = f"""
+        WITH RECURSIVE p(r, k, lo, hi, nb) AS (VALUES {', '.join(values)}),
+        j(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM j WHERE n + 1 < {int(buckets)}),
+        b(r, k, s0, s1) AS (  -- range n holds steps lo + ceil(n * span / nb) up to the next range's first
+            SELECT r, k, lo + (n * (hi - lo + 1) + nb - 1) / nb, lo + ((n + 1) * (hi - lo + 1) + nb - 1) / nb
+            FROM p CROSS JOIN j WHERE n < nb),
+        picked(id) AS ({extreme.format('min')} UNION {extreme.format('max')}
+            UNION SELECT (SELECT rowid {pair_rows} AND step = p.lo ORDER BY timestamp LIMIT 1) FROM p
+            UNION SELECT (SELECT rowid {pair_rows} AND step = p.hi ORDER BY timestamp DESC LIMIT 1) FROM p)
+        SELECT run_uuid, key, step, timestamp, value, is_nan FROM metrics
+        WHERE rowid IN (SELECT id FROM picked) ORDER BY step, timestamp"""
+    return session.execute(sa.text(statement), params).all()
+
+
+def _window_envelope(session, pairs: list[tuple[str, str, int, int]], buckets: int, in_range: list) -> list[tuple]:
+    """The same envelope rows with window functions: any SQL store (PostgreSQL, MySQL 8, SQLite)."""
+    import sqlalchemy as sa
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+
+    m = SqlMetric.__table__.c
+    whole_run = dict(partition_by=[m.run_uuid, m.key])
+    lo, hi = sa.func.min(m.step).over(**whole_run), sa.func.max(m.step).over(**whole_run)
+    ranges = sa.case((hi - lo + 1 < buckets, hi - lo + 1), else_=buckets)
+    within = sa.select(m.run_uuid, m.key, m.step, m.timestamp, m.value, m.is_nan, lo.label("lo"),
+                       (hi - lo + 1).label("span"), ranges.label("nb")).where(
+        sa.tuple_(m.run_uuid, m.key).in_([(p[0], p[1]) for p in pairs]), *in_range).subquery()
+    w = within.c
+    bucket, pair = [w.run_uuid, w.key, (w.step - w.lo) * w.nb // w.span], [w.run_uuid, w.key]
+    ranked = sa.select(
+        w.run_uuid, w.key, w.step, w.timestamp, w.value, w.is_nan,
+        sa.func.row_number().over(partition_by=bucket, order_by=[w.is_nan, w.value, w.step]).label("low"),
+        sa.func.row_number().over(partition_by=bucket, order_by=[w.is_nan, w.value.desc(), w.step]).label("high"),
+        sa.func.row_number().over(partition_by=pair, order_by=[w.step, w.timestamp]).label("first"),
+        sa.func.row_number().over(partition_by=pair, order_by=[w.step.desc(), w.timestamp.desc()]).label("last"),
+    ).subquery()
+    r = ranked.c
+    kept = sa.or_(sa.and_(sa.or_(r.low == 1, r.high == 1), r.is_nan == sa.false()), r.first == 1, r.last == 1)
+    return session.execute(sa.select(r.run_uuid, r.key, r.step, r.timestamp, r.value, r.is_nan).where(kept)
+                           .order_by(r.step, r.timestamp)).all()
+
+
+def server_sampled_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str], points: int,
+                               step_range: tuple[int, int] | None = None) -> list[tuple] | None:
+    """Rows as server_metric_rows, at most `points` per (run, metric), sampled by the tracking server; None
+    when `client` does not talk to one.
+
+    The server's bulk-interval endpoint (what MLflow's own charts read) keeps the first and the last point
+    and evenly spaced rows between them: a spike or a dip between two samples can be missed, and it does not
+    say how many points were logged. Nothing over REST finds a history's extremes without reading every
+    point: a narrower `step_range` samples that stretch densely, and a full read keeps every point.
+    """
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    host_creds = getattr(store, "get_host_creds", None)
+    if host_creds is None or not callable(host_creds):
+        return None
+    run_ids, keys = sorted(set(run_ids)), sorted(set(keys))
+    chunks = [run_ids[i:i + SERVER_BULK_RUNS] for i in range(0, len(run_ids), SERVER_BULK_RUNS)]
+    return _bulk_interval_rows(host_creds, [(key, chunk) for key in keys for chunk in chunks],
+                               min(points, SERVER_MAX_POINTS), step_range)

@@ -153,3 +153,30 @@ def sweep_runs(store):
     client.set_tag(parent, names.TAG_SWEEP_RUNS, ",".join(runs[f"run{i}"] for i in (1, 2, 3)))
     yield runs
     client.set_terminated(runs["run3"], "KILLED")  # out of the queue: a later worker test must not train it
+
+
+LONG_EXPERIMENT = "dashboard-long"
+LONG_STEPS, SPIKE, DIP, SHORT_STEPS = 10_000, 4321, 7777, 150
+
+
+@pytest.fixture(scope="session")
+def long_runs(store) -> dict[str, str]:
+    """A finished run whose train_loss_step has 10,000 points with a spike (50.0 at step 4321) and a dip
+    (-50.0 at step 7777) in a gently falling curve, and one with 150 points; in their own experiment."""
+    import numpy as np
+
+    client = tracking.connect()
+    experiment = tracking.experiment_id(client, LONG_EXPERIMENT)
+    rng, now = np.random.default_rng(7), int(time.time() * 1000)
+    runs = {}
+    for name, steps in (("long", LONG_STEPS), ("short", SHORT_STEPS)):
+        values = 2.0 / np.sqrt(np.arange(1, steps + 1)) + rng.normal(0, 0.01, steps)
+        if name == "long":
+            values[SPIKE - 1], values[DIP - 1] = 50.0, -50.0
+        run_id = client.create_run(experiment, run_name=f"{name}-history").info.run_id
+        metrics = [Metric(names.TRAIN_LOSS_STEP, float(v), now + s, s) for s, v in enumerate(values, 1)]
+        for i in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[i:i + 1000])
+        client.set_terminated(run_id, "FINISHED")
+        runs[name] = run_id
+    return runs

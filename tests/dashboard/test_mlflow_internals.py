@@ -30,3 +30,28 @@ def test_a_tracking_server_client_is_not_read_through_internals():
     from mlflow import MlflowClient
 
     assert mlflow_internals.sql_metric_rows(MlflowClient("http://127.0.0.1:1"), ["a"], ["b"]) is None
+
+
+def test_sql_sampling_is_the_same_on_sqlite_in_portable_sql_and_in_numpy(long_runs, trained_runs):
+    """SQLite's fast statement, the window-function one (PostgreSQL's) and histories.envelope agree row for row."""
+    import numpy as np
+
+    from dashboard.store.histories import envelope
+
+    client, keys = tracking.connect(), [names.TRAIN_LOSS_STEP, names.VAL_LOSS]
+    runs = [*long_runs.values(), *trained_runs]
+    for step_range in (None, (3000, 8000)):
+        fast, logged = mlflow_internals.sql_sampled_metric_rows(client, runs, keys, 200, step_range)
+        portable, same = mlflow_internals.sql_sampled_metric_rows(client, runs, keys, 200, step_range, portable=True)
+        assert sorted(fast) == sorted(portable) and logged == same
+        full = mlflow_internals.sql_metric_rows(client, runs, keys)
+        for run_id in runs:
+            for key in keys:
+                mine = [r for r in full if r[0] == run_id and r[1] == key
+                        and (step_range is None or step_range[0] <= r[2] <= step_range[1])]
+                if not mine:
+                    continue
+                steps, values = np.array([r[2] for r in mine]), np.array([r[4] for r in mine])
+                expected = [tuple(mine[i]) for i in envelope(steps, values, 200)]
+                assert sorted(tuple(r) for r in fast if r[0] == run_id and r[1] == key) == expected
+                assert logged[run_id, key] == len(mine) and len(expected) <= 200
