@@ -1,9 +1,10 @@
 """Compare: overlaid curves of 2 to 50 runs, what differs between them, and params vs a metric.
 
-URL: `?runs=ID1,ID2,...` holds the selection, and `metrics`, `x_axis`, `smoothing`, `log_y` the view, so a
-comparison is shared, exactly as seen, by copying the link. A sweep's parent stands for its runs.
-Curves read full histories through the store's cache (one bulk read per metric, then none until
-a run logs more) and draw them downsampled; the CSV download has every point.
+URL: `?runs=ID1,ID2,...` holds the selection, and `metrics`, `x_axis`, `smoothing`, `log_y`, `detail` the view,
+so a comparison is shared, exactly as seen, by copying the link. A sweep's parent stands for its runs.
+Curves first draw sampled histories (store.sampled_histories: at most SAMPLED_POINTS a curve, each stretch
+of steps keeping its lowest and highest value), cached per run version; "Full detail" draws every point.
+The CSV download reads every point, only when it is clicked.
 """
 from __future__ import annotations
 
@@ -46,28 +47,49 @@ def pick_runs(all_runs: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
     return chosen, all_runs
 
 
-def controls(selected: pd.DataFrame) -> tuple[list[str], str, float, bool]:
+def controls(selected: pd.DataFrame) -> tuple[list[str], str, float, bool, bool]:
     logged = [c.removeprefix("metrics.") for c in tables.prefixed(selected, "metrics.") if selected[c].notna().any()]
     ordered = [m for m in DEFAULT_METRICS if m in logged] + sorted(
         (m for m in logged if m not in DEFAULT_METRICS), key=lambda m: (m.startswith("system/"), m))
     metrics = st.multiselect("Metrics", ordered, default=[m for m in DEFAULT_METRICS if m in logged], key="metrics",
                              bind="query-params")
-    left, middle, right = st.columns([2, 3, 1])
+    left, middle, right, detail = st.columns([2, 3, 1, 1])
     axis = left.radio("x axis", charts.X_AXES, horizontal=True, key="x_axis", bind="query-params")
     smoothing = middle.slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="smoothing", bind="query-params",
                               help="exponential moving average, as in TensorBoard, of per-step series and of "
                                    f"series with at least {charts.SMOOTH_MIN_POINTS} points; the raw curve stays "
-                                   "faint behind")
+                                   "faint behind; it averages the drawn points")
     log_y = right.toggle("log y", key="log_y", bind="query-params")
-    return metrics, axis, smoothing, log_y
+    full = detail.toggle("Full detail", key="detail", bind="query-params",
+                         help=f"draw every logged point; off, each curve draws at most {store.SAMPLED_POINTS} points "
+                              "that keep its first and last point and its spikes")
+    return metrics, axis, smoothing, log_y, full
+
+
+def sampling_note(history: pd.DataFrame) -> str | None:
+    """What a sampled drawing leaves out, for under the charts; None when every point is drawn."""
+    if not history.attrs.get("thinned"):
+        return None
+    logged = history.attrs.get("logged")
+    if logged is not None:
+        return (f"Drawing {len(history):,} of {logged:,} logged points: every stretch of steps keeps its lowest and "
+                "highest value, each curve its first and last point. Full detail draws them all.")
+    return (f"Drawing {len(history):,} points, at most {store.SAMPLED_POINTS} a curve, evenly sampled by the tracking "
+            "server with each curve's first and last point: a spike between two samples may not show. Full detail "
+            "draws every point.")
+
+
+def comparison_csv(run_versions: dict[str, int], metrics: list[str], labels: dict[str, str]) -> bytes:
+    """Every logged point of the compared curves as CSV, read when the download is clicked."""
+    return tables.history_csv(store.metric_histories(run_versions, metrics), labels)
 
 
 @ui.guarded
-def curves(chosen: list[str], metrics: list[str], axis: str, smoothing: float, log_y: bool) -> None:
+def curves(chosen: list[str], metrics: list[str], axis: str, smoothing: float, log_y: bool, full: bool = False) -> None:
     """The curve grid and its CSV; a fragment, re-read on a timer while a run is still going."""
     selected = store.runs_by_id(chosen).set_index("run_id").reindex(chosen).dropna(subset=["run_name"]).reset_index()
-    colors, labels = charts.run_colors(chosen), tables.run_labels(selected)
-    history = store.metric_histories(store.versions(selected), metrics)
+    colors, labels, versions = charts.run_colors(chosen), tables.run_labels(selected), store.versions(selected)
+    history = (store.metric_histories if full else store.sampled_histories)(versions, metrics)
     start_ms = (selected["train_start"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(milliseconds=1)  # not queue time
     drawn, x_title = charts.with_x(history, axis, tables.steps_per_epoch(selected),
                                    dict(zip(selected["run_id"], start_ms)))
@@ -87,15 +109,21 @@ def curves(chosen: list[str], metrics: list[str], axis: str, smoothing: float, l
                                 key=f"curve_{metric}", config={"displaylogo": False})
             else:
                 st.info(f"No history of {metric} for these runs yet.")
-    st.download_button(f"Download CSV ({len(history):,} points)", lambda: tables.history_csv(history, labels),
-                       file_name="runboard-comparison.csv", mime="text/csv", icon=":material/download:",
-                       on_click="ignore", key="csv")
+    note = None if full else sampling_note(history)
+    if note:
+        st.caption(note)
+    logged = len(history) if full else history.attrs.get("logged")
+    st.download_button(f"Download CSV ({logged:,} points)" if logged is not None else "Download CSV (every point)",
+                       lambda: comparison_csv(versions, metrics, labels), file_name="runboard-comparison.csv",
+                       mime="text/csv", icon=":material/download:", on_click="ignore", key="csv")
 
 
 def differences(selected: pd.DataFrame, colors: dict[str, str]) -> None:
     st.subheader("What differs")
-    best_val = tables.best(store.metric_histories(store.versions(selected), [names.VAL_ACCURACY]),
-                           names.VAL_ACCURACY)
+    sampled = store.sampled_histories(store.versions(selected), [names.VAL_ACCURACY])  # keeps each run's best
+    if not sampled.attrs["extremes"]:  # a tracking server's even sample may miss it
+        sampled = store.metric_histories(store.versions(selected), [names.VAL_ACCURACY])
+    best_val = tables.best(sampled, names.VAL_ACCURACY)
     table = tables.diff_table(selected, best_val)
     styled = table.style.apply(lambda _: [f"color: {colors[r]}; font-weight: 600" for r in table.index],
                                subset=["run"]).format(formatting.table_formats(table), na_rep=formatting.MISSING)
@@ -130,9 +158,9 @@ def page() -> None:
     changed = lineage_view.conflict_warning(lineage_view.digest_conflicts(selected))
     if changed:
         st.warning(changed, icon=":material/difference:")
-    metrics, axis, smoothing, log_y = controls(selected)
+    metrics, axis, smoothing, log_y, full = controls(selected)
     live = selected["status"].isin(ui.LIVE_STATUSES).any()
-    st.fragment(curves, run_every=refresh.LIVE_REFRESH if live else None)(chosen, metrics, axis, smoothing, log_y)
+    st.fragment(curves, run_every=refresh.LIVE_REFRESH if live else None)(chosen, metrics, axis, smoothing, log_y, full)
     differences(selected, charts.run_colors(chosen))
 
 

@@ -154,3 +154,31 @@ def test_a_link_to_runs_beyond_the_newest_listed_reads_them_by_id(trained_runs, 
     [warning] = [w.value for w in at.warning]
     assert warning.startswith("Left out 2 run(s)") and deleted in warning and "not-a-run-id" in warning
     assert len(curves(at)["val_loss"]["data"]) == 2
+
+
+def test_long_histories_are_drawn_sampled_and_the_csv_has_every_point(long_runs):
+    from dashboard import store
+    from dashboard.views import compare
+    from tests.dashboard.conftest import LONG_STEPS, SHORT_STEPS
+
+    runs = [long_runs["long"], long_runs["short"]]
+    at = open_page("compare", runs=",".join(runs), metrics="train_loss_step")
+    assert not at.exception and not at.error
+    ys = sorted((plotted(t["y"]) for t in curves(at)["train_loss_step"]["data"]), key=len)
+    assert len(ys[0]) == SHORT_STEPS and len(ys[1]) <= store.SAMPLED_POINTS  # the short one whole
+    assert max(ys[1]) == 50.0 and min(ys[1]) == -50.0  # the spike and the dip are drawn
+    drawn = len(ys[0]) + len(ys[1])
+    assert f"Drawing {drawn:,} of {LONG_STEPS + SHORT_STEPS:,} logged points" in texts(at.caption)
+    assert at.download_button(key="csv").label == f"Download CSV ({LONG_STEPS + SHORT_STEPS:,} points)"
+    versions = {r: store.run(r)["last_update"] for r in runs}
+    csv = compare.comparison_csv(versions, ["train_loss_step"], {r: r[:8] for r in runs})  # what the click reads
+    assert len(csv.decode().splitlines()) == 1 + LONG_STEPS + SHORT_STEPS
+
+
+def test_full_detail_draws_every_point(long_runs):
+    at = open_page("compare", runs=f"{long_runs['long']},{long_runs['short']}", metrics="train_loss_step",
+                   detail="true")
+    assert not at.exception and at.toggle(key="detail").value is True
+    longest = max((plotted(t["y"]) for t in curves(at)["train_loss_step"]["data"]), key=len)
+    assert len(longest) > 1000 and max(longest) == 50.0  # the chart's own thinning, from every point
+    assert "Drawing" not in texts(at.caption)
