@@ -18,7 +18,7 @@ LIVE, RESUMABLE, FINAL = "live", "resumable", "final"  # how the page follows it
 def snapshot(run: dict) -> Snapshot:
     """What the page must notice when it changes: the run's status and attempt (a sweep's: its runs')."""
     if names.TAG_SWEEP in run["tags"]:
-        children = tables.sweep_children(store.runs([run["experiment_id"]]), run["run_id"])
+        children = tables.sweep_children(store.sweep_runs(run["experiment_id"], run["run_id"]), run["run_id"])
         attempts = children.get(f"tags.{names.TAG_ATTEMPT}", pd.Series("1", index=children.index)).fillna("1")
         own = ((run["status"], "1"),) if run["tags"].get(names.TAG_KIND) == names.KIND_STUDY else ()  # it goes on
         return own + tuple(zip(children["status"], attempts))

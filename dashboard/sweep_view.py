@@ -11,7 +11,7 @@ from pipeline import names, settings
 def sweep(run: dict) -> None:
     """A sweep's parent: a group of runs, not a trained model, so its runs instead of training cells."""
     st.title(run["run_name"])
-    children = tables.sweep_children(store.runs([run["experiment_id"]]), run["run_id"])
+    children = tables.sweep_children(store.sweep_runs(run["experiment_id"], run["run_id"]), run["run_id"])
     summary = tables.sweep_summary(children)
     st.badge(f"{run['tags'].get(names.TAG_SWEEP, '')} sweep", icon=":material/account_tree:",
              color="blue" if summary["live"] else "violet")

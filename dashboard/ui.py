@@ -48,9 +48,10 @@ def no_runs_yet(experiment: str | None = None) -> None:
 
 
 def reading_page(title: str):
-    """A reading page's start: its title, then every active run, or None after the empty state."""
+    """A reading page's start: its title, then the newest active runs (a picker's choices), or None after the
+    empty state. A link's runs beyond them are read by id (store.runs_by_id)."""
     st.title(title)
-    all_runs = store.runs()
+    all_runs = store.runs(limit=store.PICKER_RUNS)
     if all_runs.empty:
         no_runs_yet()
         return None

@@ -17,7 +17,8 @@ from dashboard.store.connection import (FilterError, RunDeletedError, RunNotFoun
                                         store_failed, uri)
 from pipeline import names
 
-MAX_RUNS = 5000  # newest runs listed per query; more belong in a filter (a link's runs are read by id)
+MAX_RUNS = 5000  # runs listed per query at most; more belong in a filter (a link's runs are read by id)
+PICKER_RUNS = 250  # runs a picker offers from a listing: newest (or best); the Runs page and links reach the rest
 MAX_EXPERIMENTS = 5000
 log = logging.getLogger("runboard.dashboard")
 
@@ -37,28 +38,36 @@ def experiments() -> pd.DataFrame:
     return _experiments(uri()).sort_values("last_update", ascending=False, ignore_index=True)
 
 
+def _search_failed(e: MlflowException, filter_string: str) -> Exception:
+    if e.error_code == "INVALID_PARAMETER_VALUE" and filter_string:
+        return FilterError(f"invalid filter {filter_string!r}: {e.message}. Example: "
+                           "params.model = 'cnn' and metrics.test_accuracy > 0.9")
+    return store_failed(e, "runs")
+
+
 @st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
-def _runs(uri: str, experiment_ids: tuple[str, ...], filter_string: str) -> pd.DataFrame:
+def _runs(uri: str, experiment_ids: tuple[str, ...], filter_string: str, order_by: tuple[str, ...],
+          limit: int) -> pd.DataFrame:
     found, token = [], None
     try:
-        while len(found) < MAX_RUNS:  # one call unless an experiment holds more than a page of runs
+        while len(found) < limit:  # one call unless more than a page of runs is asked for
             page = client().search_runs(list(experiment_ids), filter_string, ViewType.ACTIVE_ONLY,
-                                        max_results=min(1000, MAX_RUNS - len(found)),
-                                        order_by=["attributes.start_time DESC"], page_token=token)
+                                        max_results=min(1000, limit - len(found)), order_by=list(order_by),
+                                        page_token=token)
             found += page
             token = page.token
             if not token:
                 break
     except MlflowException as e:
-        if e.error_code == "INVALID_PARAMETER_VALUE" and filter_string:
-            raise FilterError(f"invalid filter {filter_string!r}: {e.message}. Example: "
-                              "params.model = 'cnn' and metrics.test_accuracy > 0.9") from None
-        raise store_failed(e, "runs") from None
+        raise _search_failed(e, filter_string) from None
     return tables.runs_frame(found)
 
 
-def runs(experiment_ids: Sequence[str] | None = None, filter_string: str = "") -> pd.DataFrame:
-    """Active runs of the experiments (all when None) matching an MLflow filter: one row per run.
+def runs(experiment_ids: Sequence[str] | None = None, filter_string: str = "", order_by: Sequence[str] | None = None,
+         limit: int = MAX_RUNS) -> pd.DataFrame:
+    """Up to `limit` active runs of the experiments (all when None) matching an MLflow filter, newest first
+    unless `order_by` says otherwise: one row per run. A picker asks for PICKER_RUNS; the Runs page pages
+    (runs_page) and links read by id (runs_by_id), so no page depends on a listing holding every run.
 
     One search_runs query for the lot (params, latest metrics and tags come with it), cached for
     refresh.LISTING_TTL. Raises FilterError for an invalid filter string.
@@ -66,7 +75,12 @@ def runs(experiment_ids: Sequence[str] | None = None, filter_string: str = "") -
     ids = tuple(experiment_ids) if experiment_ids is not None else tuple(experiments()["experiment_id"])
     if not ids:
         return tables.runs_frame([])
-    return _runs(uri(), ids, filter_string.strip())
+    return _runs(uri(), ids, filter_string.strip(), tuple(order_by or [run_query.NEWEST_FIRST]), limit)
+
+
+def sweep_runs(experiment_id: str, parent_id: str) -> pd.DataFrame:
+    """The runs of one sweep or study, found by their tag in SQL, wherever they are among the experiment's."""
+    return runs([experiment_id], run_query.joined(run_query.clauses(tags=[f"{names.TAG_SWEEP_ID}={parent_id}"])))
 
 
 @dataclass(frozen=True)
@@ -78,13 +92,6 @@ class RunsPage:
     size: int           # rows a page holds
     total: int | None   # rows matching in the whole store; None where the store cannot count (a tracking server)
     more: bool          # another page follows
-
-
-def _search_failed(e: MlflowException, filter_string: str) -> Exception:
-    if e.error_code == "INVALID_PARAMETER_VALUE" and filter_string:
-        return FilterError(f"invalid filter {filter_string!r}: {e.message}. Example: "
-                           "params.model = 'cnn' and metrics.test_accuracy > 0.9")
-    return store_failed(e, "runs")
 
 
 @st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)

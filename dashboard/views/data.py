@@ -12,7 +12,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from dashboard import audit_queue, charts, data_view, formatting, launch_form, refresh, store, ui
+from dashboard import audit_queue, charts, data_view, formatting, launch_form, refresh, run_query, store, ui
 from pipeline import names, settings
 from pipeline.config import IMAGEFOLDER, ConfigError, RunConfig
 from pipeline.queue import jobs
@@ -50,10 +50,16 @@ def audit_form(dataset: str) -> None:
                            icon=":material/schedule:")
 
 
+def audit_runs(folder: str):
+    """The audits of `folder`, found by their tags in SQL wherever they are among the store's runs."""
+    return store.runs(filter_string=run_query.joined(run_query.clauses(
+        tags=[f"{names.TAG_KIND}={names.KIND_AUDIT}", f"{names.TAG_AUDIT_FOLDER}={folder}"])))
+
+
 @ui.guarded
 def latest_audit(folder: str) -> None:
     """The newest audit of `folder`: its progress while it runs, its findings once it has finished."""
-    audits = data_view.audits_of(store.runs(), folder)
+    audits = data_view.audits_of(audit_runs(folder), folder)
     if audits.empty:
         st.info("This folder has no audit yet: start one above.", icon=":material/fact_check:")
         return
@@ -188,8 +194,8 @@ def page() -> None:
         return
     audit_form(dataset)
     folder = dataset[len(IMAGEFOLDER):]
-    live = not data_view.audits_of(store.runs(), folder).empty and \
-        data_view.audits_of(store.runs(), folder).iloc[0]["status"] in names.ACTIVE
+    audits = data_view.audits_of(audit_runs(folder), folder)
+    live = not audits.empty and audits.iloc[0]["status"] in names.ACTIVE
     st.fragment(latest_audit, run_every=refresh.LIVE_REFRESH if live else None)(folder)
 
 

@@ -16,7 +16,8 @@ import pandas as pd
 import streamlit as st
 from mlflow.exceptions import MlflowException
 
-from dashboard import charts, evaluation_view, formatting, prune_form, refresh, registry_edits, store, tables, ui
+from dashboard import (charts, evaluation_view, formatting, prune_form, refresh, registry_edits, run_query, store,
+                       tables, ui)
 from pipeline import names, settings
 from pipeline.serving import export, registry
 from pipeline.imaging.lineage import short
@@ -109,9 +110,21 @@ def show_tables(versions: list) -> None:
     })
 
 
+def finished_runs(linked: str | None):
+    """What the Register form offers: the newest finished runs and the best by test accuracy (the form starts
+    at the best), plus a link's run however old, each read in SQL; not every finished run of the store."""
+    finished = run_query.joined(run_query.clauses([names.FINISHED]))
+    runs = pd.concat([store.runs(filter_string=finished, limit=store.PICKER_RUNS),
+                      store.runs(filter_string=finished, limit=store.PICKER_RUNS,
+                                 order_by=run_query.order_by("test acc", True)),
+                      store.runs_by_id([linked] if linked else [])], ignore_index=True)
+    runs = runs[runs["status"] == names.FINISHED].drop_duplicates("run_id")
+    return runs.sort_values("start_time", ascending=False, ignore_index=True)
+
+
 def register_form(versions: list) -> None:
     try:
-        runs = store.runs(filter_string="attributes.status = 'FINISHED'")
+        runs = finished_runs(st.query_params.get("register"))
         listed = store.experiments()
         experiments = dict(zip(listed["experiment_id"], listed["name"]))
     except store.ERRORS as e:

@@ -29,7 +29,7 @@ def pick_run() -> str | None:
     wanted = st.query_params.get("run")
     if wanted:
         return wanted
-    runs = store.runs()
+    runs = store.runs(limit=store.PICKER_RUNS)
     if runs.empty:
         ui.no_runs_yet()
         return None
@@ -205,9 +205,13 @@ def explanations(run_id: str, version: int) -> None:
 
 def versus(run: dict) -> None:
     """This run's evaluation against another's: side by side, or what changed cell by cell."""
-    runs = tables.trained(store.runs([run["experiment_id"]]))
-    options = [r for r in runs["run_id"] if r != run["run_id"]]
+    runs = store.runs([run["experiment_id"]], limit=store.PICKER_RUNS)
     wanted = st.query_params.get("vs")
+    if wanted and wanted not in set(runs["run_id"]):  # older than the newest runs offered: read by id
+        linked = store.runs_by_id([wanted])
+        runs = pd.concat([runs, linked[linked["experiment_id"] == run["experiment_id"]]], ignore_index=True)
+    runs = tables.trained(runs)
+    options = [r for r in runs["run_id"] if r != run["run_id"]]
     if wanted and wanted not in options:
         st.warning(f"The link asks to compare with run `{wanted}`, which is not another trained run of this "
                    "experiment (deleted, a sweep, or not in this store): pick one below.", icon=":material/search_off:")

@@ -157,3 +157,29 @@ def test_larger_pages_hold_more_rows(many):
     at = open_page(experiment=EXPERIMENT)
     at.selectbox(key="page_size").set_value(250).run()
     assert len(at.dataframe[0].value) == PLAIN + 1 and caption(at).startswith(f"Runs 1–{PLAIN + 1} of {PLAIN + 1}")
+
+
+# ----- the other pages read what they need in SQL, not the newest runs of a capped listing --------------------
+
+def test_a_sweeps_runs_are_found_by_their_tag(many):
+    found = listings.sweep_runs(many["experiment"], many["parent"])
+    assert set(found["run_id"]) == set(many["children"])
+
+
+def test_pickers_offer_the_newest_runs_and_a_link_reaches_an_older_one(many, monkeypatch):
+    """With pickers of 5 runs, the Register form and a run's Compare evaluation still take a link's oldest run."""
+    import dashboard.store
+
+    monkeypatch.setattr(dashboard.store, "PICKER_RUNS", 5)
+    oldest, newest = many["ids"][1], many["ids"][-1]  # many-001 (many-000 FAILED); many-229
+    at = open_page("registry", register=oldest)
+    assert not at.exception and at.selectbox(key="register_run").value == oldest
+    offered = set(at.selectbox(key="register_run").options)
+    assert len(offered) < 20  # the newest and the best finished runs, and the link's: not all 230
+    at = open_page("registry")
+    assert at.selectbox(key="register_run").value is not None  # starts at the best finished run offered
+    at = open_page("run_detail", run=newest, vs=oldest)
+    assert not at.exception
+    assert "which is not another trained run" not in texts(at.warning)
+    at = open_page("run_detail", run=newest, vs="f" * 32)
+    assert "which is not another trained run" in texts(at.warning)
