@@ -140,7 +140,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timings per figure; the median is reported")
     parser.add_argument("--server", action="store_true", help="also over mlflow server on PostgreSQL (needs it)")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="rb-scale-"))
+    folder = Path(tempfile.mkdtemp(prefix="rb-scale-", dir="/tmp"))
+    folder.chmod(0o755)  # PostgreSQL's user keeps its data inside (--server), removed with the folder
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     os.environ.update(MLFLOW_TRACKING_URI=uri, RUNBOARD_DATA_ROOT=str(folder))
     client, t0, seeded = MlflowClient(uri), int(time.time() * 1000) - 86_400_000, 0
