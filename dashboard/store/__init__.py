@@ -13,19 +13,21 @@ from dashboard.store.connection import (ERRORS, ArtifactNotFoundError, FilterErr
 from dashboard.store.edits import (DeletionPlan, EditError, delete_runs, delete_tag, deleted_runs, deletion_plan,
                                    rename_run, restore_runs, set_note, set_tag)
 from dashboard.store.histories import SAMPLED_POINTS, metric_histories, sampled_histories
-from dashboard.store.listings import (RunsPage, experiments, filter_choices, forget_run, has_live_runs,
-                                      newest_run_experiment, run, run_counts, runs, runs_by_id, runs_page, versions)
+from dashboard.store.listings import (PICKER_RUNS, RunsPage, experiments, filter_choices, forget_run, has_live_runs,
+                                      newest_run_experiment, run, run_counts, runs, runs_by_id, runs_page, sweep_runs,
+                                      versions)
 from dashboard.store.models import (explainer, forget_model_variants, forget_model_versions, forget_prune_jobs,
                                     model_tags, model_variants, model_versions, predictor, prune_jobs,
                                     variant_predictor)
 from dashboard.store.queue import forget_queue, live_log_tail, queue
 from dashboard.store.studies import study
 
-__all__ = ["ArtifactNotFoundError", "SAMPLED_POINTS", "RunsPage", "DeletionPlan", "ERRORS", "EditError", "FilterError", "RunDeletedError",
-           "RunNotFoundError", "TrackingError", "artifact_bytes", "artifacts", "calibration", "client",
-           "confusion_matrix", "delete_runs", "delete_tag", "deleted_runs", "deletion_plan", "embedding",
-           "experiments", "explainer", "filter_choices", "forget_model_variants", "forget_model_versions", "forget_prune_jobs",
-           "forget_queue", "forget_run", "has_live_runs", "kept_predictions", "live_log_tail", "metric_histories", "model_file_bytes",
-           "model_info", "model_tags", "model_variants", "model_versions", "newest_run_experiment", "per_class", "predictor", "prune_jobs",
-           "queue", "rename_run", "restore_runs", "run", "run_counts", "runs", "runs_by_id", "runs_page", "sampled_histories", "set_note", "set_tag", "study",
-           "variant_predictor", "versions"]
+__all__ = ["ArtifactNotFoundError", "DeletionPlan", "EditError", "ERRORS", "FilterError", "PICKER_RUNS",
+           "RunDeletedError", "RunNotFoundError", "RunsPage", "SAMPLED_POINTS", "TrackingError", "artifact_bytes",
+           "artifacts", "calibration", "client", "confusion_matrix", "delete_runs", "delete_tag", "deleted_runs",
+           "deletion_plan", "embedding", "experiments", "explainer", "filter_choices", "forget_model_variants",
+           "forget_model_versions", "forget_prune_jobs", "forget_queue", "forget_run", "has_live_runs",
+           "kept_predictions", "live_log_tail", "metric_histories", "model_file_bytes", "model_info", "model_tags",
+           "model_variants", "model_versions", "newest_run_experiment", "per_class", "predictor", "prune_jobs",
+           "queue", "rename_run", "restore_runs", "run", "run_counts", "runs", "runs_by_id", "runs_page",
+           "sampled_histories", "set_note", "set_tag", "study", "sweep_runs", "variant_predictor", "versions"]
