@@ -178,14 +178,14 @@ def _sampled_cache(uri: str) -> _HistoryCache:
 
 
 def _sample_fetch(missing: list[tuple[str, str]], points: int, step_range: tuple[int, int] | None) -> dict:
-    """(run, metric) -> (steps, timestamps, values, logged points or None when the store does not say)."""
+    """(run, metric) -> (steps, timestamps, values, logged points, None where a server's sample hides it)."""
     mlflow_client = client()
     run_ids, keys = [r for r, _ in missing], [k for _, k in missing]
     try:
         found = mlflow_internals.sql_sampled_metric_rows(mlflow_client, run_ids, keys, points, step_range)
         if found is None:
             rows = mlflow_internals.server_sampled_metric_rows(mlflow_client, run_ids, keys, points, step_range)
-            found = None if rows is None else (rows, {})
+            found = None if rows is None else (rows, None)
     except MlflowException:
         raise
     except mlflow_internals.InternalsChanged as e:
@@ -195,7 +195,9 @@ def _sample_fetch(missing: list[tuple[str, str]], points: int, step_range: tuple
         raise store_failed(e, "metric histories") from None
     if found is not None:
         rows, logged = found
-        return {pair: (*arrays, logged.get(pair, 0) if logged else None)
+        cap = min(points, mlflow_internals.SERVER_MAX_POINTS)
+        return {pair: (*arrays, logged.get(pair, 0) if logged is not None  # the server: whole when under its cap
+                       else len(arrays[0]) if len(arrays[0]) < cap else None)
                 for pair, arrays in _grouped(rows, missing).items()}
     return {pair: _sampled(*arrays, points, step_range) for pair, arrays in _public(missing).items()}
 
@@ -241,9 +243,7 @@ def sampled_histories(run_versions: Mapping[str, int], keys: Sequence[str], poin
     frame = _frame(entries, pairs)
     counts = [entries[p][4] for p in pairs]
     frame.attrs["logged"] = None if None in counts else int(sum(counts))
-    unsure = [n is None and len(entries[p][1]) >= min(points, mlflow_internals.SERVER_MAX_POINTS)
-              for p, n in zip(pairs, counts)]  # the server's sample: maybe thinned, extremes maybe lost
-    frame.attrs["thinned"] = sum(1 for p, n, u in zip(pairs, counts, unsure)
-                                 if u or (n is not None and len(entries[p][1]) < n))
-    frame.attrs["extremes"] = not any(unsure)
+    # None: a tracking server's even sample, maybe thinned, its extremes maybe lost
+    frame.attrs["thinned"] = sum(1 for p, n in zip(pairs, counts) if n is None or len(entries[p][1]) < n)
+    frame.attrs["extremes"] = None not in counts
     return frame
