@@ -87,10 +87,33 @@ def ray_address() -> str:
     return address if "://" in address else f"http://{address}"
 
 
+def ray_token_file() -> tuple[str, Path] | None:
+    """RUNBOARD_RAY_TOKEN_FILE, else RAY_AUTH_TOKEN_PATH (Ray's own name): the file (0600) holding the Ray
+    cluster's token where it runs with RAY_AUTH_MODE=token; `make cluster` writes mlruns/cluster/ray-token.
+    The variable's name comes with it, for messages."""
+    for name in ("RUNBOARD_RAY_TOKEN_FILE", "RAY_AUTH_TOKEN_PATH"):
+        if os.environ.get(name):
+            return name, Path(os.environ[name]).expanduser()
+    return None
+
+
 def ray_auth_token() -> str | None:
-    """RAY_AUTH_TOKEN (Ray's own name): the cluster's token where it runs with RAY_AUTH_MODE=token. A secret:
-    sent as a request header only, never logged or tagged."""
-    return os.environ.get("RAY_AUTH_TOKEN") or None
+    """The Ray cluster's token: read from ray_token_file(), else RAY_AUTH_TOKEN (which every child process's
+    environment shows: prefer the file). A secret: sent as a request header only, never logged or tagged,
+    never passed to a job."""
+    named = ray_token_file()
+    if named is None:
+        return os.environ.get("RAY_AUTH_TOKEN", "").strip() or None
+    name, path = named
+    try:
+        token = path.read_text().strip()
+    except OSError as e:
+        raise SettingError(f"{name}={path} cannot be read: {e.strerror}") from None
+    if path.stat().st_mode & 0o077:
+        raise SettingError(f"{name}={path} can be read by other users: chmod 600 it")
+    if not token:
+        raise SettingError(f"{name}={path} is empty: it should hold the Ray cluster's token")
+    return token
 
 
 def ray_python() -> str:

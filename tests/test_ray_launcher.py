@@ -32,8 +32,39 @@ def test_an_unknown_launcher_names_the_choices(monkeypatch):
 def test_ray_settings(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "head:8265")
     assert settings.ray_address() == "http://head:8265"
-    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
-    assert settings.ray_auth_token() is None
+
+
+def test_the_ray_token_comes_from_a_file_only_its_owner_reads(monkeypatch, tmp_path):
+    for name in ("RUNBOARD_RAY_TOKEN_FILE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert settings.ray_auth_token() is None  # a cluster without token authentication
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "from-the-environment")
+    assert settings.ray_auth_token() == "from-the-environment"
+    token = tmp_path / "ray-token"
+    token.touch(mode=0o600)
+    token.write_text("from-the-file\n")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))  # Ray's own name for the file
+    assert settings.ray_auth_token() == "from-the-file"
+    monkeypatch.setenv("RUNBOARD_RAY_TOKEN_FILE", str(tmp_path / "missing"))  # ours wins over Ray's
+    with pytest.raises(settings.SettingError, match=r"^RUNBOARD_RAY_TOKEN_FILE=\S+/missing cannot be read"):
+        settings.ray_auth_token()
+    monkeypatch.setenv("RUNBOARD_RAY_TOKEN_FILE", str(token))
+    token.chmod(0o644)
+    with pytest.raises(settings.SettingError, match="can be read by other users: chmod 600 it"):
+        settings.ray_auth_token()
+    token.chmod(0o600)
+    token.write_text("")
+    with pytest.raises(settings.SettingError, match="is empty"):
+        settings.ray_auth_token()
+
+
+def test_a_refused_token_is_one_line_that_names_the_file_and_the_setting(monkeypatch):
+    monkeypatch.setenv("RUNBOARD_RAY_TOKEN_FILE", "/etc/runboard/ray-token")
+    assert ray_launcher.refusal("http://head:8265", token_sent=True) == (
+        "Ray at http://head:8265 refused the job: token authentication is on and the token from "
+        "RUNBOARD_RAY_TOKEN_FILE=/etc/runboard/ray-token is not the cluster's; set RUNBOARD_RAY_TOKEN_FILE to the "
+        "cluster's token file (make cluster writes mlruns/cluster/ray-token)")
+    assert "and no token was sent; set RUNBOARD_RAY_TOKEN_FILE" in ray_launcher.refusal("http://head:8265", False)
 
 
 def test_a_tracking_server_is_its_own_mlflow_ui(monkeypatch):

@@ -42,6 +42,25 @@ class RayUnavailable(ServiceError):
     """The Ray cluster's job API cannot be reached or refused a request."""
 
 
+class RayRefused(RayUnavailable):
+    """The job API wants a token (RAY_AUTH_MODE=token) that Runboard did not send, or sent wrong."""
+
+
+def refusal(address: str, token_sent: bool) -> str:
+    """The one line a refused token gets, naming where the token came from and how to give the right one."""
+    named = settings.ray_token_file()
+    source = f"{named[0]}={named[1]}" if named else "RAY_AUTH_TOKEN"
+    why = f"the token from {source} is not the cluster's" if token_sent else "no token was sent"
+    return (f"Ray at {address} refused the job: token authentication is on and {why}; set RUNBOARD_RAY_TOKEN_FILE "
+            "to the cluster's token file (make cluster writes mlruns/cluster/ray-token)")
+
+
+def _is_refusal(error: BaseException) -> bool:
+    from ray.exceptions import AuthenticationError
+
+    return isinstance(error, AuthenticationError)
+
+
 def submission_id(run_id: str, attempt: int = 1) -> str:
     """The Ray job of a run's attempt: derived from its id, so any worker can find it again. Ray never
     reuses a submission id, so a resumed run's later attempts get their own (`runboard-<id>-2`, ...)."""
@@ -72,9 +91,8 @@ class RayJob:
     def poll(self) -> int | None:
         if self._code is not None:
             return self._code
-        client = self.launcher.client
         try:
-            info = client.get_job_info(self.submission_id)
+            info = self.launcher.client.get_job_info(self.submission_id)
         except RuntimeError as e:  # the job API answered, but knows no such job
             if "does not exist" not in str(e):
                 log.warning("Ray job %s: status unknown for now: %s", self.submission_id, str(e).splitlines()[0])
@@ -83,6 +101,9 @@ class RayJob:
             self._code = 1
             return self._code
         except Exception as e:  # unreachable for a moment: keep the run, ask again
+            if _is_refusal(e):  # the token changed: read its file again next time
+                self.launcher.forget_client()
+                e = RayRefused(refusal(self.launcher.address, bool(self.launcher.headers)))
             log.warning("Ray job %s: status unknown for now: %s", self.submission_id, str(e).splitlines()[0])
             return None
         status = str(info.status)
@@ -132,27 +153,48 @@ class RayLauncher:
 
     def __init__(self, command: Callable[[str], list[str]], concurrency: int = 1, log_dir: Path | None = None,
                  address: str | None = None):
-        from ray.job_submission import JobSubmissionClient
-
         self.command = command  # launcher.train_command: the same as a local run's
         self.concurrency = max(1, concurrency)
         self.log_dir = log_dir or settings.log_dir()
         self.address = address or settings.ray_address()
-        token = settings.ray_auth_token()
-        self.headers = {"Authorization": f"Bearer {token}"} if token else None
+        self.headers: dict[str, str] = {}
+        self._client = None
         try:
-            self.client = JobSubmissionClient(self.address, headers=self.headers)
-        except Exception as e:
-            raise RayUnavailable(f"the Ray cluster at {self.address} (RAY_ADDRESS) cannot be reached: "
-                                 f"{str(e).splitlines()[0]}") from None
+            self.connect()
+        except RayRefused as e:  # each run it claims ends FAILED with this line, until the token file is right
+            log.error("%s", e)
         self.mlflow = tracking.connect()
         self._resources: dict[str, float] | None = None
+
+    # --- the job API, with the cluster's token --------------------------------------------------
+    def connect(self):
+        """Ray's job client, sending the token as its file holds it now (a corrected file needs no restart)."""
+        from ray.job_submission import JobSubmissionClient
+
+        token = settings.ray_auth_token()
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            self._client = JobSubmissionClient(self.address, headers=dict(self.headers))
+        except Exception as e:
+            if _is_refusal(e):
+                raise RayRefused(refusal(self.address, bool(token))) from None
+            raise RayUnavailable(f"the Ray cluster at {self.address} (RAY_ADDRESS) cannot be reached: "
+                                 f"{str(e).splitlines()[0]}") from None
+        return self._client
+
+    @property
+    def client(self):
+        return self._client or self.connect()
+
+    def forget_client(self) -> None:
+        """Ray refused the token: the next call connects again, reading the token file anew."""
+        self._client = None
 
     # --- what a run asks of the cluster ---------------------------------------------------------
     def cluster_resources(self) -> dict[str, float]:
         """CPUs and GPUs of the cluster's live nodes (Ray's dashboard node summary); asked once."""
         if self._resources is None:
-            request = urllib.request.Request(f"{self.address}/nodes?view=summary", headers=self.headers or {})
+            request = urllib.request.Request(f"{self.address}/nodes?view=summary", headers=self.headers)
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:
                     nodes = json.load(response)["data"]["summary"]
@@ -189,12 +231,19 @@ class RayLauncher:
 
     def start(self, run_id: str, slot: int = 0) -> RayJob:
         attempt = lifecycle.attempt_of(self.mlflow.get_run(run_id))
+        try:
+            client = self.client
+        except (RayUnavailable, settings.SettingError) as e:  # the worker ends the run FAILED with this line
+            raise OSError(str(e)) from None
         job, resources = self._job(run_id, attempt), self.resources()
         try:
-            self.client.submit_job(entrypoint=self.entrypoint(run_id), submission_id=job.submission_id,
-                                   runtime_env=self.runtime_env(int(resources["entrypoint_num_cpus"])),
-                                   metadata={"runboard_run_id": run_id}, **resources)
+            client.submit_job(entrypoint=self.entrypoint(run_id), submission_id=job.submission_id,
+                              runtime_env=self.runtime_env(int(resources["entrypoint_num_cpus"])),
+                              metadata={"runboard_run_id": run_id}, **resources)
         except Exception as e:
+            if _is_refusal(e):  # the cluster's token changed since we connected
+                self.forget_client()
+                raise OSError(refusal(self.address, bool(self.headers))) from None
             raise OSError(f"Ray at {self.address} refused the job: {str(e).splitlines()[0]}") from None
         lifecycle.set_tags(self.mlflow, run_id, {names.TAG_RAY_JOB: job.submission_id})
         job.log_path.write_text(f"$ {self.entrypoint(run_id)}\n# submitted to Ray as {job.submission_id}: "
