@@ -54,6 +54,7 @@ def main() -> int:
             env = dict(os.environ, MLFLOW_TRACKING_URI=setup.server.url, RAY_ADDRESS=setup.head.address,
                        RUNBOARD_LAUNCHER="ray", RUNBOARD_MLFLOW_UI_URL=setup.server.url,
                        RUNBOARD_DATA_ROOT=str(settings.data_root()))  # one machine: the jobs share its datasets
+            env["RUNBOARD_RAY_TOKEN_FILE"] = str(setup.head.token_file)  # the worker's Ray requests carry it
             try:
                 worker = _start([sys.executable, "-m", "pipeline", "worker"], env, logs / "worker.log")
                 dashboard = _start([sys.executable, "-m", "dashboard.serve"], env, logs / "dashboard.log")
@@ -62,6 +63,8 @@ def main() -> int:
                       f"  MLflow         {setup.server.url}  (tracking server on PostgreSQL, port {setup.db.port})\n"
                       f"  Ray dashboard  {setup.head.address}  (RAY_ADDRESS; other nodes: "
                       f"ray start --address={setup.head.gcs})\n"
+                      f"  Ray token      in {setup.head.token_file} (0600; other nodes and job submissions need it: "
+                      f"RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={setup.head.token_file} ray ...)\n"
                       "Ctrl-C stops everything.", flush=True)
                 while not stop:
                     for name, process in (("worker", worker), ("dashboard", dashboard)):

@@ -220,6 +220,7 @@ class RayHead:
     address: str    # the job API (the dashboard's HTTP address): what RAY_ADDRESS names
     temp_dir: Path
     gcs: str        # host:port of its GCS: what `ray start --address` on another node names
+    token_file: Path  # its token (0600): what every client and node needs, RUNBOARD_RAY_TOKEN_FILE names
 
 
 def ray_env() -> dict[str, str]:
@@ -228,10 +229,22 @@ def ray_env() -> dict[str, str]:
     return dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
 
 
+def ray_token(path: Path) -> Path:
+    """The cluster's Ray token file: made once (256 random bits, as `ray get-auth-token --generate` makes
+    them) readable by its owner only, then kept for every later start, so clients keep working."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_hex(32))
+    path.chmod(0o600)
+    return path
+
+
 def start_ray_head(temp_dir: Path, num_cpus: int = 2, num_gpus: int | None = None,
-                   object_store_mb: int | None = None) -> RayHead:
-    """`ray start --head` on loopback with its job API; `num_gpus` None lets Ray count them. Runboard's jobs
-    put nothing in Ray's object store: a small one (`object_store_mb`) suits a test or a container."""
+                   object_store_mb: int | None = None, *, token_file: Path) -> RayHead:
+    """`ray start --head` on loopback with its job API and token authentication (the token in `token_file`,
+    made there on the first start); `num_gpus` None lets Ray count them. Runboard's jobs put nothing in
+    Ray's object store: a small one (`object_store_mb`) suits a test or a container."""
     dashboard_port = free_port()
     # every port free and explicit: Ray's fixed defaults (agent 52365, client 10001) clash with a second Ray
     gcs_port = free_port()
@@ -245,10 +258,13 @@ def start_ray_head(temp_dir: Path, num_cpus: int = 2, num_gpus: int | None = Non
         command += ["--num-gpus", str(num_gpus)]
     if object_store_mb:
         command += ["--object-store-memory", str(object_store_mb * 1024 * 1024)]
-    done = subprocess.run(command, capture_output=True, text=True, env=ray_env(), timeout=START_TIMEOUT)
+    # the token's path, not the token, in the environment: Ray's processes and the jobs inherit it
+    env = dict(ray_env(), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(ray_token(token_file).resolve()))
+    env.pop("RAY_AUTH_TOKEN", None)  # Ray would prefer it to the file
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=START_TIMEOUT)
     if done.returncode:
         raise RuntimeError(f"ray start failed: {(done.stderr or done.stdout).strip()[-800:]}")
-    head = RayHead(f"http://127.0.0.1:{dashboard_port}", temp_dir, f"127.0.0.1:{gcs_port}")
+    head = RayHead(f"http://127.0.0.1:{dashboard_port}", temp_dir, f"127.0.0.1:{gcs_port}", token_file.resolve())
     _wait_http(head.address + "/api/version", None, "the Ray job API", ok=(200, 401))
     return head
 
@@ -305,7 +321,8 @@ def team_setup(root: Path, ray_dir: Path | None, num_cpus: int = 2, num_gpus: in
     setup = TeamSetup()
     try:
         with ThreadPoolExecutor(1) as pool:
-            ray_started = pool.submit(start_ray_head, ray_dir, num_cpus, num_gpus, object_store_mb) if ray_dir else None
+            ray_started = pool.submit(start_ray_head, ray_dir, num_cpus, num_gpus, object_store_mb,
+                                      token_file=root / "ray-token") if ray_dir else None
             try:
                 setup.db = start_postgres(root / "postgres")
                 setup.server = start_tracking_server(setup.db.url, root / "artifacts", port=mlflow_port,

@@ -35,6 +35,7 @@ class Cluster:
     ray_address: str
     root: Path
     db_url: str  # the server's PostgreSQL, for seeding many runs straight into its tables
+    ray_token_file: Path  # the Ray head's token (RUNBOARD_RAY_TOKEN_FILE): without it Ray refuses every request
 
 
 class WorkerProcess:
@@ -77,15 +78,17 @@ def cluster():
     started = time.monotonic()
     old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RUNBOARD_LAUNCHER",
                                           "RUNBOARD_LOG_DIR", "RUNBOARD_DATA_ROOT", "RUNBOARD_WORKER_PREWARM")}
+    old["RUNBOARD_RAY_TOKEN_FILE"] = os.environ.get("RUNBOARD_RAY_TOKEN_FILE")
     before = mlflow.get_tracking_uri()
     try:
         with services.team_setup(root, root / "ray", num_cpus=2, num_gpus=0, logs=root, object_store_mb=200) as setup:
             os.environ.update(MLFLOW_TRACKING_URI=setup.server.url, RAY_ADDRESS=setup.head.address,
                               RUNBOARD_LAUNCHER="ray", RUNBOARD_LOG_DIR=str(root / "logs"),
                               RUNBOARD_DATA_ROOT=str(root / "data"), RUNBOARD_WORKER_PREWARM="0")
+            os.environ["RUNBOARD_RAY_TOKEN_FILE"] = str(setup.head.token_file)  # the worker's and the tests'
             (root / "data").mkdir()
             print(f"\ncluster services up in {time.monotonic() - started:.1f} s", file=sys.stderr)
-            yield Cluster(setup.server.url, setup.head.address, root, setup.db.url)
+            yield Cluster(setup.server.url, setup.head.address, root, setup.db.url, setup.head.token_file)
             started = time.monotonic()
         print(f"\ncluster services stopped in {time.monotonic() - started:.1f} s", file=sys.stderr)
     finally:
