@@ -125,6 +125,7 @@ def main() -> None:
     try:
         with services.team_setup(root, None if args.skip_launch else root / "ray", num_cpus=2, num_gpus=0,
                                  object_store_mb=200) as setup:
+            services.use_login(setup.server)  # the server asks for a login, as make cluster's does
             db, server = setup.db, setup.server
             print(f"seeding {args.runs} runs x {args.steps} steps x {len(KEYS)} metrics into SQLite and PostgreSQL ...")
             sqlite_uri = f"sqlite:///{root / 'bench.db'}"

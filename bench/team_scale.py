@@ -166,6 +166,7 @@ def server_figures(folder: Path, sqlite_uri: str, experiment: str, repeats: int,
     from pipeline.cluster import services
 
     with services.team_setup(folder / "team", None) as setup:
+        services.use_login(setup.server)  # the server asks for a login, as make cluster's does
         direct, served = MlflowClient(setup.db.url), MlflowClient(setup.server.url)
         remote = served.create_experiment(EXPERIMENT)
         started = time.perf_counter()

@@ -24,6 +24,35 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
 
 
+def tracking_credentials() -> Path | None:
+    """RUNBOARD_MLFLOW_CREDENTIALS: a file (MLflow's credentials format, 0600) with the user and password for a
+    tracking server that asks for a login. Its path travels to Ray jobs; the password never does."""
+    raw = os.environ.get("RUNBOARD_MLFLOW_CREDENTIALS", "")
+    return Path(raw).expanduser() if raw else None
+
+
+def use_tracking_credentials() -> None:
+    """Give MLflow's client, in this process only, the user and password of RUNBOARD_MLFLOW_CREDENTIALS
+    (it reads MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD); refuse credentials inside the URI."""
+    import configparser
+    import urllib.parse
+
+    if urllib.parse.urlsplit(tracking_uri()).password:
+        raise SettingError("MLFLOW_TRACKING_URI holds a password, which `ps`, logs and Ray's job list would show: "
+                           "put the user and password in a file named by RUNBOARD_MLFLOW_CREDENTIALS instead")
+    path = tracking_credentials()
+    if path is None or os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        return
+    config = configparser.ConfigParser()
+    if not config.read(path) or "mlflow" not in config:
+        raise SettingError(f"RUNBOARD_MLFLOW_CREDENTIALS={path}: no such file, or no [mlflow] section in it")
+    if path.stat().st_mode & 0o077:
+        raise SettingError(f"RUNBOARD_MLFLOW_CREDENTIALS={path} can be read by other users: chmod 600 it")
+    section = config["mlflow"]
+    os.environ["MLFLOW_TRACKING_USERNAME"] = section.get("mlflow_tracking_username", "")
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = section.get("mlflow_tracking_password", "")
+
+
 def data_root() -> Path:
     """RUNBOARD_DATA_ROOT: where datasets are downloaded and imagefolder: paths must live."""
     return Path(os.environ.get("RUNBOARD_DATA_ROOT") or PROJECT_ROOT / "data").expanduser()

@@ -53,14 +53,16 @@ def main() -> int:
                                  logs=logs) as setup:
             env = dict(os.environ, MLFLOW_TRACKING_URI=setup.server.url, RAY_ADDRESS=setup.head.address,
                        RUNBOARD_LAUNCHER="ray", RUNBOARD_MLFLOW_UI_URL=setup.server.url,
-                       RUNBOARD_DATA_ROOT=str(settings.data_root()))  # one machine: the jobs share its datasets
+                       RUNBOARD_DATA_ROOT=str(settings.data_root()),  # one machine: the jobs share its datasets
+                       RUNBOARD_MLFLOW_CREDENTIALS=str(setup.server.credentials))  # the service account's login
             env["RUNBOARD_RAY_TOKEN_FILE"] = str(setup.head.token_file)  # the worker's Ray requests carry it
             try:
                 worker = _start([sys.executable, "-m", "pipeline", "worker"], env, logs / "worker.log")
                 dashboard = _start([sys.executable, "-m", "dashboard.serve"], env, logs / "dashboard.log")
                 print(f"\nRunboard on the cluster setup (logs in {logs}):\n"
                       f"  dashboard      http://{settings.host()}:{settings.port()}\n"
-                      f"  MLflow         {setup.server.url}  (tracking server on PostgreSQL, port {setup.db.port})\n"
+                      f"  MLflow         {setup.server.url}  (tracking server on PostgreSQL, port {setup.db.port}; "
+                      f"it asks for a login: the admin's is in {DATA / 'auth' / 'admin.ini'})\n"
                       f"  Ray dashboard  {setup.head.address}  (RAY_ADDRESS; other nodes: "
                       f"ray start --address={setup.head.gcs})\n"
                       f"  Ray token      in {setup.head.token_file} (0600; other nodes and job submissions need it: "

@@ -180,16 +180,98 @@ def _wait_http(url: str, process: subprocess.Popen | None, what: str, ok=(200,))
     raise TimeoutError(f"{what} did not answer {url} within {START_TIMEOUT:.0f} s")
 
 
+# --- MLflow's basic auth: a login for the tracking server ------------------------------------------
+ADMIN, SERVICE = "admin", "runboard-service"  # the admin people manage users with; the worker's and jobs' account
+AUTH_USERS_API = "/api/2.0/mlflow/users"
+
+
+def secret_file(path: Path) -> str:
+    """A secret made once into a file only its owner reads (0600), then read from there."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+def write_credentials(path: Path, username: str, password: str) -> Path:
+    """MLflow's credentials-file format ([mlflow] mlflow_tracking_username/password), 0600: what
+    RUNBOARD_MLFLOW_CREDENTIALS names (pipeline/settings.py reads it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(0o600)
+    path.chmod(0o600)
+    path.write_text(f"[mlflow]\nmlflow_tracking_username = {username}\nmlflow_tracking_password = {password}\n")
+    return path
+
+
+@dataclass
+class Auth:
+    folder: Path  # auth.ini (no password in it), users.db, the secrets and the credentials files, all 0600
+
+    @property
+    def admin_credentials(self) -> Path:
+        return self.folder / "admin.ini"
+
+    @property
+    def service_credentials(self) -> Path:
+        return self.folder / "service.ini"
+
+    def server_env(self) -> dict[str, str]:
+        """What `mlflow server --app-name basic-auth` reads: the config (no default password: the admin's is
+        generated here, passed in the environment, never on a command line) and the session key."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.chmod(0o700)
+        config = self.folder / "auth.ini"
+        config.write_text("[mlflow]\ndefault_permission = READ\n"
+                          f"database_uri = sqlite:///{(self.folder / 'users.db').resolve()}\n"
+                          f"admin_username = {ADMIN}\n"
+                          "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                          # a checked password is trusted for 60 s per server worker: without it every
+                          # request pays a PBKDF2 hash (a password change reaches other workers within 60 s)
+                          "auth_cache_ttl_seconds = 60\n")
+        password = secret_file(self.folder / "admin-password")
+        write_credentials(self.admin_credentials, ADMIN, password)
+        return {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_file(self.folder / "flask-secret")}
+
+    def ensure_service_account(self, url: str) -> Path:
+        """The worker's and Ray jobs' MLflow user, made once by the admin (an admin itself: it creates
+        experiments and registers models for everyone); its credentials file."""
+        password = secret_file(self.folder / "service-password")
+        admin = secret_file(self.folder / "admin-password")
+        for path, body in (("/create", {"username": SERVICE, "password": password}),
+                           ("/update-admin", {"username": SERVICE, "is_admin": True})):
+            try:
+                _auth_call(url + AUTH_USERS_API + path, body, ADMIN, admin, "PATCH" if "admin" in path else "POST")
+            except urllib.error.HTTPError as e:
+                if not (path == "/create" and e.code in (400, 409)):  # made by an earlier start
+                    raise RuntimeError(f"mlflow server refused {path.strip('/')} of {SERVICE}: {e.code}") from None
+        return write_credentials(self.service_credentials, SERVICE, password)
+
+
+def _auth_call(url: str, body: dict, username: str, password: str, method: str) -> None:
+    import base64
+    import json
+
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method=method, headers={
+        "Content-Type": "application/json",
+        "Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()})
+    urllib.request.urlopen(request, timeout=30).close()
+
+
 # --- MLflow tracking server ----------------------------------------------------------------------
 @dataclass
 class TrackingServer:
     process: subprocess.Popen
     url: str
+    credentials: Path | None = None  # the service account's credentials file, when the server asks for a login
 
 
 def start_tracking_server(backend_uri: str, artifacts: Path, port: int | None = None,
-                          log_path: Path | None = None, workers: int = 2) -> TrackingServer:
-    """`mlflow server` on `backend_uri` with proxied artifacts in the folder `artifacts` (nodes need no shared disk)."""
+                          log_path: Path | None = None, workers: int = 2, auth: Auth | None = None) -> TrackingServer:
+    """`mlflow server` on `backend_uri` with proxied artifacts in the folder `artifacts` (nodes need no shared disk);
+    with `auth`, MLflow's basic-auth app: every request needs a user, and the service account is made."""
     port = port or free_port()
     artifacts.mkdir(parents=True, exist_ok=True)
     command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--serve-artifacts",
@@ -198,12 +280,17 @@ def start_tracking_server(backend_uri: str, artifacts: Path, port: int | None = 
     # the database URL (with its password) goes in the environment, not on a command line `ps` shows
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_BACKEND_STORE_URI=backend_uri)
     env.pop("MLFLOW_TRACKING_URI", None)
+    if auth:
+        command += ["--app-name", "basic-auth"]
+        env.update(auth.server_env())
     with open(log_path or os.devnull, "ab") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
     server = TrackingServer(process, f"http://127.0.0.1:{port}")
     try:
         _wait_http(server.url + "/health", process, "mlflow server")
+        if auth:
+            server.credentials = auth.ensure_service_account(server.url)
     except BaseException:
         stop_group(process)
         raise
@@ -313,11 +400,22 @@ class TeamSetup:
     head: RayHead | None = None
 
 
+def use_login(server: TrackingServer) -> None:
+    """This process calls the server as its service account (benches and tests that talk to it directly)."""
+    from pipeline import settings
+
+    if server.credentials:
+        os.environ["RUNBOARD_MLFLOW_CREDENTIALS"] = str(server.credentials)
+        os.environ.pop("MLFLOW_TRACKING_PASSWORD", None)
+        settings.use_tracking_credentials()
+
+
 @contextmanager
 def team_setup(root: Path, ray_dir: Path | None, num_cpus: int = 2, num_gpus: int | None = None,
-               mlflow_port: int | None = None, logs: Path | None = None, object_store_mb: int | None = None):
-    """PostgreSQL (data in root/postgres), mlflow server (artifacts in root/artifacts) and, with `ray_dir`,
-    a Ray head started meanwhile; all stopped, in reverse order, when the block ends."""
+               mlflow_port: int | None = None, logs: Path | None = None, object_store_mb: int | None = None,
+               auth: bool = True):
+    """PostgreSQL (data in root/postgres), mlflow server (artifacts in root/artifacts, with a login: root/auth)
+    and, with `ray_dir`, a Ray head started meanwhile; all stopped, in reverse order, when the block ends."""
     setup = TeamSetup()
     try:
         with ThreadPoolExecutor(1) as pool:
@@ -326,7 +424,8 @@ def team_setup(root: Path, ray_dir: Path | None, num_cpus: int = 2, num_gpus: in
             try:
                 setup.db = start_postgres(root / "postgres")
                 setup.server = start_tracking_server(setup.db.url, root / "artifacts", port=mlflow_port,
-                                                     log_path=logs / "mlflow.log" if logs else None)
+                                                     log_path=logs / "mlflow.log" if logs else None,
+                                                     auth=Auth(root / "auth") if auth else None)
             finally:
                 setup.head = ray_started.result() if ray_started else None
         yield setup

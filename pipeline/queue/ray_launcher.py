@@ -33,7 +33,8 @@ LOG_FETCH_SECONDS = 2.0      # between copies of a job's logs into the local log
 STOP_WAIT_SECONDS = 30       # Ray's SIGTERM -> SIGKILL grace (RAY_JOB_STOP_WAIT_TIME_S, default 3 s)
 # what the nodes need not receive: the environment, the stores, datasets, test output
 EXCLUDES = [".venv", ".git", "mlruns", "/data", "test-output", "__pycache__", "*.pyc", ".pytest_cache"]
-FORWARDED = ("RUNBOARD_DATA_ROOT", "RUNBOARD_MEMORY_BUDGET_MB")  # settings the trainer reads, when set
+# settings the trainer reads, when set; the credentials file's path, never the password in it
+FORWARDED = ("RUNBOARD_DATA_ROOT", "RUNBOARD_MEMORY_BUDGET_MB", "RUNBOARD_MLFLOW_CREDENTIALS")
 
 log = logging.getLogger("runboard.worker")
 

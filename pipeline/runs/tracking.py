@@ -40,6 +40,10 @@ class TrackingError(ServiceError):
 def connect() -> MlflowClient:
     """Point MLflow at the configured store and check it answers (in seconds, not after retries)."""
     uri = settings.tracking_uri()
+    try:
+        settings.use_tracking_credentials()
+    except settings.SettingError as e:
+        raise TrackingError(str(e)) from None
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     mlflow.set_tracking_uri(uri)
@@ -48,6 +52,11 @@ def connect() -> MlflowClient:
             client = MlflowClient(uri)  # opening a new database creates its tables
             client.search_experiments(max_results=1)
     except Exception as e:  # an unopenable database, or a server that refuses us
+        if "error code 401" in str(e):
+            raise TrackingError(f"the MLflow tracking server {uri} asks for a login"
+                                f"{' and refused the one given' if settings.tracking_credentials() else ''}: set "
+                                "RUNBOARD_MLFLOW_CREDENTIALS to a 0600 file with your MLflow user and password "
+                                "(docs/cluster.md)") from None
         raise TrackingError(f"cannot reach the MLflow tracking store {uri}: {str(e).splitlines()[0]}") from None
     return client
 

@@ -77,7 +77,9 @@ def cluster():
     root.chmod(0o755)  # the postgres user reaches its data folder inside
     started = time.monotonic()
     old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RUNBOARD_LAUNCHER",
-                                          "RUNBOARD_LOG_DIR", "RUNBOARD_DATA_ROOT", "RUNBOARD_WORKER_PREWARM")}
+                                          "RUNBOARD_LOG_DIR", "RUNBOARD_DATA_ROOT", "RUNBOARD_WORKER_PREWARM",
+                                          "RUNBOARD_MLFLOW_CREDENTIALS", "MLFLOW_TRACKING_USERNAME",
+                                          "MLFLOW_TRACKING_PASSWORD")}
     old["RUNBOARD_RAY_TOKEN_FILE"] = os.environ.get("RUNBOARD_RAY_TOKEN_FILE")
     before = mlflow.get_tracking_uri()
     try:
@@ -85,6 +87,7 @@ def cluster():
             os.environ.update(MLFLOW_TRACKING_URI=setup.server.url, RAY_ADDRESS=setup.head.address,
                               RUNBOARD_LAUNCHER="ray", RUNBOARD_LOG_DIR=str(root / "logs"),
                               RUNBOARD_DATA_ROOT=str(root / "data"), RUNBOARD_WORKER_PREWARM="0")
+            services.use_login(setup.server)  # this process, the worker and the jobs as the service account
             os.environ["RUNBOARD_RAY_TOKEN_FILE"] = str(setup.head.token_file)  # the worker's and the tests'
             (root / "data").mkdir()
             print(f"\ncluster services up in {time.monotonic() - started:.1f} s", file=sys.stderr)
