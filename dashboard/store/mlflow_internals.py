@@ -252,9 +252,12 @@ def sql_sampled_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: 
     def sample(runs: list[str]) -> tuple[list[tuple], dict[tuple[str, str], int]]:
         rows, envelope = [], _sqlite_envelope if on_sqlite else _window_envelope
         with store.ManagedSessionMaker() as session:
-            bounds = session.execute(
-                sa.select(m.run_uuid, m.key, sa.func.min(m.step), sa.func.max(m.step), sa.func.count())
-                .where(m.run_uuid.in_(runs), m.key.in_(keys), *in_range).group_by(m.run_uuid, m.key)).all()
+            if on_sqlite:
+                bounds = _sqlite_bounds(session, [(run, key) for run in runs for key in keys], step_range)
+            else:
+                bounds = session.execute(
+                    sa.select(m.run_uuid, m.key, sa.func.min(m.step), sa.func.max(m.step), sa.func.count())
+                    .where(m.run_uuid.in_(runs), m.key.in_(keys), *in_range).group_by(m.run_uuid, m.key)).all()
             whole = [(run, key) for run, key, _, _, n in bounds if n <= points]
             long = [(run, key, int(lo), int(hi)) for run, key, lo, hi, n in bounds if n > points]
             for j in range(0, len(whole), SAMPLED_PAIRS):
@@ -270,6 +273,22 @@ def sql_sampled_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: 
             rows += part
             logged |= counts
     return rows, logged
+
+
+def _sqlite_bounds(session, pairs: list[tuple[str, str]], step_range: tuple[int, int] | None) -> list[tuple]:
+    """(run, key, first step, last step, points) of the pairs that logged any on SQLite: two index seeks and a
+    count of index entries per pair (its GROUP BY would read the table's rows: 3x slower)."""
+    import sqlalchemy as sa
+
+    values = ", ".join(f"(:r{n}, :k{n})" for n in range(len(pairs)))
+    params = {name: v for n, (run, key) in enumerate(pairs) for name, v in ((f"r{n}", run), (f"k{n}", key))}
+    inside = "" if step_range is None else " AND step >= :start AND step <= :end"
+    if step_range is not None:
+        params |= {"start": int(step_range[0]), "end": int(step_range[1])}
+    rows = f"FROM metrics INDEXED BY {SQLITE_STEP_INDEX} WHERE run_uuid = p.r AND key = p.k{inside}"
+    statement = (f"WITH p(r, k) AS (VALUES {values}) SELECT * FROM (SELECT r, k, (SELECT min(step) {rows}) AS lo, "
+                 f"(SELECT max(step) {rows}), (SELECT count(*) {rows}) FROM p) WHERE lo IS NOT NULL")
+    return session.execute(sa.text(statement), params).all()
 
 
 def _sqlite_envelope(session, pairs: list[tuple[str, str, int, int]], buckets: int, in_range: list) -> list[tuple]:
