@@ -277,18 +277,22 @@ def sql_sampled_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: 
 
 def _sqlite_bounds(session, pairs: list[tuple[str, str]], step_range: tuple[int, int] | None) -> list[tuple]:
     """(run, key, first step, last step, points) of the pairs that logged any on SQLite: two index seeks and a
-    count of index entries per pair (its GROUP BY would read the table's rows: 3x slower)."""
+    count of index entries per pair (a GROUP BY over the same index takes 3x as long)."""
     import sqlalchemy as sa
 
-    values = ", ".join(f"(:r{n}, :k{n})" for n in range(len(pairs)))
-    params = {name: v for n, (run, key) in enumerate(pairs) for name, v in ((f"r{n}", run), (f"k{n}", key))}
     inside = "" if step_range is None else " AND step >= :start AND step <= :end"
-    if step_range is not None:
-        params |= {"start": int(step_range[0]), "end": int(step_range[1])}
     rows = f"FROM metrics INDEXED BY {SQLITE_STEP_INDEX} WHERE run_uuid = p.r AND key = p.k{inside}"
-    statement = (f"WITH p(r, k) AS (VALUES {values}) SELECT * FROM (SELECT r, k, (SELECT min(step) {rows}) AS lo, "
-                 f"(SELECT max(step) {rows}), (SELECT count(*) {rows}) FROM p) WHERE lo IS NOT NULL")
-    return session.execute(sa.text(statement), params).all()
+    found = []
+    for i in range(0, len(pairs), SAMPLED_PAIRS):
+        chunk = pairs[i:i + SAMPLED_PAIRS]
+        params = {name: v for n, (run, key) in enumerate(chunk) for name, v in ((f"r{n}", run), (f"k{n}", key))}
+        if step_range is not None:
+            params |= {"start": int(step_range[0]), "end": int(step_range[1])}
+        values = ", ".join(f"(:r{n}, :k{n})" for n in range(len(chunk)))
+        found += session.execute(sa.text(
+            f"WITH p(r, k) AS (VALUES {values}) SELECT * FROM (SELECT r, k, (SELECT min(step) {rows}) AS lo, "
+            f"(SELECT max(step) {rows}), (SELECT count(*) {rows}) FROM p) WHERE lo IS NOT NULL"), params).all()
+    return found
 
 
 def _sqlite_envelope(session, pairs: list[tuple[str, str, int, int]], buckets: int, in_range: list) -> list[tuple]:
