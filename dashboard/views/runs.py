@@ -9,6 +9,8 @@ A sweep's runs fold under its parent row; learning-rate range tests have a table
 """
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import streamlit as st
 
@@ -81,7 +83,7 @@ def pager(found: store.RunsPage) -> None:
     middle.selectbox("Rows per page", PAGE_SIZES, key="page_size", bind="query-params")
     left.number_input("Page", min_value=1, max_value=pages, step=1, key="runs_page", bind="query-params")
     last = found.offset + found.rows
-    where = f"Runs {found.offset + 1 if found.rows else 0:,}–{last:,}"
+    where = f"Runs {found.offset + 1:,}–{last:,}" if found.rows else "No runs on this page"
     if found.total is not None:
         where += f" of {found.total:,} · page {found.offset // found.size + 1:,} of {pages:,}"
     else:
@@ -127,14 +129,23 @@ def table_section(name: str, experiment_id: str, query: str) -> None:
     order_by = run_query.order_by(sort, descending)
     size = st.session_state.get("page_size") or int(st.query_params.get("page_size", PAGE_SIZES[0]))
     first_page_on_change((query, tuple(clauses), sort, descending, size))
-    page = int(st.session_state.get("runs_page") or st.query_params.get("runs_page", 1))
-    found = store.runs_page(experiment_id, run_query.joined(query, clauses), order_by, page, int(size),
-                            top_level=not (query or clauses))  # filtered: a sweep's runs stand alone
-    if found.runs.empty and found.offset == 0:
+    page = max(1, int(st.session_state.get("runs_page") or st.query_params.get("runs_page", 1)))
+    read = functools.partial(store.runs_page, experiment_id, run_query.joined(query, clauses), order_by,
+                             size=int(size), top_level=not (query or clauses))  # filtered: a sweep's runs stand alone
+    found = read(page=page)
+    if found.rows == 0 and found.offset and found.total:  # an old link's page 9 of 3: the last page instead
+        page = -(-found.total // found.size)
+        st.session_state["runs_page"] = page
+        found = read(page=page)
+    if found.rows == 0 and found.offset == 0:
         if query or clauses:
             st.info("No run matches these filters.", icon=":material/filter_alt_off:")
         else:
             ui.no_runs_yet(name)
+        return
+    if found.rows == 0:  # past the end where the store cannot count (a tracking server)
+        st.info(f"Page {page} is past the last run: go back a page.", icon=":material/last_page:")
+        pager(found)
         return
     remember_choices(found.runs)
     runs = run_search.search(found.runs, text)  # MLflow's search has no OR: name, note or tag is matched here

@@ -136,6 +136,12 @@ def test_a_link_opens_the_same_page_and_a_new_filter_starts_at_page_one(many):
     assert caption(at).startswith(f"Runs 1–{failed} of {failed} · page 1 of 1")
 
 
+def test_a_link_past_the_last_page_opens_the_last_page(many):
+    at = open_page(experiment=EXPERIMENT, runs_page="9")
+    assert not at.exception and not at.error and at.number_input(key="runs_page").value == 3
+    assert caption(at).startswith(f"Runs 201–{PLAIN + 1} of {PLAIN + 1} · page 3 of 3")
+
+
 def test_a_tag_on_the_oldest_run_is_offered_from_page_one_and_finds_it(many):
     at = open_page(experiment=EXPERIMENT)
     assert "owner=oldest" in at.multiselect(key="filter_tag").options
