@@ -53,6 +53,12 @@ def use_tracking_credentials() -> None:
     os.environ["MLFLOW_TRACKING_PASSWORD"] = section.get("mlflow_tracking_password", "")
 
 
+def artifacts_destination() -> str | None:
+    """RUNBOARD_ARTIFACTS_DESTINATION: where make cluster's tracking server keeps artifacts (s3://bucket/prefix,
+    with the bucket's endpoint and keys in its environment: MLFLOW_S3_ENDPOINT_URL, AWS_*); default a folder."""
+    return os.environ.get("RUNBOARD_ARTIFACTS_DESTINATION") or None
+
+
 def data_root() -> Path:
     """RUNBOARD_DATA_ROOT: where datasets are downloaded and imagefolder: paths must live."""
     return Path(os.environ.get("RUNBOARD_DATA_ROOT") or PROJECT_ROOT / "data").expanduser()

@@ -50,7 +50,7 @@ def main() -> int:
     print("starting PostgreSQL, mlflow server and a Ray head ...", flush=True)
     try:
         with services.team_setup(DATA, ray_dir, num_cpus=os.cpu_count() or 1, mlflow_port=settings.mlflow_port(),
-                                 logs=logs) as setup:
+                                 logs=logs, artifacts=settings.artifacts_destination()) as setup:
             env = dict(os.environ, MLFLOW_TRACKING_URI=setup.server.url, RAY_ADDRESS=setup.head.address,
                        RUNBOARD_LAUNCHER="ray", RUNBOARD_MLFLOW_UI_URL=setup.server.url,
                        RUNBOARD_DATA_ROOT=str(settings.data_root()),  # one machine: the jobs share its datasets

@@ -260,6 +260,53 @@ def _auth_call(url: str, body: dict, username: str, password: str, method: str) 
     urllib.request.urlopen(request, timeout=30).close()
 
 
+# --- an S3 API for artifacts (tests, benches): moto's standalone server ---------------------------
+@dataclass
+class S3Server:
+    process: subprocess.Popen
+    url: str      # the endpoint: MLFLOW_S3_ENDPOINT_URL
+    bucket: str
+
+    @property
+    def destination(self) -> str:
+        return f"s3://{self.bucket}/artifacts"
+
+    def env(self) -> dict[str, str]:
+        """What the tracking server needs to write the bucket (moto takes any key); the only process that does."""
+        return {"MLFLOW_S3_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "runboard-test",
+                "AWS_SECRET_ACCESS_KEY": "runboard-test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """The objects in the bucket: what MLflow wrote there."""
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=self.url, **{k.lower(): v for k, v in self.env().items()
+                                                            if k.startswith("AWS_") and k != "AWS_DEFAULT_REGION"},
+                          region_name="us-east-1")
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def start_s3(bucket: str = "runboard-artifacts", log_path: Path | None = None) -> S3Server:
+    """moto's S3-compatible server on loopback, with one bucket. MinIO is not in the package registries
+    here; moto speaks the same S3 API that MinIO and AWS do (docs/cluster.md says how to use those)."""
+    if not (BIN / "moto_server").exists():
+        raise ServiceMissing("moto's server is not installed: pip install 'moto[server]'")
+    port = free_port()
+    with open(log_path or os.devnull, "ab") as log:
+        process = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    server = S3Server(process, f"http://127.0.0.1:{port}", bucket)
+    try:
+        _wait_http(server.url + "/moto-api/", process, "moto_server")
+        request = urllib.request.Request(f"{server.url}/{bucket}", method="PUT")
+        urllib.request.urlopen(request, timeout=10).close()
+    except BaseException:
+        stop_group(process)
+        raise
+    return server
+
+
 # --- MLflow tracking server ----------------------------------------------------------------------
 @dataclass
 class TrackingServer:
@@ -268,18 +315,24 @@ class TrackingServer:
     credentials: Path | None = None  # the service account's credentials file, when the server asks for a login
 
 
-def start_tracking_server(backend_uri: str, artifacts: Path, port: int | None = None,
-                          log_path: Path | None = None, workers: int = 2, auth: Auth | None = None) -> TrackingServer:
-    """`mlflow server` on `backend_uri` with proxied artifacts in the folder `artifacts` (nodes need no shared disk);
-    with `auth`, MLflow's basic-auth app: every request needs a user, and the service account is made."""
+def start_tracking_server(backend_uri: str, artifacts: Path | str, port: int | None = None,
+                          log_path: Path | None = None, workers: int = 2, auth: Auth | None = None,
+                          artifacts_env: dict[str, str] | None = None) -> TrackingServer:
+    """`mlflow server` on `backend_uri` with proxied artifacts (nodes need no shared disk, nor the bucket's keys) in
+    the folder `artifacts`, or a destination URI such as s3://bucket/prefix (its endpoint and keys in
+    `artifacts_env`); with `auth`, MLflow's basic-auth app: every request needs a user, and the service account
+    is made."""
     port = port or free_port()
-    artifacts.mkdir(parents=True, exist_ok=True)
+    if isinstance(artifacts, Path):
+        artifacts.mkdir(parents=True, exist_ok=True)
+    destination = artifacts.resolve().as_uri() if isinstance(artifacts, Path) else artifacts
     command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--serve-artifacts",
-               "--artifacts-destination", artifacts.resolve().as_uri(), "--workers", str(workers)]
+               "--artifacts-destination", destination, "--workers", str(workers)]
     # its job runner is for MLflow's GenAI jobs, not tracking: one process less
     # the database URL (with its password) goes in the environment, not on a command line `ps` shows
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_BACKEND_STORE_URI=backend_uri)
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(artifacts_env or {})
     if auth:
         command += ["--app-name", "basic-auth"]
         env.update(auth.server_env())
@@ -398,6 +451,7 @@ class TeamSetup:
     db: Postgres | None = None
     server: TrackingServer | None = None
     head: RayHead | None = None
+    s3: S3Server | None = None
 
 
 def use_login(server: TrackingServer) -> None:
@@ -413,9 +467,10 @@ def use_login(server: TrackingServer) -> None:
 @contextmanager
 def team_setup(root: Path, ray_dir: Path | None, num_cpus: int = 2, num_gpus: int | None = None,
                mlflow_port: int | None = None, logs: Path | None = None, object_store_mb: int | None = None,
-               auth: bool = True):
-    """PostgreSQL (data in root/postgres), mlflow server (artifacts in root/artifacts, with a login: root/auth)
-    and, with `ray_dir`, a Ray head started meanwhile; all stopped, in reverse order, when the block ends."""
+               auth: bool = True, artifacts: str | None = None, s3: bool = False):
+    """PostgreSQL (data in root/postgres), mlflow server (artifacts in root/artifacts, or the destination URI
+    `artifacts`, or with `s3` a bucket on moto's S3 server; a login: root/auth) and, with `ray_dir`, a Ray head
+    started meanwhile; all stopped, in reverse order, when the block ends."""
     setup = TeamSetup()
     try:
         with ThreadPoolExecutor(1) as pool:
@@ -423,9 +478,12 @@ def team_setup(root: Path, ray_dir: Path | None, num_cpus: int = 2, num_gpus: in
                                       token_file=root / "ray-token") if ray_dir else None
             try:
                 setup.db = start_postgres(root / "postgres")
-                setup.server = start_tracking_server(setup.db.url, root / "artifacts", port=mlflow_port,
-                                                     log_path=logs / "mlflow.log" if logs else None,
-                                                     auth=Auth(root / "auth") if auth else None)
+                if s3:
+                    setup.s3 = start_s3(log_path=logs / "s3.log" if logs else None)
+                setup.server = start_tracking_server(
+                    setup.db.url, setup.s3.destination if setup.s3 else artifacts or root / "artifacts",
+                    port=mlflow_port, log_path=logs / "mlflow.log" if logs else None,
+                    auth=Auth(root / "auth") if auth else None, artifacts_env=setup.s3.env() if setup.s3 else None)
             finally:
                 setup.head = ray_started.result() if ray_started else None
         yield setup
@@ -434,5 +492,7 @@ def team_setup(root: Path, ray_dir: Path | None, num_cpus: int = 2, num_gpus: in
             stop_ray(setup.head)
         if setup.server:
             stop_tracking_server(setup.server)
+        if setup.s3:
+            stop_group(setup.s3.process)
         if setup.db:
             stop_postgres(setup.db)

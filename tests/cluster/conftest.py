@@ -36,6 +36,7 @@ class Cluster:
     root: Path
     db_url: str  # the server's PostgreSQL, for seeding many runs straight into its tables
     ray_token_file: Path  # the Ray head's token (RUNBOARD_RAY_TOKEN_FILE): without it Ray refuses every request
+    s3: services.S3Server  # where the server keeps artifacts: a bucket on moto's S3 server
 
 
 class WorkerProcess:
@@ -83,7 +84,8 @@ def cluster():
     old["RUNBOARD_RAY_TOKEN_FILE"] = os.environ.get("RUNBOARD_RAY_TOKEN_FILE")
     before = mlflow.get_tracking_uri()
     try:
-        with services.team_setup(root, root / "ray", num_cpus=2, num_gpus=0, logs=root, object_store_mb=200) as setup:
+        with services.team_setup(root, root / "ray", num_cpus=2, num_gpus=0, logs=root, object_store_mb=200,
+                                 s3=True) as setup:  # artifacts in a bucket, as a team's server keeps them
             os.environ.update(MLFLOW_TRACKING_URI=setup.server.url, RAY_ADDRESS=setup.head.address,
                               RUNBOARD_LAUNCHER="ray", RUNBOARD_LOG_DIR=str(root / "logs"),
                               RUNBOARD_DATA_ROOT=str(root / "data"), RUNBOARD_WORKER_PREWARM="0")
@@ -91,7 +93,7 @@ def cluster():
             os.environ["RUNBOARD_RAY_TOKEN_FILE"] = str(setup.head.token_file)  # the worker's and the tests'
             (root / "data").mkdir()
             print(f"\ncluster services up in {time.monotonic() - started:.1f} s", file=sys.stderr)
-            yield Cluster(setup.server.url, setup.head.address, root, setup.db.url, setup.head.token_file)
+            yield Cluster(setup.server.url, setup.head.address, root, setup.db.url, setup.head.token_file, setup.s3)
             started = time.monotonic()
         print(f"\ncluster services stopped in {time.monotonic() - started:.1f} s", file=sys.stderr)
     finally:

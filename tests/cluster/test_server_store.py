@@ -86,3 +86,23 @@ def test_registry_and_playground_use_the_servers_models(finished_runs):
     at = open_page("playground")
     assert not at.exception and not at.error
     assert at.selectbox[0].value == MODEL and at.selectbox[1].value == "@champion"
+
+
+def test_artifacts_land_in_the_bucket_and_the_playground_predicts_from_them(cluster, finished_runs):
+    """The server keeps artifacts in an S3 bucket (moto's S3 server); clients go through the server, which holds
+    the bucket's keys alone; the playground's prediction comes from the model files read back from there."""
+    from pipeline.serving import predict, registry
+
+    registry.set_alias(MODEL, registry.CHAMPION, 1)
+    keys = cluster.s3.keys()
+    for run_id in finished_runs:
+        assert any(run_id in k and k.endswith("train.log") for k in keys), run_id  # every run's artifacts
+    assert not (cluster.root / "artifacts").exists()  # nothing on the server's disk
+    at = open_page("playground", model=MODEL, ref="champion")
+    sample = next(b for b in at.button if b.key.startswith("pg_sample_"))
+    name = sample.key.removeprefix("pg_sample_")
+    at = sample.click().run()
+    assert not at.exception and not at.error
+    [expected] = predict.load(f"models:/{MODEL}/1").predict([at.session_state["pg_samples"][name]])
+    [shown] = [m for m in at.metric if m.label == "Prediction"]
+    assert shown.value == expected.label
