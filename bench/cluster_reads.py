@@ -16,7 +16,6 @@ import argparse
 import logging
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -33,6 +32,8 @@ from mlflow.entities import Metric  # noqa: E402
 from dashboard.store import histories  # noqa: E402
 from pipeline import names  # noqa: E402
 from pipeline.cluster import services  # noqa: E402
+
+import timing  # noqa: E402  (bench/timing.py, beside this script)
 
 KEYS = [names.TRAIN_LOSS_STEP, names.TRAIN_LOSS, names.VAL_LOSS, names.VAL_ACCURACY]
 
@@ -52,12 +53,7 @@ def seed(client: MlflowClient, n_runs: int, steps: int) -> dict[str, int]:
 
 
 def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return timing.median_seconds(fn, repeats)
 
 
 def compare_reads(uri: str, versions: dict[str, int], repeats: int) -> tuple[float, float, int]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +35,8 @@ from dashboard import charts, store  # noqa: E402
 from dashboard.store import histories  # noqa: E402
 from dashboard.views.compare import DEFAULT_METRICS  # noqa: E402
 from pipeline import names  # noqa: E402
+
+import timing  # noqa: E402  (bench/timing.py, beside this script)
 from pipeline.runs import tracking  # noqa: E402
 from pipeline.config import RunConfig  # noqa: E402
 
@@ -87,17 +88,6 @@ def clear_data_caches() -> None:
     histories._history_cache.clear()
 
 
-def median_seconds(fn, repeats: int, before=None) -> float:
-    times = []
-    for _ in range(repeats):
-        if before:
-            before()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def apptest_compare(ids: list[str]) -> tuple[float, float]:
     from streamlit.testing.v1 import AppTest
 
@@ -141,11 +131,11 @@ def main() -> None:
     points = len(cached(ids, keys))
     assert points == len(naive(ids, keys)), "the two ways must read the same points"
 
-    t_naive = median_seconds(lambda: naive(ids, keys), args.repeats)
-    t_cold = median_seconds(lambda: cached(ids, keys), args.repeats, before=clear_data_caches)
+    t_naive = timing.median_seconds(lambda: naive(ids, keys), args.repeats)
+    t_cold = timing.median_seconds(lambda: cached(ids, keys), args.repeats, before=clear_data_caches)
     cached(ids, keys)
-    t_warm = median_seconds(lambda: cached(ids, keys), args.repeats)
-    t_listing = median_seconds(lambda: cached(ids, keys), args.repeats, before=st.cache_data.clear)
+    t_warm = timing.median_seconds(lambda: cached(ids, keys), args.repeats)
+    t_listing = timing.median_seconds(lambda: cached(ids, keys), args.repeats, before=st.cache_data.clear)
     print(f"\ncompare page data, {args.runs} runs, {points:,} points (median of {args.repeats}):")
     print(f"  naive (get_metric_history per run per metric): {t_naive * 1000:8.1f} ms")
     for label, seconds in (("store cold (empty caches, bulk reads):", t_cold),

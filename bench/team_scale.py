@@ -18,7 +18,6 @@ import argparse
 import logging
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +35,8 @@ from mlflow.entities import Metric, Param, ViewType  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from pipeline import names  # noqa: E402
+
+import timing  # noqa: E402  (bench/timing.py, beside this script)
 
 EXPERIMENT = "bench-scale"
 FILTER = f"metrics.{names.TEST_ACCURACY} > 0.95 and params.model = 'cnn'"
@@ -56,14 +57,7 @@ def seed(client: MlflowClient, experiment: str, start: int, stop: int, t0: int) 
 
 
 def median_s(fn, repeats: int) -> float:
-    """The median of `repeats` timings after one untimed call (connections, compiled queries, imports)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return timing.median_seconds(fn, repeats, warm_up=True)
 
 
 def cold(fn):
