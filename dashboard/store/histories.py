@@ -4,6 +4,10 @@ A finished run's history is read once per server process; a running run's again 
 logged more. The histories of many runs come in bulk (mlflow_internals): from one query on a SQL
 store, from MLflow's bulk history endpoint on a tracking server; else, one public call per
 (run, metric), in parallel.
+
+metric_histories returns every point; sampled_histories (what Compare draws first) at most a few
+hundred per (run, metric), sampled in SQL on a SQL store, by the bulk-interval endpoint over REST, or
+here from a full history already cached; its own cache is keyed the same way.
 """
 from __future__ import annotations
 
