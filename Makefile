@@ -68,4 +68,5 @@ bench: install
 	$(BIN)/python bench/predict_latency.py
 	$(BIN)/python bench/explain_checks.py
 	$(BIN)/python bench/cluster_reads.py
+	$(BIN)/python bench/compare_sampled.py
 	$(BIN)/python bench/checkpoint_overhead.py
