@@ -185,13 +185,14 @@ ADMIN, SERVICE = "admin", "runboard-service"  # the admin people manage users wi
 AUTH_USERS_API = "/api/2.0/mlflow/users"
 
 
-def secret_file(path: Path) -> str:
-    """A secret made once into a file only its owner reads (0600), then read from there."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-        f.write(secrets.token_urlsafe(24))
+def secret_file(path: Path, make=lambda: secrets.token_urlsafe(24)) -> str:
+    """A secret made once (by `make`) into a file only its owner reads (0600), then read from there on every
+    later start, so what holds it keeps working."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(make())
+    path.chmod(0o600)
     return path.read_text().strip()
 
 
@@ -370,13 +371,8 @@ def ray_env() -> dict[str, str]:
 
 
 def ray_token(path: Path) -> Path:
-    """The cluster's Ray token file: made once (256 random bits, as `ray get-auth-token --generate` makes
-    them) readable by its owner only, then kept for every later start, so clients keep working."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-            f.write(secrets.token_hex(32))
-    path.chmod(0o600)
+    """The cluster's Ray token file: 256 random bits as hex, as `ray get-auth-token --generate` makes them."""
+    secret_file(path, lambda: secrets.token_hex(32))
     return path
 
 
