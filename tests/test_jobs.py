@@ -394,3 +394,36 @@ def test_a_prune_job_is_refused_before_a_run_exists(client):
         jobs.submit_prune("models:/jobs-refused/2", "channels:2", client=client)
     assert len(client.search_runs([exports])) == before
     client.delete_registered_model("jobs-refused")  # the Registry and Playground tests list every model
+
+
+class GatedLauncher:
+    """A launcher that cannot launch while `why` is set (as the Ray launcher when Ray refuses its token)."""
+
+    def __init__(self, why: str | None):
+        self.why, self.started = why, []
+
+    def blocked(self) -> str | None:
+        return self.why
+
+    def start(self, run_id: str, slot: int = 0):
+        self.started.append(run_id)
+        raise OSError("not started in this test")  # the worker then ends the claimed run FAILED, saying so
+
+    def warm(self, slot: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_blocked_launcher_leaves_runs_queued_and_takes_them_once_unblocked(client, caplog):
+    run_id = submitted(client, experiment="queue-gated")
+    launcher = GatedLauncher("Ray at http://head:8265 refused the job: token authentication is on")
+    worker = Worker(concurrency=1, launcher=launcher, experiment="queue-gated")
+    assert worker.work(burst=True) == 0
+    run = client.get_run(run_id)
+    assert run.info.status == names.SCHEDULED and lifecycle.Claim.of(run) is None and not launcher.started
+    assert "not taking queued runs: Ray at http://head:8265 refused the job" in caplog.text
+    launcher.why = None
+    assert worker._start_queued(None) == 1 and launcher.started == [run_id]  # at once, not at the next poll
+    assert client.get_run(run_id).info.status == names.FAILED

@@ -40,6 +40,7 @@ class Launcher(Protocol):
     def start(self, run_id: str, slot: int) -> Job: ...
     def warm(self, slot: int) -> None: ...   # get ready to start the next run in `slot` quickly
     def close(self) -> None: ...             # the worker stops: release what warm() holds
+    # optional: blocked() -> str | None, why no run can be started now (the worker then leaves runs queued)
 
 
 def train_command(run_id: str) -> list[str]:

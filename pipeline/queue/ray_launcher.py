@@ -31,6 +31,7 @@ from pipeline.runs import lifecycle, tracking
 SUBMISSION_PREFIX = "runboard-"
 LOG_FETCH_SECONDS = 2.0      # between copies of a job's logs into the local log file
 STOP_WAIT_SECONDS = 30       # Ray's SIGTERM -> SIGKILL grace (RAY_JOB_STOP_WAIT_TIME_S, default 3 s)
+BLOCKED_RECHECK_S = 10.0     # while Ray refuses the token or cannot be reached: how often to try again
 # what the nodes need not receive: the environment, the stores, datasets, test output
 EXCLUDES = [".venv", ".git", "mlruns", "/data", "test-output", "__pycache__", "*.pyc", ".pytest_cache"]
 # settings the trainer reads, when set; the credentials file's path, never the password in it
@@ -160,9 +161,10 @@ class RayLauncher:
         self.address = address or settings.ray_address()
         self.headers: dict[str, str] = {}
         self._client = None
+        self._blocked: tuple[float, str | None] = (-BLOCKED_RECHECK_S, None)  # (when checked, why blocked)
         try:
             self.connect()
-        except RayRefused as e:  # each run it claims ends FAILED with this line, until the token file is right
+        except RayRefused as e:  # runs stay queued (blocked()) until the token file is right
             log.error("%s", e)
         self.mlflow = tracking.connect()
         self._resources: dict[str, float] | None = None
@@ -274,6 +276,21 @@ class RayLauncher:
 
     def warm(self, slot: int) -> None:
         """Nothing to pre-warm here: Ray keeps its own workers."""
+
+    def blocked(self) -> str | None:
+        """Why no job can be submitted now (Ray refuses the token), else None. The worker then leaves runs
+        queued instead of failing each one it claims; the token file is read again every BLOCKED_RECHECK_S."""
+        if self._client is not None:
+            return None
+        now = time.monotonic()
+        if now - self._blocked[0] < BLOCKED_RECHECK_S:
+            return self._blocked[1]
+        try:
+            self.connect()
+            self._blocked = (now, None)
+        except RayUnavailable as e:
+            self._blocked = (now, str(e))
+        return self._blocked[1]
 
     def close(self) -> None:
         """The jobs keep running without the worker; a restarted worker adopts them."""

@@ -77,6 +77,7 @@ class Worker:
         self.started = 0
         self._stamp, self._queried = None, -FULL_POLL_SECONDS
         self._announced: str | None = None
+        self._blocked: str | None = None  # the launcher's reason it cannot start runs now
         self.open_studies, self._next_study = 0, 0.0
 
     # --- signals: flags only -----------------------------------------------------------------
@@ -143,6 +144,15 @@ class Worker:
         """Claim and launch the oldest queued runs while slots are free; how many it took (None: not looked)."""
         if self.stopping:
             return 0
+        blocked = getattr(self.launcher, "blocked", lambda: None)()
+        if blocked != self._blocked:  # said once when it starts, once when it ends
+            if blocked:
+                log.error("not taking queued runs: %s", blocked)
+            else:
+                log.info("taking queued runs again")
+            self._blocked, self._queried = blocked, -FULL_POLL_SECONDS  # unblocked: look at the queue at once
+        if blocked:
+            return 0  # the runs wait, queued, rather than each failing on the same misconfiguration
         if not self._queue_may_have_changed():
             return None
         took = 0

@@ -88,7 +88,8 @@ def test_a_wrong_or_missing_token_fails_the_run_with_one_line_and_a_fixed_file_n
     wrong.write_text("0" * 64)
     monkeypatch.setenv("RUNBOARD_RAY_TOKEN_FILE", str(wrong))
     launcher = ray_launcher.RayLauncher(launchers.train_command)  # refused: it says so, and starts anyway
-    run_id = _launch_with(launcher, {"run_name": "wrong-token"})
+    assert "refused the job: token authentication is on" in launcher.blocked()  # a worker leaves runs queued
+    run_id = _launch_with(launcher, {"run_name": "wrong-token"})  # one launched anyway fails with one line
     run = tracking.connect().get_run(run_id)
     assert run.info.status == names.FAILED
     reason = run.data.tags[names.TAG_ERROR]
@@ -107,6 +108,7 @@ def test_a_wrong_or_missing_token_fails_the_run_with_one_line_and_a_fixed_file_n
     wrong.write_text(cluster.ray_token_file.read_text())  # corrected where it lives: the launcher reads it again
     monkeypatch.setenv("RUNBOARD_RAY_TOKEN_FILE", str(wrong))
     assert isinstance(launcher.client.list_jobs(), list)
+    assert launcher.blocked() is None
 
 
 def test_the_token_is_in_no_command_line_process_environment_job_or_run(cluster, finished_runs):
