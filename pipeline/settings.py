@@ -44,10 +44,10 @@ def use_tracking_credentials() -> None:
     if path is None or os.environ.get("MLFLOW_TRACKING_PASSWORD"):
         return
     config = configparser.ConfigParser()
-    if not config.read(path) or "mlflow" not in config:
-        raise SettingError(f"RUNBOARD_MLFLOW_CREDENTIALS={path}: no such file, or no [mlflow] section in it")
-    if path.stat().st_mode & 0o077:
-        raise SettingError(f"RUNBOARD_MLFLOW_CREDENTIALS={path} can be read by other users: chmod 600 it")
+    config.read_string(_secret("RUNBOARD_MLFLOW_CREDENTIALS", path))
+    if "mlflow" not in config:
+        raise SettingError(f"RUNBOARD_MLFLOW_CREDENTIALS={path} has no [mlflow] section (mlflow_tracking_username, "
+                           "mlflow_tracking_password)")
     section = config["mlflow"]
     os.environ["MLFLOW_TRACKING_USERNAME"] = section.get("mlflow_tracking_username", "")
     os.environ["MLFLOW_TRACKING_PASSWORD"] = section.get("mlflow_tracking_password", "")
@@ -139,16 +139,22 @@ def ray_auth_token() -> str | None:
     named = ray_token_file()
     if named is None:
         return os.environ.get("RAY_AUTH_TOKEN", "").strip() or None
-    name, path = named
+    token = _secret(*named).strip()
+    if not token:
+        raise SettingError(f"{named[0]}={named[1]} is empty: it should hold the Ray cluster's token")
+    return token
+
+
+def _secret(name: str, path: Path) -> str:
+    """What a secret file named by the variable `name` holds; a SettingError when it cannot be read or other
+    users can read it."""
     try:
-        token = path.read_text().strip()
+        text = path.read_text()
     except OSError as e:
         raise SettingError(f"{name}={path} cannot be read: {e.strerror}") from None
     if path.stat().st_mode & 0o077:
         raise SettingError(f"{name}={path} can be read by other users: chmod 600 it")
-    if not token:
-        raise SettingError(f"{name}={path} is empty: it should hold the Ray cluster's token")
-    return token
+    return text
 
 
 def ray_python() -> str:

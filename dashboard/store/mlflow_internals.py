@@ -53,6 +53,18 @@ def sql_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: Sequence
     return rows
 
 
+def _server_requests(client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str]):
+    """(the server's credentials callable, one (metric, SERVER_BULK_RUNS run ids) per request), or (None, [])
+    when `client` does not talk to a tracking server."""
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    host_creds = getattr(store, "get_host_creds", None)
+    if host_creds is None or not callable(host_creds):
+        return None, []
+    run_ids, keys = sorted(set(run_ids)), sorted(set(keys))
+    chunks = [run_ids[i:i + SERVER_BULK_RUNS] for i in range(0, len(run_ids), SERVER_BULK_RUNS)]
+    return host_creds, [(key, chunk) for key in keys for chunk in chunks]
+
+
 def server_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str]) -> list[tuple] | None:
     """The same rows as sql_metric_rows, from a tracking server's bulk history endpoint (one request per
     metric and SERVER_BULK_RUNS runs, in parallel); None when `client` does not talk to a tracking server.
@@ -61,14 +73,9 @@ def server_metric_rows(client: MlflowClient, run_ids: Sequence[str], keys: Seque
     one is read again through the public API, so every logged point is kept. Raises InternalsChanged
     when the endpoint is gone or answers in another shape, MlflowException when the server fails.
     """
-    store = getattr(getattr(client, "_tracking_client", None), "store", None)
-    host_creds = getattr(store, "get_host_creds", None)
-    if host_creds is None or not callable(host_creds):
+    host_creds, requests = _server_requests(client, run_ids, keys)
+    if host_creds is None:
         return None
-    run_ids, keys = sorted(set(run_ids)), sorted(set(keys))
-    chunks = [run_ids[i:i + SERVER_BULK_RUNS] for i in range(0, len(run_ids), SERVER_BULK_RUNS)]
-    requests = [(key, chunk) for key in keys for chunk in chunks]
-
     rows = _bulk_interval_rows(host_creds, requests, SERVER_MAX_POINTS)
     counts = {}
     for row in rows:
@@ -359,11 +366,7 @@ def server_sampled_metric_rows(client: MlflowClient, run_ids: Sequence[str], key
     say how many points were logged. Nothing over REST finds a history's extremes without reading every
     point: a narrower `step_range` samples that stretch densely, and a full read keeps every point.
     """
-    store = getattr(getattr(client, "_tracking_client", None), "store", None)
-    host_creds = getattr(store, "get_host_creds", None)
-    if host_creds is None or not callable(host_creds):
+    host_creds, requests = _server_requests(client, run_ids, keys)
+    if host_creds is None:
         return None
-    run_ids, keys = sorted(set(run_ids)), sorted(set(keys))
-    chunks = [run_ids[i:i + SERVER_BULK_RUNS] for i in range(0, len(run_ids), SERVER_BULK_RUNS)]
-    return _bulk_interval_rows(host_creds, [(key, chunk) for key in keys for chunk in chunks],
-                               min(points, SERVER_MAX_POINTS), step_range)
+    return _bulk_interval_rows(host_creds, requests, min(points, SERVER_MAX_POINTS), step_range)
