@@ -427,3 +427,36 @@ def test_a_blocked_launcher_leaves_runs_queued_and_takes_them_once_unblocked(cli
     launcher.why = None
     assert worker._start_queued(None) == 1 and launcher.started == [run_id]  # at once, not at the next poll
     assert client.get_run(run_id).info.status == names.FAILED
+
+
+class StoppingJob:
+    """A training process that, asked to stop, ends its run FAILED (a signal that broke a step) and exits 1."""
+
+    def __init__(self, client, run_id: str, log_path):
+        self.client, self.run_id, self.log_path, self.pid, self.code = client, run_id, log_path, None, None
+
+    def poll(self):
+        return self.code
+
+    def terminate(self):
+        lifecycle.finish(self.client, self.run_id, names.FAILED, "RuntimeError: DataLoader worker exited")
+        self.code = 1
+
+    kill = terminate
+
+    def close(self):
+        pass
+
+
+def test_a_run_that_fails_while_the_worker_stops_it_ends_killed_and_is_not_requeued(client, tmp_path):
+    run_id = submitted(client, experiment="queue-stopping")
+    launcher = GatedLauncher(None)
+    launcher.start = lambda run_id, slot=0: StoppingJob(client, run_id, tmp_path / "train.log")
+    worker = Worker(concurrency=1, launcher=launcher, experiment="queue-stopping")
+    assert worker._start_queued(None) == 1
+    worker.stopping = "cold"
+    worker._pass_on_stops()
+    worker._check_children()
+    run = client.get_run(run_id)
+    assert run.info.status == names.KILLED and run.data.tags[names.TAG_ERROR] == "stopped: the worker was shut down"
+    assert not jobs.queued(client, "queue-stopping")  # a stop asked for is no failure to retry

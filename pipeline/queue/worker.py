@@ -249,6 +249,9 @@ class Worker:
                 lifecycle.finish(client, run_id, status, reason, tail)
         elif status == names.KILLED and active.stop_reason:
             lifecycle.set_tags(client, run_id, {names.TAG_ERROR: active.stop_reason})  # why, not just "signal"
+        elif status == names.FAILED and active.stop_reason:  # it broke while stopping at our request (a signal
+            status = names.KILLED  # mid-step): stopped, resumable by hand, never requeued as a failure
+            lifecycle.finish(client, run_id, status, active.stop_reason)
         lifecycle.set_tags(client, run_id, {names.TAG_LOG_TAIL: tail[-launchers.LOG_TAIL_CHARS:]})
         try:
             lifecycle.attach_log(client, run_id, active.job.log_path)
