@@ -107,6 +107,15 @@ def test_4_third_run_and_compare(page, app, shot):
     expect(page.get_by_role("radio", name="epoch", exact=True)).to_be_checked(timeout=60_000)
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
     shot("4b-compare-from-the-url")
+    # every point on demand, kept in the link; the download still offers every point
+    idle(page)
+    page.get_by_text("Full detail", exact=True).click()
+    expect(page).to_have_url(re.compile(r"detail=true"))
+    page.reload()
+    expect(page.get_by_test_id("stCheckbox").filter(has_text="Full detail").locator("input")).to_be_checked(
+        timeout=60_000)  # st.toggle is a checkbox underneath
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("stDownloadButton").filter(has_text="Download CSV")).to_be_visible()
 
 
 def test_4c_runs_filters_in_the_url(page, app, shot):
