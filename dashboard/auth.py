@@ -1,9 +1,10 @@
 """A password gate for a dashboard reachable from other machines.
 
 On loopback (the default) no login is asked unless RUNBOARD_PASSWORD is set. Bound to any other
-address the server refuses to start without a password. Guessing is slowed per client address: after
-5 wrong passwords within a minute, each further try waits twice as long as the last (2 s, 4 s, ... up to
-15 minutes); each failure is logged with the address, never with what was typed. For single sign-on in
+address the server refuses to start without a password. With RUNBOARD_SIGN_IN=mlflow (`make cluster`)
+each person signs in with their own user of the tracking server instead, and MLflow's permissions apply
+to what they do. Guessing is slowed per client address either way: after 5 wrong passwords within a
+minute, each further try waits twice as long as the last (2 s, 4 s, ... up to 15 minutes); each failure is logged with the address, never with what was typed. For single sign-on in
 production, use Streamlit's OIDC login (`st.login`, configured under [auth] in .streamlit/secrets.toml).
 """
 from __future__ import annotations
@@ -49,7 +50,9 @@ def configured_password() -> str:
 
 
 def check_startup(host: str) -> None:
-    if not is_loopback(host) and not configured_password():
+    from pipeline import settings
+
+    if not is_loopback(host) and not configured_password() and settings.sign_in() != "mlflow":
         raise AuthError(f"RUNBOARD_HOST={host} exposes the dashboard beyond this machine: set RUNBOARD_PASSWORD "
                         "(or `password` in .streamlit/secrets.toml) first, or bind to 127.0.0.1")
 
@@ -103,28 +106,77 @@ THROTTLE = Throttle()
 
 
 def gate() -> None:
-    """Ask for the password once per browser session when one is configured; stop the page until then."""
+    """Ask who is there once per browser session where sign-in is on; stop the page until then. With
+    RUNBOARD_SIGN_IN=mlflow each person signs in with their own MLflow user (the tracking server checks the
+    password); otherwise one shared password, when one is configured."""
     import streamlit as st
 
+    from pipeline import settings
+
+    people = settings.sign_in() == "mlflow"
     password = configured_password()
-    if not password or st.session_state.get("authenticated"):
+    if st.session_state.get("authenticated") or not (people or password):
+        if people:
+            _signed_in_as()
         return
     address = st.context.ip_address  # None on loopback (and not a string in Streamlit's AppTest)
     client = address if isinstance(address, str) and address else "localhost"
     st.title("Runboard")
+    if people:
+        st.caption(f"Sign in with your user of the MLflow tracking server {settings.tracking_uri()}.")
     with st.form("login"):
+        username = st.text_input("Username") if people else ""
         typed = st.text_input("Password", type="password")
         if st.form_submit_button("Sign in"):
             wait = THROTTLE.wait_s(client)
             if wait > 0:
                 log.warning("dashboard sign-in from %s refused unchecked: throttled for %.0f s more", client, wait)
                 st.error(f"Too many wrong passwords from your address: try again in {math.ceil(wait)} s.")
-            elif hmac.compare_digest(typed.encode(), password.encode()):
+            elif (checked := _check(username, typed, password)) is None:
+                pass  # the tracking server did not answer: said in place, not counted as a guess
+            elif checked:
                 THROTTLE.succeeded(client)
                 st.session_state["authenticated"] = True
                 st.rerun()
             else:
                 failures = THROTTLE.failed(client)
-                log.warning("wrong dashboard password from %s (%d in a row)", client, failures)
-                st.error("Wrong password.")
+                log.warning("wrong dashboard %s from %s (%d in a row)",
+                            f"sign-in for user {username!r}" if people else "password", client, failures)
+                st.error("Wrong username or password." if people else "Wrong password.")
     st.stop()
+
+
+def _check(username: str, typed: str, password: str) -> bool | None:
+    """The shared password, compared in constant time; or the MLflow user, checked by the tracking server
+    (the person is then kept in the session, and every MLflow call of the session is made as them)."""
+    import streamlit as st
+
+    from dashboard.store import people
+
+    if not username:
+        return bool(password) and hmac.compare_digest(typed.encode(), password.encode())
+    try:
+        st.session_state[people.KEY] = people.sign_in(username.strip(), typed)
+    except people.SignInRefused:
+        return False
+    except people.TrackingError as e:
+        st.error(f"Cannot check your password: {e}", icon=":material/cloud_off:")
+        return None
+    return True
+
+
+def _signed_in_as() -> None:
+    """Who this session calls MLflow as, and the way out, in the sidebar."""
+    import streamlit as st
+
+    from dashboard.store import people
+
+    person = people.current()
+    if person is None:
+        return
+    with st.sidebar:
+        st.caption(f"Signed in as **{person.username}**{' (MLflow admin)' if person.is_admin else ''}")
+        if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+            for name in ("authenticated", people.KEY, "person_client"):
+                st.session_state.pop(name, None)
+            st.rerun()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import ui
+from dashboard import store, ui
 from pipeline import names
 from pipeline.queue import jobs
 
@@ -39,6 +39,8 @@ def cancel_button(run_id: str, where: str, requested: bool) -> bool:
         ui.queue_request(jobs.cancel, run_id)
     if requested or sent:
         st.button("Stopping…", key=f"stopping-{where}-{run_id}", disabled=True)
+    elif refusal := store.refusal("cancel", run_id=run_id):
+        st.button("Cancel", key=f"cancel-{where}-{run_id}", icon=":material/stop_circle:", disabled=True, help=refusal)
     else:
         st.button("Cancel", key=f"cancel-{where}-{run_id}", icon=":material/stop_circle:", on_click=_move,
                   args=(key, ASKING), help="stop it (you confirm next): it ends KILLED, keeps what it logged, "

@@ -55,9 +55,9 @@ def _suggest(config: RunConfig) -> None:
         st.session_state[KEY + "lr"] = f"{result['suggestion']:.2g}"
 
 
-def suggest_button(config: RunConfig | None) -> None:
+def suggest_button(config: RunConfig | None, blocked: bool = False) -> None:
     """The action and, once it ran, its curve and the run it was logged as."""
-    st.button("Suggest a learning rate", icon=":material/query_stats:", disabled=config is None,
+    st.button("Suggest a learning rate", icon=":material/query_stats:", disabled=config is None or blocked,
               on_click=_suggest, args=(config,), key=KEY + "suggest",
               help="runs Smith's range test (fastai's lr_find) on this data and model in a separate process, "
                    "logs it as its own run and fills the suggested value into lr")

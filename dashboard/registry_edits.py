@@ -18,6 +18,19 @@ FAILURES = (registry.RegistryError, store.TrackingError, MlflowException)
 KEEP_ALIASES, DROP_ALIASES = "move them to another version", "delete them with it"
 
 
+def reason(e: Exception) -> str:
+    """A failed registry change in one line (MLflow's 403 says which permission it needs)."""
+    return str(store.refused(e) or getattr(e, "message", e)).splitlines()[0]
+
+
+def locked(name: str, action: str = "model") -> bool:
+    """True, after saying why, when the signed-in person may not change model `name` this way."""
+    refusal = store.refusal(action, model=name)
+    if refusal:
+        st.info(refusal, icon=":material/lock:")
+    return bool(refusal)
+
+
 def _targets(versions: list) -> list[tuple[str, int | None]]:
     """Each model, then its versions: what a tag or a description can be put on."""
     targets = []
@@ -39,29 +52,33 @@ def tags_form(versions: list, done: Callable[[str], None]) -> None:
     try:
         tags = store.model_tags(name, version)
     except FAILURES as e:
-        st.error(str(getattr(e, "message", e)).splitlines()[0])
+        st.error(reason(e))
         return
+    blocked = locked(name)
     if not tags:
-        st.caption(f"{_label(target)} has no tags yet: add one below (e.g. reviewed_by, dataset).")
+        st.caption(f"{_label(target)} has no tags yet" + ("." if blocked else ": add one below (e.g. reviewed_by)."))
     for i, (key, value) in enumerate(sorted(tags.items())):
         text, remove = st.columns([4, 1], vertical_alignment="center")
         text.markdown(f"`{key}` = {value}" if value else f"`{key}`")
-        if remove.button("Remove", key=f"registry-tag-remove-{where}-{i}", icon=":material/close:", type="tertiary"):
+        if not blocked and remove.button("Remove", key=f"registry-tag-remove-{where}-{i}", icon=":material/close:",
+                                         type="tertiary"):
             try:
-                registry.delete_tag(name, key, version)
+                registry.delete_tag(name, key, version, client=store.client())
             except FAILURES as e:
-                st.error(str(getattr(e, "message", e)).splitlines()[0])
+                st.error(reason(e))
                 return
             done(f"Removed tag {key} from {_label(target)}.")
+    if blocked:
+        return
     with st.form(f"registry-tag-{where}", border=True):
         left, right = st.columns(2)
         key = left.text_input("Tag key", key=f"registry-tag-key-{where}", placeholder="reviewed_by")
         value = right.text_input("Tag value", key=f"registry-tag-value-{where}", placeholder="ana")
         if st.form_submit_button("Set tag", icon=":material/sell:"):
             try:
-                stored = registry.set_tag(name, key, value, version)
+                stored = registry.set_tag(name, key, value, version, client=store.client())
             except FAILURES as e:
-                st.error(str(getattr(e, "message", e)).splitlines()[0], icon=":material/label_off:")
+                st.error(reason(e), icon=":material/label_off:")
                 return
             done(f"Tag {stored} set on {_label(target)}.")
 
@@ -70,6 +87,8 @@ def delete_version_form(versions: list, done: Callable[[str], None]) -> None:
     """Delete one version after a confirmation that names its aliases, which move first or go with it."""
     choices = [t for t in _targets(versions) if t[1] is not None]
     name, version = st.selectbox("Version to delete", choices, key="delete_version_target", format_func=_label)
+    if locked(name, "delete_model"):
+        return
     where = f"{name}_{version}"
     aliases = next(v.aliases for v in versions if v.name == name and v.version == version)
     others = [v.version for v in versions if v.name == name and v.version != version]
@@ -88,9 +107,9 @@ def delete_version_form(versions: list, done: Callable[[str], None]) -> None:
     if st.button(f"Delete v{version}", key="delete_version", type="primary", icon=":material/delete:",
                  disabled=not sure):
         try:
-            gone = registry.delete_version(name, version, move_to)
+            gone = registry.delete_version(name, version, move_to, client=store.client())
         except FAILURES as e:
-            st.error(str(getattr(e, "message", e)).splitlines()[0])
+            st.error(reason(e))
             return
         moved = (f" {', '.join('@' + a for a in gone)} " + (f"now on v{move_to}." if move_to else "deleted with it.")
                  if gone else "")
@@ -100,6 +119,8 @@ def delete_version_form(versions: list, done: Callable[[str], None]) -> None:
 def delete_model_form(versions: list, done: Callable[[str], None]) -> None:
     """Delete a whole model: only without aliases, or once the person confirmed the ones named."""
     name = st.selectbox("Model to delete", sorted({v.name for v in versions}), key="delete_model_target")
+    if locked(name, "delete_model"):
+        return
     mine = [v for v in versions if v.name == name]
     held = [f"@{a} → v{v.version}" for v in mine for a in v.aliases]
     st.caption(f"{name} has {len(mine)} version{'s' if len(mine) != 1 else ''}; deleting the model deletes them all "
@@ -114,9 +135,9 @@ def delete_model_form(versions: list, done: Callable[[str], None]) -> None:
     if st.button(f"Delete model {name}", key="delete_model", icon=":material/delete_forever:",
                  disabled=not (sure and confirmed)):
         try:
-            registry.delete_model(name, aliases_confirmed=bool(held))
+            registry.delete_model(name, aliases_confirmed=bool(held), client=store.client())
         except FAILURES as e:
-            st.error(str(getattr(e, "message", e)).splitlines()[0])
+            st.error(reason(e))
             return
         done(f"Deleted model {name}.")
 

@@ -8,17 +8,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import ui
+from dashboard import store, ui
 from pipeline import names
 from pipeline.queue import jobs
 
 
 def resume_button(run_id: str, status: str, key: str = "detail") -> bool:
     """A Resume button for a FAILED or KILLED run (nothing for any other); True when it just queued the run."""
-    return status in names.RESUMABLE and st.button(
-        "Resume", key=f"resume-{key}-{run_id}", icon=":material/replay:",
-        help="queue it again: a worker continues it from its last checkpoint, in this same run") \
-        and ui.queue_request(jobs.resume, run_id)
+    if status not in names.RESUMABLE:
+        return False
+    refusal = store.refusal("launch", run_id=run_id)
+    return st.button("Resume", key=f"resume-{key}-{run_id}", icon=":material/replay:", disabled=bool(refusal),
+                     help=refusal or "queue it again: a worker continues it from its last checkpoint, in this same "
+                                     "run") and ui.queue_request(jobs.resume, run_id)
 
 
 def attempts_caption(tags: dict[str, str]) -> None:
@@ -38,6 +40,8 @@ def resume_buttons(recent: pd.DataFrame) -> None:
         return
     for column, (_, row) in zip(st.columns(min(4, len(resumable))), resumable.head(4).iterrows()):
         with column:
+            refusal = store.refusal("launch", run_id=row["run_id"])
             if st.button(f"Resume {row['run_name']}", key=f"resume-ended-{row['run_id']}", icon=":material/replay:",
-                         help="queue it again: it continues from its last checkpoint"):
+                         disabled=bool(refusal),
+                         help=refusal or "queue it again: it continues from its last checkpoint"):
                 ui.queue_request(jobs.resume, row["run_id"])

@@ -45,6 +45,9 @@ def flash() -> None:
 # --- rename ----------------------------------------------------------------------------------------
 
 def rename_form(run_id: str, run_name: str, where: str) -> None:
+    if refusal := store.refusal("edit", run_id=run_id):
+        st.caption(refusal)
+        return
     with st.form(f"rename-{where}-{run_id}", border=False):
         new = st.text_input("New name", value=run_name, key=f"rename-name-{where}-{run_id}", max_chars=250)
         if st.form_submit_button("Rename", icon=":material/edit:"):
@@ -64,6 +67,8 @@ def note_section(run: dict) -> None:
     if note:
         with st.container(border=True, key=f"note-shown-{run_id}"):
             st.markdown(note)
+    if store.refusal("edit", run_id=run_id):
+        return  # the person reads the note; the tags' section says why they cannot change it
     with st.expander("Edit note" if note else "Add a note", icon=":material/edit_note:"):
         with st.form(f"note-{run_id}", border=False):
             text = st.text_area("Note (Markdown)", value=note, key=f"note-text-{run_id}", height=150,
@@ -82,19 +87,33 @@ def tags_section(run: dict) -> None:
     """The person's own tags (add, change, remove), then Runboard's and MLflow's, read-only and apart."""
     run_id = run["run_id"]
     own, system = split_tags(run["tags"])
+    refusal = store.refusal("edit", experiment_id=run["experiment_id"])
     st.markdown("**Your tags**")
+    if refusal:
+        st.caption(refusal)
     if not own:
-        st.caption("No tags of your own yet: add one below (e.g. reviewed_by, dataset_version).")
+        st.caption("No tags of your own yet" + ("." if refusal else ": add one below (e.g. reviewed_by)."))
     for i, (key, value) in enumerate(own.items()):
         text, remove = st.columns([3, 2], vertical_alignment="center")  # "Remove" whole in a third of the page
         text.markdown(f"`{key}` = {value}" if value else f"`{key}`")
-        if remove.button("Remove", key=f"tag-remove-{run_id}-{i}", icon=":material/close:", type="tertiary"):
+        if not refusal and remove.button("Remove", key=f"tag-remove-{run_id}-{i}", icon=":material/close:",
+                                         type="tertiary"):
             try:
                 store.delete_tag(run_id, key)
             except store.EditError as e:
                 st.error(str(e))
                 return
             _done(f"Tag {key} removed.")
+    if not refusal:
+        _tag_form(run_id)
+    st.markdown("**Runboard's and MLflow's tags** (read-only)")
+    st.dataframe(pd.DataFrame(system.items(), columns=["tag", "value"]), hide_index=True, key=f"system-tags-{run_id}",
+                 column_config={"tag": st.column_config.TextColumn(width=215),
+                                "value": st.column_config.TextColumn(width="large")})
+
+
+def _tag_form(run_id: str) -> None:
+    """A key and a value: a new tag, or a new value for one already set."""
     with st.form(f"tag-{run_id}", border=True, clear_on_submit=False):
         left, right = st.columns(2)
         key = left.text_input("Tag key", key=f"tag-key-{run_id}", placeholder="reviewed_by",
@@ -107,10 +126,6 @@ def tags_section(run: dict) -> None:
                 st.error(str(e), icon=":material/label_off:")
                 return
             _done(f"Tag {stored} set.")
-    st.markdown("**Runboard's and MLflow's tags** (read-only)")
-    st.dataframe(pd.DataFrame(system.items(), columns=["tag", "value"]), hide_index=True, key=f"system-tags-{run_id}",
-                 column_config={"tag": st.column_config.TextColumn(width=215),
-                                "value": st.column_config.TextColumn(width="large")})
 
 
 # --- delete and restore ----------------------------------------------------------------------------
@@ -125,8 +140,11 @@ def _ask(where: str, run_ids: Sequence[str]) -> None:
 
 def delete_button(run_ids: Sequence[str], where: str, label: str = "Delete", **kwargs) -> None:
     """The first step: asks, naming the runs, in delete_confirmation."""
+    refusal = store.refusal("delete", run_id=run_ids[0]) if run_ids else None
+    if refusal:
+        kwargs["help"] = refusal
     st.button(label, key=f"delete-{where}", icon=":material/delete:", on_click=_ask, args=(where, list(run_ids)),
-              disabled=not run_ids, **kwargs)
+              disabled=not run_ids or bool(refusal), **kwargs)
 
 
 def delete_confirmation(where: str) -> None:

@@ -40,7 +40,7 @@ def space_from(rows: pd.DataFrame) -> dict[str, dict]:
     return study.parse_search([f"{r['field']}={spec_of(r)}" for _, r in rows.iterrows()])
 
 
-def launch_study(base: RunConfig | None) -> None:
+def launch_study(base: RunConfig | None, blocked: bool = False) -> None:
     if base is None:
         st.info("Fix the form above first: a study's trials start from its values.")
         return
@@ -67,7 +67,8 @@ def launch_study(base: RunConfig | None) -> None:
         return
     st.markdown(f"**Will run:** {n} trials × up to {base.epochs} epochs each (at most {n * base.epochs} epochs), "
                 f"{min(parallel, n)} at a time, over {study.describe(space)}.")
-    if st.button(f"Queue a study of {n} trials", type="primary", icon=":material/model_training:", key=KEY + "go"):
+    if st.button(f"Queue a study of {n} trials", type="primary", icon=":material/model_training:", key=KEY + "go",
+                 disabled=blocked):
         study_id = study.submit(base, space, n, parallel, objective, pruner, sampler, client=store.client())
         store.forget_queue()
         st.session_state[KEY + "queued"] = study_id

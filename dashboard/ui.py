@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from urllib.parse import urlparse
 
 import streamlit as st
+from mlflow.exceptions import MlflowException
 
 from dashboard import run_edits, store
 from pipeline import names
@@ -25,6 +26,10 @@ def guarded(body: Callable[..., None]) -> Callable[..., None]:
     def run(*args, **kwargs) -> None:
         try:
             body(*args, **kwargs)
+        except (store.PermissionRefused, MlflowException) as e:  # MLflow's 403 at a click the page allowed
+            if store.refused(e) is None and not isinstance(e, store.PermissionRefused):
+                raise
+            st.error(str(store.refused(e) or e), icon=":material/lock:")
         except store.TrackingError as e:
             st.error(f"**The MLflow tracking store cannot be read.** {e}\n\nCheck `MLFLOW_TRACKING_URI` "
                      "(or start the server it points to) and reload the page.", icon=":material/cloud_off:")

@@ -53,6 +53,20 @@ def use_tracking_credentials() -> None:
     os.environ["MLFLOW_TRACKING_PASSWORD"] = section.get("mlflow_tracking_password", "")
 
 
+def sign_in() -> str:
+    """RUNBOARD_SIGN_IN: how people sign into the dashboard. `password` (the default): one shared password, asked
+    only off loopback or when RUNBOARD_PASSWORD is set. `mlflow`: each person signs in with their own user of a
+    tracking server that runs MLflow's basic-auth app, and the dashboard calls MLflow as that person, so MLflow's
+    permissions apply (`make cluster` sets it)."""
+    value = (os.environ.get("RUNBOARD_SIGN_IN") or "password").strip().lower()
+    if value not in ("password", "mlflow"):
+        raise SettingError(f"RUNBOARD_SIGN_IN={value!r}: use `password` or `mlflow`")
+    if value == "mlflow" and not tracking_uri().startswith(("http://", "https://")):
+        raise SettingError(f"RUNBOARD_SIGN_IN=mlflow needs MLFLOW_TRACKING_URI to be a tracking server with "
+                           f"MLflow's basic-auth app, not {tracking_uri()}")
+    return value
+
+
 def artifacts_destination() -> str | None:
     """RUNBOARD_ARTIFACTS_DESTINATION: where make cluster's tracking server keeps artifacts (s3://bucket/prefix,
     with the bucket's endpoint and keys in its environment: MLFLOW_S3_ENDPOINT_URL, AWS_*); default a folder."""

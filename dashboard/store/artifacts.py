@@ -12,7 +12,7 @@ import streamlit as st
 from mlflow.exceptions import MlflowException
 
 from dashboard import refresh
-from dashboard.store.connection import ArtifactNotFoundError, client, not_found, store_failed, uri
+from dashboard.store.connection import ArtifactNotFoundError, cache_key, client, not_found, store_failed
 from pipeline import names
 
 
@@ -38,7 +38,7 @@ def _artifacts(uri: str, run_id: str, version: int) -> pd.DataFrame:
 
 def artifacts(run_id: str, version: int) -> pd.DataFrame:
     """The run's artifact files (path, size in bytes); the logged model is listed by model_info."""
-    return _artifacts(uri(), run_id, int(version))
+    return _artifacts(cache_key(), run_id, int(version))
 
 
 @st.cache_data(max_entries=refresh.DOWNLOADS_KEPT, show_spinner=False)
@@ -55,12 +55,12 @@ def _download(uri: str, artifact_uri: str, version: int) -> bytes:
 
 def artifact_bytes(run_id: str, path: str, version: int) -> bytes:
     """One artifact file of a run; ArtifactNotFoundError when the run never logged it."""
-    return _download(uri(), f"runs:/{run_id}/{path}", int(version))
+    return _download(cache_key(), f"runs:/{run_id}/{path}", int(version))
 
 
 def model_file_bytes(artifact_location: str, path: str) -> bytes:
     """One file of a logged model (its files live apart from the run's artifacts in MLflow 3)."""
-    return _download(uri(), f"{artifact_location.rstrip('/')}/{path}", 0)
+    return _download(cache_key(), f"{artifact_location.rstrip('/')}/{path}", 0)
 
 
 def confusion_matrix(run_id: str, version: int) -> tuple[list[str], np.ndarray]:
@@ -113,4 +113,4 @@ def _model_info(uri: str, run_id: str, version: int) -> dict:
 
 def model_info(run_id: str, version: int) -> dict:
     """The run's logged model: URI, signature, preprocessing metadata, files; ArtifactNotFoundError if none."""
-    return _model_info(uri(), run_id, int(version))
+    return _model_info(cache_key(), run_id, int(version))

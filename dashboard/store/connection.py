@@ -26,6 +26,10 @@ class ArtifactNotFoundError(LookupError):
     """The run has no such artifact (not logged yet, or never: e.g. a failed run)."""
 
 
+class PermissionRefused(TrackingError):
+    """MLflow refused the signed-in person an action (HTTP 403): the store works, the person lacks a grant."""
+
+
 class FilterError(ValueError):
     """The free-text MLflow filter string is not valid."""
 
@@ -39,19 +43,48 @@ def _client(uri: str) -> MlflowClient:
 
 
 def client() -> MlflowClient:
-    """The MLflow client for the configured store; raises TrackingError when it cannot be reached."""
-    return _client(uri())
+    """The MLflow client for the configured store, calling as the person signed in where people sign in with
+    their MLflow users (store/people.py); raises TrackingError when the store cannot be reached."""
+    person = st.session_state.get("person")
+    if person is None:
+        return _client(uri())
+    made = st.session_state.get("person_client")
+    if made is None or made[0] != (uri(), person.username):
+        from dashboard.store import mlflow_internals
+
+        _client(uri())  # the server answers, and this process holds its own login (artifacts travel with it)
+        made = (uri(), person.username), mlflow_internals.client_as(uri(), person.username, person.password)
+        st.session_state["person_client"] = made
+    return made[1]
 
 
 def uri() -> str:
-    """The configured store, read at call time: caches are keyed by it."""
+    """The configured store, read at call time."""
     return settings.tracking_uri()
 
 
+def cache_key() -> str:
+    """What every cached read is keyed by: the store, and the person signed in, so one person's reads never
+    reach another who may not see the same experiments."""
+    person = st.session_state.get("person")
+    return uri() if person is None else f"{uri()} as {person.username}"
+
+
 def store_failed(e: Exception, what: str) -> TrackingError:
-    return TrackingError(f"the MLflow store {uri()} failed while reading {what}: {str(e).splitlines()[0]}")
+    return refused(e) or TrackingError(f"the MLflow store {uri()} failed while reading {what}: "
+                                       f"{str(e).splitlines()[0]}")
 
 
 def not_found(e: Exception) -> bool:
     return isinstance(e, FileNotFoundError) or (isinstance(e, MlflowException)
                                                 and e.error_code == "RESOURCE_DOES_NOT_EXIST")
+
+
+def refused(e: Exception) -> PermissionRefused | None:
+    """MLflow's 403 as the one line a page shows; None for any other error."""
+    if not (isinstance(e, MlflowException) and e.error_code == "PERMISSION_DENIED"):
+        return None
+    person = st.session_state.get("person")
+    who = f"{person.username} lacks" if person else "the dashboard's MLflow user lacks"
+    return PermissionRefused(f"MLflow refused this: {who} the permission it needs "
+                             f"({str(e).splitlines()[0][:200]}). An MLflow admin can grant it.")

@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 
 from dashboard import refresh
 from dashboard.store import mlflow_internals
-from dashboard.store.connection import RunNotFoundError, client, not_found, store_failed, uri
+from dashboard.store.connection import RunNotFoundError, cache_key, client, not_found, store_failed
 
 FETCH_THREADS = 8  # parallel history requests to a tracking server
 EMPTY = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
@@ -111,7 +111,7 @@ def _public(missing: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
 
 def metric_histories(run_versions: Mapping[str, int], keys: Sequence[str]) -> pd.DataFrame:
     """Every logged point of `keys` for the runs: columns run_id, key, step, timestamp, value."""
-    cache = _history_cache(uri())
+    cache = _history_cache(cache_key())
     entries, missing = {}, []
     for run_id, version in run_versions.items():
         for key in keys:
@@ -226,7 +226,7 @@ def sampled_histories(run_versions: Mapping[str, int], keys: Sequence[str], poin
     bulk-interval endpoint samples evenly (first and last kept): a spike between samples can be missed
     until the full history is read (see mlflow_internals.server_sampled_metric_rows).
     """
-    full, cache = _history_cache(uri()), _sampled_cache(uri())
+    full, cache = _history_cache(cache_key()), _sampled_cache(cache_key())
     entries, missing = {}, []
     for run_id, version in run_versions.items():
         for key in keys:

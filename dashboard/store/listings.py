@@ -13,8 +13,8 @@ from mlflow.exceptions import MlflowException
 
 from dashboard import refresh, run_query, run_search, tables
 from dashboard.store import mlflow_internals
-from dashboard.store.connection import (FilterError, RunDeletedError, RunNotFoundError, client, not_found,
-                                        store_failed, uri)
+from dashboard.store.connection import (FilterError, RunDeletedError, RunNotFoundError, cache_key, client,
+                                        not_found, store_failed)
 from pipeline import names
 
 MAX_RUNS = 5000  # runs listed per query at most; more belong in a filter (a link's runs are read by id)
@@ -35,7 +35,7 @@ def _experiments(uri: str) -> pd.DataFrame:
 
 def experiments() -> pd.DataFrame:
     """Active experiments (experiment_id, name, last_update), most recently updated first."""
-    return _experiments(uri()).sort_values("last_update", ascending=False, ignore_index=True)
+    return _experiments(cache_key()).sort_values("last_update", ascending=False, ignore_index=True)
 
 
 def _search_failed(e: MlflowException, filter_string: str) -> Exception:
@@ -75,7 +75,7 @@ def runs(experiment_ids: Sequence[str] | None = None, filter_string: str = "", o
     ids = tuple(experiment_ids) if experiment_ids is not None else tuple(experiments()["experiment_id"])
     if not ids:
         return tables.runs_frame([])
-    return _runs(uri(), ids, filter_string.strip(), tuple(order_by or [run_query.NEWEST_FIRST]), limit)
+    return _runs(cache_key(), ids, filter_string.strip(), tuple(order_by or [run_query.NEWEST_FIRST]), limit)
 
 
 def sweep_runs(experiment_id: str, parent_id: str) -> pd.DataFrame:
@@ -126,7 +126,7 @@ def runs_page(experiment_id: str, filter_string: str = "", order_by: Sequence[st
     first by default), counted and paged by MLflow's search in SQL, so every run can be reached and a page
     costs the same with 100 runs or 100,000. `top_level` leaves a sweep's runs out of the paging and brings
     them with their parent's row. Cached for refresh.LISTING_TTL; FilterError for an invalid filter."""
-    return _runs_page(uri(), experiment_id, filter_string.strip(), tuple(order_by or [run_query.NEWEST_FIRST]),
+    return _runs_page(cache_key(), experiment_id, filter_string.strip(), tuple(order_by or [run_query.NEWEST_FIRST]),
                       (max(1, page) - 1) * size, size, top_level)
 
 
@@ -137,7 +137,7 @@ def _run_counts(uri: str) -> dict[str, int] | None:
 
 def run_counts() -> dict[str, int] | None:
     """experiment id -> active runs, counted in SQL; None where the store cannot count (a tracking server)."""
-    return _run_counts(uri())
+    return _run_counts(cache_key())
 
 
 @st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
@@ -153,12 +153,12 @@ def _first_run(uri: str, experiment_ids: tuple[str, ...], filter_string: str) ->
 def newest_run_experiment() -> str | None:
     """The experiment of the newest active run in the store; None when there is no run."""
     ids = tuple(experiments()["experiment_id"])
-    return _first_run(uri(), ids, "") if ids else None
+    return _first_run(cache_key(), ids, "") if ids else None
 
 
 def has_live_runs(experiment_id: str) -> bool:
     """Whether a run of the experiment is queued or running (one search of one row)."""
-    return _first_run(uri(), (experiment_id,), run_query.joined(run_query.clauses(statuses=names.ACTIVE))) is not None
+    return _first_run(cache_key(), (experiment_id,), run_query.joined(run_query.clauses(statuses=names.ACTIVE))) is not None
 
 
 @st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
@@ -171,7 +171,7 @@ def filter_choices(experiment_id: str) -> dict[str, list[str]] | None:
     and each own "tags.<key>" -> values. None where the store cannot tell (a tracking server): then a page's
     own values are offered."""
     try:
-        return _filter_choices(uri(), experiment_id)
+        return _filter_choices(cache_key(), experiment_id)
     except mlflow_internals.InternalsChanged as e:
         log.warning("filter choices come from one page: %s", e)
         return None
@@ -201,7 +201,7 @@ def runs_by_id(run_ids: Sequence[str]) -> pd.DataFrame:
     experiment_ids = tuple(experiments()["experiment_id"])
     if not ids or not experiment_ids:
         return tables.runs_frame([])
-    return _runs_by_id(uri(), experiment_ids, ids)
+    return _runs_by_id(cache_key(), experiment_ids, ids)
 
 
 def versions(runs_frame: pd.DataFrame) -> dict[str, int]:
@@ -230,12 +230,12 @@ def _run(uri: str, run_id: str) -> dict:
 
 def run(run_id: str) -> dict:
     """One run: the runs-frame columns plus params, metrics and tags dicts; RunNotFoundError if gone."""
-    return _run(uri(), run_id)
+    return _run(cache_key(), run_id)
 
 
 def forget_run(run_id: str) -> None:
     """Drop the cached read of one run after this session changed it (resume, cancel): shown at once."""
-    _run.clear(uri(), run_id)
+    _run.clear(cache_key(), run_id)
 
 
 def forget_runs() -> None:

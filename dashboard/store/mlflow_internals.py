@@ -370,3 +370,31 @@ def server_sampled_metric_rows(client: MlflowClient, run_ids: Sequence[str], key
     if host_creds is None:
         return None
     return _bulk_interval_rows(host_creds, requests, min(points, SERVER_MAX_POINTS), step_range)
+
+
+def client_as(uri: str, username: str, password: str) -> MlflowClient:
+    """A client of the tracking server `uri` whose every tracking and registry call (the bulk reads above
+    included) carries this person's login. MLflow's own clients read the login from the process environment,
+    which every browser session of the dashboard shares; artifact files still travel with the process's login.
+    """
+    from mlflow.store.model_registry.rest_store import RestStore as RegistryStore
+    from mlflow.store.tracking.rest_store import RestStore as TrackingStore
+    from mlflow.tracking._model_registry.client import ModelRegistryClient
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+    from mlflow.utils.credentials import get_default_host_creds
+
+    def creds():
+        host = get_default_host_creds(uri)
+        host.username, host.password = username, password
+        return host
+
+    class Tracking(TrackingServiceClient):
+        store = TrackingStore(creds)
+
+    class Registry(ModelRegistryClient):
+        store = RegistryStore(creds)
+
+    client = MlflowClient(uri)
+    client._tracking_client = Tracking(uri)
+    client._registry_client_lazy = Registry(uri, uri)
+    return client

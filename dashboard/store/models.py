@@ -5,7 +5,7 @@ import streamlit as st
 from mlflow.exceptions import MlflowException
 
 from dashboard import refresh
-from dashboard.store.connection import client, store_failed, uri
+from dashboard.store.connection import cache_key, client, store_failed
 from pipeline import settings
 
 
@@ -21,7 +21,7 @@ def _model_versions(uri: str) -> list:
 
 def model_versions() -> list:
     """Every registered model version (pipeline.serving.registry.ModelVersionInfo), by name, newest first."""
-    return _model_versions(uri())
+    return _model_versions(cache_key())
 
 
 def forget_model_versions() -> None:
@@ -42,7 +42,7 @@ def _model_tags(uri: str, name: str, version: int | None) -> dict[str, str]:
 
 def model_tags(name: str, version: int | None = None) -> dict[str, str]:
     """The tags of a registered model, or of one of its versions (RegistryError when it is gone)."""
-    return _model_tags(uri(), name, version)
+    return _model_tags(cache_key(), name, version)
 
 
 @st.cache_resource(max_entries=refresh.MODELS_KEPT, show_spinner=False)
@@ -61,7 +61,7 @@ def predictor(version):
     Keyed by name, version and creation time, so a model deleted and registered anew is reloaded.
     Raises pipeline.serving.predict.ModelError when the version is gone or cannot be loaded.
     """
-    return _predictor(uri(), version.name, int(version.version), version.created.isoformat())
+    return _predictor(cache_key(), version.name, int(version.version), version.created.isoformat())
 
 
 @st.cache_resource(max_entries=refresh.MODELS_KEPT, show_spinner=False)
@@ -76,7 +76,7 @@ def explainer(predictor):
 
     Raises pipeline.serving.predict.ModelError when the model cannot be rebuilt to be explained.
     """
-    return _explainer(uri(), predictor.ref.load_uri, id(predictor), predictor)
+    return _explainer(cache_key(), predictor.ref.load_uri, id(predictor), predictor)
 
 
 @st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
@@ -92,7 +92,7 @@ def _variants(uri: str, source: str) -> list[dict]:
 def model_variants(version) -> list[dict]:
     """The exported variants of a registered version, original first (see pipeline.serving.export.variants_of);
     empty when it was never exported."""
-    return _variants(uri(), version.uri)
+    return _variants(cache_key(), version.uri)
 
 
 def forget_model_variants() -> None:
@@ -110,7 +110,7 @@ def _variant_predictor(uri: str, run_id: str):
 
 def variant_predictor(run_id: str):
     """An exported variant (its run's ONNX model) loaded in onnxruntime, cached per run; raises ModelError."""
-    return _variant_predictor(uri(), run_id)
+    return _variant_predictor(cache_key(), run_id)
 
 
 @st.cache_data(ttl=refresh.QUEUE_TTL, show_spinner=False)
@@ -129,7 +129,7 @@ def _prune_jobs(uri: str, source: str) -> list[dict]:
 
 def prune_jobs(version) -> list[dict]:
     """The queued and running prune jobs of a registered version (run_id, variant, status, queued), briefly cached."""
-    return _prune_jobs(uri(), version.uri)
+    return _prune_jobs(cache_key(), version.uri)
 
 
 def forget_prune_jobs() -> None:

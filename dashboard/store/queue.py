@@ -8,7 +8,7 @@ import streamlit as st
 from mlflow.exceptions import MlflowException
 
 from dashboard import refresh, tables
-from dashboard.store.connection import client, store_failed, uri
+from dashboard.store.connection import cache_key, client, store_failed
 from pipeline import names, settings
 
 
@@ -27,7 +27,7 @@ def _queue(uri: str, recent: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def queue(recent: int = 8) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Queue runs as runs frames: (SCHEDULED and RUNNING ones, the `recent` latest to end)."""
-    return _queue(uri(), recent)
+    return _queue(cache_key(), recent)
 
 
 def live_log_tail(run_id: str) -> str | None:

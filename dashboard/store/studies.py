@@ -5,7 +5,7 @@ import streamlit as st
 from mlflow.exceptions import MlflowException
 
 from dashboard import refresh
-from dashboard.store.connection import client, store_failed, uri
+from dashboard.store.connection import cache_key, client, store_failed
 from pipeline.runs import trials
 
 
@@ -21,4 +21,4 @@ def _study(uri: str, run_id: str, version: int) -> tuple[trials.Setup, list]:
 
 def study(run_id: str, version: int) -> tuple[trials.Setup, list]:
     """(its setup, its Optuna FrozenTrials in number order); `version` (the run's last update) renews the cache."""
-    return _study(uri(), run_id, version)
+    return _study(cache_key(), run_id, version)

@@ -45,8 +45,16 @@ def start_values() -> RunConfig:
     return config
 
 
-def launch_one(config: RunConfig | None) -> None:
-    if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=config is None):
+def refusal() -> str | None:
+    """Why the signed-in person may not queue runs into the form's experiment (MLflow asks EDIT of them); None
+    when they may, or when the experiment is new (MLflow then decides at the click)."""
+    experiments = store.experiments()
+    ids = dict(zip(experiments["name"], experiments["experiment_id"]))
+    return store.refusal("launch", experiment_id=ids.get(st.session_state.get(form.KEY + "experiment")))
+
+
+def launch_one(config: RunConfig | None, blocked: bool = False) -> None:
+    if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=config is None or blocked):
         run_id = jobs.submit(config, client=store.client())
         store.forget_queue()
         st.session_state["launched"] = {"runs": [run_id], "parent": None}
@@ -84,7 +92,7 @@ def sweep_space(base: RunConfig) -> tuple[str, dict[str, list], int, int]:
     return kind, space, n, seed
 
 
-def launch_sweep(base: RunConfig | None) -> None:
+def launch_sweep(base: RunConfig | None, blocked: bool = False) -> None:
     if base is None:
         st.info("Fix the form above first: a sweep starts from its values.")
         return
@@ -99,7 +107,8 @@ def launch_sweep(base: RunConfig | None) -> None:
     preview = pd.DataFrame([{"run name": c.run_name, **{k: getattr(c, k) for k in space}} for c in configs])
     st.dataframe(preview, hide_index=True, height=min(35 * (len(configs) + 1) + 3, 400), placeholder=formatting.MISSING,
                  column_config={"lr": formatting.lr_column("lr")})
-    if st.button(f"Queue {len(configs)} runs", type="primary", icon=":material/grid_view:", key=SWEEP_KEY + "go"):
+    if st.button(f"Queue {len(configs)} runs", type="primary", icon=":material/grid_view:", key=SWEEP_KEY + "go",
+                 disabled=blocked):
         parent, run_ids = jobs.submit_sweep(configs, kind, space, client=store.client())
         store.forget_queue()
         st.session_state["launched"] = {"runs": run_ids, "parent": parent}
@@ -110,7 +119,7 @@ def launch_sweep(base: RunConfig | None) -> None:
         _link("compare", "Compare the sweep's runs", ":material/stacked_line_chart:", runs=",".join(launched["runs"]))
 
 
-def launch_audit(config: RunConfig | None) -> None:
+def launch_audit(config: RunConfig | None, blocked: bool = False) -> None:
     """The folder above audited with this form's model, epochs and image size; its findings are on the Data page."""
     dataset = st.session_state[form.KEY + "dataset"]
     if not dataset.startswith("imagefolder:"):
@@ -124,7 +133,7 @@ def launch_audit(config: RunConfig | None) -> None:
         st.markdown(f"**Will run:** {folds} fold models × {config.epochs} epochs of {config.model}, then the "
                     "findings; your files are only read.")
     if st.button(f"Queue an audit of {folds} folds", type="primary", icon=":material/fact_check:",
-                 disabled=config is None):
+                 disabled=config is None or blocked):
         run_id = audit_queue.queue(config, folds)
         if run_id:
             st.session_state["audited"] = {"run": run_id, "folder": dataset}
@@ -148,17 +157,20 @@ def page() -> None:
     except ConfigError as e:
         config = None
         st.error(str(e), icon=":material/block:")
+    blocked = refusal()
+    if blocked:
+        st.info(blocked, icon=":material/lock:")
     # keyed and stateful: a rerun that changes the page above (another dataset) keeps the open tab
     single, grid, search, audit = st.tabs(["One run", "Sweep", "Study", "Audit"], key="launch_tab", on_change="rerun")
     with single:
-        launch_one(config)
-        lr_suggestion.suggest_button(config)
+        launch_one(config, bool(blocked))
+        lr_suggestion.suggest_button(config, bool(blocked))
     with grid:
-        launch_sweep(config)
+        launch_sweep(config, bool(blocked))
     with search:
-        study_form.launch_study(config)
+        study_form.launch_study(config, bool(blocked))
     with audit:
-        launch_audit(config)
+        launch_audit(config, bool(blocked))
     st.divider()
     queue_view.live_queue()
 

@@ -45,16 +45,16 @@ def _undo_button(slot) -> None:
     if slot.button(f"Undo: move @{alias} {where}", key="alias_undo", icon=":material/undo:"):
         try:
             if previous:
-                registry.set_alias(name, alias, previous)
+                registry.set_alias(name, alias, previous, client=store.client())
             else:
-                registry.delete_alias(name, alias)
+                registry.delete_alias(name, alias, client=store.client())
         except FAILURES as e:
             return _failed(e)
         _flash(f"Undone: @{alias} of {name} is " + (f"on v{previous} again." if previous else "removed again."))
 
 
 def _failed(e: Exception) -> None:
-    st.error(str(getattr(e, "message", e)).splitlines()[0])
+    st.error(registry_edits.reason(e))
 
 
 def _pct(value) -> str:
@@ -166,10 +166,10 @@ def register_form(versions: list) -> None:
                          key=f"register_alias_{run_id}")
     if st.button("Register", type="primary", key="register_button"):
         try:
-            made = registry.register_run(run_id, picked, description)
+            made = registry.register_run(run_id, picked, description, client=store.client())
             note = ""
             if alias != "none":
-                moved = registry.set_alias(made.name, alias, made.version)
+                moved = registry.set_alias(made.name, alias, made.version, client=store.client())
                 note = f"; @{alias} moved from v{moved} to v{made.version}" if moved else f"; @{alias} set"
         except FAILURES as e:
             return _failed(e)
@@ -194,6 +194,8 @@ def alias_form(versions: list) -> None:
     by_version = {v.version: v for v in mine}
     held = {a: v.version for v in mine for a in v.aliases}
     st.caption("Aliases now: " + (", ".join(f"@{a} → v{n}" for a, n in sorted(held.items())) or "none"))
+    if registry_edits.locked(name):
+        return
     left, right = st.columns(2)
     with left:
         alias = st.selectbox("Alias", [registry.CHAMPION, registry.CHALLENGER, OTHER_ALIAS], key="alias_name")
@@ -224,7 +226,7 @@ def alias_form(versions: list) -> None:
         if st.button(f"{verb} @{alias or '…'} to v{version}", type="primary", key="alias_set",
                      disabled=not confirmed):
             try:
-                moved = registry.set_alias(name, alias, version)
+                moved = registry.set_alias(name, alias, version, client=store.client())
             except FAILURES as e:
                 return _failed(e)
             _flash(f"@{alias.strip()} of {name} moved from v{moved} to v{version}." if moved
@@ -239,7 +241,7 @@ def _remove_alias(column, name: str, held: dict) -> None:
                                 key=f"alias_remove_{name}")
             if st.button(f"Remove @{gone}", key="alias_remove"):
                 try:
-                    registry.delete_alias(name, gone)
+                    registry.delete_alias(name, gone, client=store.client())
                 except FAILURES as e:
                     return _failed(e)
                 _flash(f"Removed @{gone} from {name}; version {held[gone]} stays registered.")
@@ -256,11 +258,14 @@ def description_form(versions: list) -> None:
     current.update({(v.name, v.version): v.description for v in versions})
     target = st.selectbox("Describe", targets, key="describe_target",
                           format_func=lambda t: f"{t[0]} (the model)" if t[1] is None else f"{t[0]} v{t[1]}")
+    if registry_edits.locked(target[0]):
+        st.markdown(current.get(target) or "_No description._")
+        return
     text = st.text_area("Description", value=current.get(target, ""), key=f"describe_text_{target[0]}_{target[1]}",
                         help="shown here and in mlflow ui")
     if st.button("Save description", type="primary", key="describe_save"):
         try:
-            registry.set_description(target[0], text, target[1])
+            registry.set_description(target[0], text, target[1], client=store.client())
         except FAILURES as e:
             return _failed(e)
         _flash(f"Saved the description of {target[0]}" + (f" v{target[1]}." if target[1] else "."))
@@ -309,6 +314,8 @@ def variants_section(versions: list) -> None:
             st.plotly_chart(charts.sparsity_accuracy_figure(rows), key="variants_sparsity_chart")
     else:
         st.caption(f"{version.name} v{version.version} has not been exported yet.")
+    if registry_edits.locked(version.name):
+        return
     jobs = st.session_state.setdefault("export_jobs", {})
     export_col, prune_col = st.columns([3, 1])
     with prune_col:

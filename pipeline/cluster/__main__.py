@@ -54,13 +54,15 @@ def main() -> int:
             env = dict(os.environ, MLFLOW_TRACKING_URI=setup.server.url, RAY_ADDRESS=setup.head.address,
                        RUNBOARD_LAUNCHER="ray", RUNBOARD_MLFLOW_UI_URL=setup.server.url,
                        RUNBOARD_DATA_ROOT=str(settings.data_root()),  # one machine: the jobs share its datasets
-                       RUNBOARD_MLFLOW_CREDENTIALS=str(setup.server.credentials))  # the service account's login
+                       RUNBOARD_MLFLOW_CREDENTIALS=str(setup.server.credentials),  # the service account's login
+                       RUNBOARD_SIGN_IN=os.environ.get("RUNBOARD_SIGN_IN") or "mlflow")  # each person as themselves
             env["RUNBOARD_RAY_TOKEN_FILE"] = str(setup.head.token_file)  # the worker's Ray requests carry it
             try:
                 worker = _start([sys.executable, "-m", "pipeline", "worker"], env, logs / "worker.log")
                 dashboard = _start([sys.executable, "-m", "dashboard.serve"], env, logs / "dashboard.log")
                 print(f"\nRunboard on the cluster setup (logs in {logs}):\n"
-                      f"  dashboard      http://{settings.host()}:{settings.port()}\n"
+                      f"  dashboard      http://{settings.host()}:{settings.port()}  (people sign in with their MLflow "
+                      "users: docs/cluster.md)\n"
                       f"  MLflow         {setup.server.url}  (tracking server on PostgreSQL, port {setup.db.port}; "
                       f"it asks for a login: the admin's is in {DATA / 'auth' / 'admin.ini'})\n"
                       f"  Ray dashboard  {setup.head.address}  (RAY_ADDRESS; other nodes: "

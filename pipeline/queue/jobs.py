@@ -8,7 +8,6 @@ Status changes and claims go through runs/lifecycle.py; this module decides what
 """
 from __future__ import annotations
 
-import getpass
 import json
 import time
 
@@ -99,7 +98,7 @@ def submit(config: RunConfig, parent: str | None = None, client: MlflowClient | 
     if config.is_imagefolder and not config.imagefolder_path().is_dir():  # found out now, not in the worker
         raise ConfigError(f"dataset image folder not found: {config.imagefolder_path()}")
     client = client or tracking.connect()
-    tags = {names.TAG_QUEUED: f"{time.time():.6f}", names.TAG_USER: getpass.getuser(),
+    tags = {names.TAG_QUEUED: f"{time.time():.6f}", names.TAG_USER: tracking.user(client),
             names.TAG_SOURCE_NAME: "runboard queue", names.TAG_SOURCE_TYPE: "JOB"}
     if config.register:
         tags[names.TAG_REGISTER] = config.register
@@ -117,7 +116,7 @@ def submit_audit(config: RunConfig, folds: int, client: MlflowClient | None = No
 
     audit_request.check(config, folds)
     client = client or tracking.connect()
-    tags = {names.TAG_QUEUED: f"{time.time():.6f}", names.TAG_USER: getpass.getuser(),
+    tags = {names.TAG_QUEUED: f"{time.time():.6f}", names.TAG_USER: tracking.user(client),
             names.TAG_SOURCE_NAME: "runboard queue", names.TAG_SOURCE_TYPE: "JOB", **audit_request.tags(config)}
     name = config.run_name or f"audit of {config.dataset[len('imagefolder:'):]}"
     return lifecycle.schedule(client, tracking.experiment_id(client, config.experiment), name,
@@ -142,7 +141,7 @@ def submit_prune(source: str, spec: str, epochs: int = 2, int8: bool = True, reg
         raise JobError(f"{ref.label}: its source run has no dataset param, so there is nothing to fine-tune on")
     plan = dataclasses.replace(plan, source=ref.load_uri)  # pinned: @champion may move before a worker starts
     config = prune.fine_tune_config(source_run.data.params, plan, ref.label)
-    tags = {names.TAG_QUEUED: f"{time.time():.6f}", names.TAG_USER: getpass.getuser(),
+    tags = {names.TAG_QUEUED: f"{time.time():.6f}", names.TAG_USER: tracking.user(client),
             names.TAG_SOURCE_NAME: "runboard queue", names.TAG_SOURCE_TYPE: "JOB", names.TAG_KIND: names.KIND_PRUNE,
             names.TAG_EXPORT_SOURCE: ref.load_uri, names.TAG_VARIANT: plan.variant, names.TAG_PRUNE: plan.variant}
     return lifecycle.schedule(client, tracking.experiment_id(client, names.EXPORT_EXPERIMENT), config.run_name,
@@ -173,7 +172,7 @@ def submit_sweep(configs: list[RunConfig], kind: str, space: dict[str, list],
     parent = lifecycle.record(
         client, tracking.experiment_id(client, base.experiment), f"{sweep.group_name(base.run_name)} ({kind}, "
         f"{len(configs)} runs)", {names.TAG_SWEEP: kind, names.TAG_SWEEP_SPACE: json.dumps(space),
-                                  names.TAG_USER: getpass.getuser(),
+                                  names.TAG_USER: tracking.user(client),
                                   names.TAG_NOTE: f"{kind.capitalize()} sweep of {len(configs)} runs over {summary}."})
     ids = [submit(c, parent=parent, client=client) for c in configs]
     lifecycle.set_tags(client, parent, {names.TAG_SWEEP_RUNS: ",".join(ids)})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import getpass
 import io
 import json
 import logging
@@ -109,7 +108,7 @@ def submit(base: RunConfig, space: dict[str, dict], n_trials: int, parallel: int
             names.TAG_STUDY_BASE: json.dumps(base.to_params()), names.TAG_STUDY_TRIALS: str(n_trials),
             names.TAG_STUDY_PARALLEL: str(min(parallel, n_trials)), names.TAG_STUDY_OBJECTIVE: objective,
             names.TAG_STUDY_PRUNER: pruner, names.TAG_STUDY_SAMPLER: sampler, names.TAG_STUDY_SEED: str(base.seed),
-            names.TAG_USER: getpass.getuser(),
+            names.TAG_USER: tracking.user(client),
             names.TAG_NOTE: f"{sampler.upper() if sampler == 'tpe' else 'Random'} study of {n_trials} trials "
                             f"({pruner} pruner, {objective}) over {describe(space)}."}
     if base.register:
@@ -144,7 +143,9 @@ def _add_trial(client: MlflowClient, study: Run, setup: trials.Setup, number: in
     shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in asked.params.items())
     config = dataclasses.replace(base, **asked.params, run_name=f"{base.run_name or 'trial'}-{number:02d} {shown}")
     return jobs.submit(config, parent=study.info.run_id, client=client,
-                       extra_tags={names.TAG_STUDY_ID: study.info.run_id, names.TAG_TRIAL: str(number)})
+                       extra_tags={names.TAG_STUDY_ID: study.info.run_id, names.TAG_TRIAL: str(number),
+                                   # queued by the worker, launched by whoever queued the study
+                                   names.TAG_USER: study.data.tags.get(names.TAG_USER) or tracking.user(client)})
 
 
 def drive_one(client: MlflowClient, study: Run) -> str:

@@ -120,6 +120,15 @@ def store_stamp() -> tuple[int, ...] | None:
     return tuple(stamps)
 
 
+def user(client: MlflowClient) -> str:
+    """Who is launching, for a run's mlflow.user: the MLflow user `client` signs in as on a tracking server with
+    logins (a person in the dashboard, the service account in the worker), else the operating system's user."""
+    import getpass
+
+    host_creds = getattr(getattr(getattr(client, "_tracking_client", None), "store", None), "get_host_creds", None)
+    return (host_creds().username if callable(host_creds) else None) or getpass.getuser()
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
     """The id of experiment `name`, created (or restored from the trash) when needed."""
     exp = client.get_experiment_by_name(name)
