@@ -34,11 +34,12 @@ PAGES = {
 def run() -> None:
     serve.client_defaults()  # `streamlit run dashboard/app.py` skips serve.main
     st.set_page_config(page_title="Runboard", page_icon=ui.favicon(), layout="wide")
-    auth.gate()
     pages = {section: [st.Page(path, title=title, icon=icon, default=(path == "views/runs.py"))
                        for path, title, icon in entries]
              for section, entries in PAGES.items()}
-    current = st.navigation(pages)
+    # declared before the sign-in form (hidden until then), so a link to a page opens that page once signed in
+    current = st.navigation(pages, position="hidden" if auth.locked() else "sidebar")
+    auth.gate()
     known = [page.url_path for entries in pages.values() for page in entries]
     missing = ui.unknown_page(st.context.url, st.get_option("server.baseUrlPath"), known)
     if missing:

@@ -105,6 +105,16 @@ class Throttle:
 THROTTLE = Throttle()
 
 
+def locked() -> bool:
+    """True until this browser session signs in, where sign-in is on."""
+    import streamlit as st
+
+    from pipeline import settings
+
+    on = settings.sign_in() == "mlflow" or bool(configured_password())
+    return on and not st.session_state.get("authenticated")
+
+
 def gate() -> None:
     """Ask who is there once per browser session where sign-in is on; stop the page until then. With
     RUNBOARD_SIGN_IN=mlflow each person signs in with their own MLflow user (the tracking server checks the
@@ -115,7 +125,7 @@ def gate() -> None:
 
     people = settings.sign_in() == "mlflow"
     password = configured_password()
-    if st.session_state.get("authenticated") or not (people or password):
+    if not locked():
         if people:
             _signed_in_as()
         return
