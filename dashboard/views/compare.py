@@ -3,7 +3,8 @@
 URL: `?runs=ID1,ID2,...` holds the selection, and `metrics`, `x_axis`, `smoothing`, `log_y`, `detail` the view,
 so a comparison is shared, exactly as seen, by copying the link. A sweep's parent stands for its runs.
 Curves first draw sampled histories (store.sampled_histories: at most SAMPLED_POINTS a curve, each stretch
-of steps keeping its lowest and highest value), cached per run version; "Full detail" draws every point.
+of steps keeping its lowest and highest value), cached per run version; "Zoom to steps" (`steps` in the URL)
+samples a range on its own, so a short stretch shows every point; "Full detail" draws every point.
 The CSV download reads every point, only when it is clicked.
 """
 from __future__ import annotations
@@ -79,6 +80,24 @@ def sampling_note(history: pd.DataFrame) -> str | None:
             "draws every point.")
 
 
+def zoomed(versions: dict[str, int], metrics: list[str]) -> pd.DataFrame:
+    """The sampled curves, or only those between the steps picked on the zoom slider, sampled on their own: a
+    short stretch comes back with every logged point, a long one with the same bound (as MLflow's charts fetch
+    a zoomed range). The slider shows once a curve was thinned; its range is in the link."""
+    history = store.sampled_histories(versions, metrics)
+    if history.empty or not (history.attrs.get("thinned") or st.session_state.get("steps")):
+        return history
+    first, last = int(history["step"].min()), int(history["step"].max())
+    if last <= first:
+        return history
+    lo, hi = st.slider("Zoom to steps", first, last, (first, last), key="steps", bind="query-params",
+                       help="draw only these steps, read again for them alone: a short stretch shows every point "
+                            "logged there; the x axis may still show epochs or time")
+    if (lo, hi) == (first, last):
+        return history
+    return store.sampled_histories(versions, metrics, step_range=(int(lo), int(hi)))
+
+
 def comparison_csv(run_versions: dict[str, int], metrics: list[str], labels: dict[str, str]) -> bytes:
     """Every logged point of the compared curves as CSV, read when the download is clicked."""
     return tables.history_csv(store.metric_histories(run_versions, metrics), labels)
@@ -89,7 +108,7 @@ def curves(chosen: list[str], metrics: list[str], axis: str, smoothing: float, l
     """The curve grid and its CSV; a fragment, re-read on a timer while a run is still going."""
     selected = store.runs_by_id(chosen).set_index("run_id").reindex(chosen).dropna(subset=["run_name"]).reset_index()
     colors, labels, versions = charts.run_colors(chosen), tables.run_labels(selected), store.versions(selected)
-    history = (store.metric_histories if full else store.sampled_histories)(versions, metrics)
+    history = store.metric_histories(versions, metrics) if full else zoomed(versions, metrics)
     start_ms = (selected["train_start"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(milliseconds=1)  # not queue time
     drawn, x_title = charts.with_x(history, axis, tables.steps_per_epoch(selected),
                                    dict(zip(selected["run_id"], start_ms)))

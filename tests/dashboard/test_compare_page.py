@@ -182,3 +182,18 @@ def test_full_detail_draws_every_point(long_runs):
     longest = max((plotted(t["y"]) for t in curves(at)["train_loss_step"]["data"]), key=len)
     assert len(longest) > 1000 and max(longest) == 50.0  # the chart's own thinning, from every point
     assert "Drawing" not in texts(at.caption)
+
+
+def test_zooming_to_a_stretch_of_steps_draws_every_point_logged_there(long_runs):
+    from tests.dashboard.conftest import SPIKE
+
+    at = open_page("compare", runs=f"{long_runs['long']},{long_runs['short']}", metrics="train_loss_step")
+    assert at.slider(key="steps").value == (1, 10_000)
+    at.slider(key="steps").set_value((SPIKE - 50, SPIKE + 50)).run()
+    assert not at.exception
+    spiked = [plotted(t["y"]) for t in curves(at)["train_loss_step"]["data"] if 50.0 in plotted(t["y"])]
+    assert len(spiked) == 1 and len(spiked[0]) == 101  # every step of the stretch, where the unzoomed sample kept ~3 of them
+    assert "Drawing" not in texts(at.caption)  # nothing left out in this range
+    at = open_page("compare", runs=f"{long_runs['long']},{long_runs['short']}", metrics="train_loss_step",
+                   steps=[str(SPIKE - 50), str(SPIKE + 50)])  # the link keeps the zoom
+    assert at.slider(key="steps").value == (SPIKE - 50, SPIKE + 50)
