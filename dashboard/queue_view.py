@@ -121,6 +121,11 @@ def _queued_rows(queued: pd.DataFrame, experiments: dict[str, str], now: float) 
 def _worker_hint(running: pd.DataFrame, queued: pd.DataFrame, now: float) -> None:
     if queued.empty:
         return
+    reasons = queued.get(f"tags.{names.TAG_BLOCKED}", pd.Series(dtype=object)).dropna()
+    if not reasons.empty:  # put there by a worker whose launcher cannot start runs (pipeline/queue/worker.py)
+        st.error(f"**The worker cannot start queued runs:** {reasons.iloc[0]}. They stay queued and start once "
+                 "this is fixed (the worker checks every 10 s).", icon=":material/block:")
+        return
     beats = [_age(b, now) for b in running.get(f"tags.{names.TAG_HEARTBEAT}", pd.Series(dtype=str))]
     alive = any(b is not None and b < jobs.STALE_SECONDS for b in beats)
     waited = max((_age(q, now) or 0) for q in queued[f"tags.{names.TAG_QUEUED}"])

@@ -101,6 +101,7 @@ TAG_QUEUED = "runboard.queued"            # submit time, unix seconds: marks a q
 TAG_REGISTER = "runboard.register"        # the run option `register` (not a hyperparameter, so not a param)
 TAG_WORKER = "runboard.worker"            # host:pid of the worker that owns the run
 TAG_HEARTBEAT = "runboard.heartbeat"      # unix seconds, refreshed by the owning worker
+TAG_BLOCKED = "runboard.blocked"          # on a queued run: why the worker cannot start runs now (its launcher's)
 TAG_STARTED = "runboard.started"          # unix seconds the current attempt's training process was launched
 TAG_TRAIN_STARTED = "runboard.train_started"  # unix seconds: data loaded, the first attempt's first epoch begins
 TAG_TRAIN_ENDED = "runboard.train_ended"  # unix seconds: training and test evaluation done (before the model upload)

@@ -12,7 +12,7 @@ from pipeline import names
 from pipeline.queue import jobs, sweep
 from pipeline.runs import tracking
 from pipeline.config import ConfigError, RunConfig
-from pipeline.queue.worker import Worker
+from pipeline.queue.worker import FULL_POLL_SECONDS, Worker
 
 EXPERIMENT = "queue-unit"
 CONFIG = RunConfig(dataset="digits", model="mlp", epochs=1, experiment=EXPERIMENT)
@@ -424,9 +424,19 @@ def test_a_blocked_launcher_leaves_runs_queued_and_takes_them_once_unblocked(cli
     run = client.get_run(run_id)
     assert run.info.status == names.SCHEDULED and lifecycle.Claim.of(run) is None and not launcher.started
     assert "not taking queued runs: Ray at http://head:8265 refused the job" in caplog.text
+    assert run.data.tags[names.TAG_BLOCKED] == launcher.why  # the dashboard's queue says why it waits
+    later = submitted(client, experiment="queue-gated")
+    worker._told_at -= FULL_POLL_SECONDS  # the next look at the queue is due
+    worker._start_queued(None)
+    assert client.get_run(later).data.tags[names.TAG_BLOCKED] == launcher.why  # queued meanwhile: told too
     launcher.why = None
-    assert worker._start_queued(None) == 1 and launcher.started == [run_id]  # at once, not at the next poll
-    assert client.get_run(run_id).info.status == names.FAILED
+    assert worker._start_queued(None) == 2 and launcher.started == [run_id, later]  # at once, oldest first
+    assert client.get_run(run_id).info.status == names.FAILED  # (this launcher's start fails: the slot frees)
+    assert not [r for r in (run_id, later) if names.TAG_BLOCKED in client.get_run(r).data.tags]
+    fresh = submitted(client, experiment="queue-gated")
+    lifecycle.set_tags(client, fresh, {names.TAG_BLOCKED: "left by a worker stopped while blocked"})
+    Worker(concurrency=1, launcher=GatedLauncher(None), experiment="queue-gated")._start_queued(None)
+    assert names.TAG_BLOCKED not in client.get_run(fresh).data.tags  # a worker starting unblocked clears it
 
 
 class StoppingJob:

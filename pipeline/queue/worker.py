@@ -18,6 +18,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from mlflow.exceptions import MlflowException
+
 from pipeline import errors, names, settings
 from pipeline.config import ConfigError
 from pipeline.queue import jobs, study
@@ -78,6 +80,8 @@ class Worker:
         self._stamp, self._queried = None, -FULL_POLL_SECONDS
         self._announced: str | None = None
         self._blocked: str | None = None  # the launcher's reason it cannot start runs now
+        self._told: bool | None = None  # whether queued runs carry that reason (None: not looked yet)
+        self._told_at = -FULL_POLL_SECONDS  # runs queued while blocked get it within FULL_POLL_SECONDS
         self.open_studies, self._next_study = 0, 0.0
 
     # --- signals: flags only -----------------------------------------------------------------
@@ -151,6 +155,7 @@ class Worker:
             else:
                 log.info("taking queued runs again")
             self._blocked, self._queried = blocked, -FULL_POLL_SECONDS  # unblocked: look at the queue at once
+        self._say_blocked(blocked)
         if blocked:
             return 0  # the runs wait, queued, rather than each failing on the same misconfiguration
         if not self._queue_may_have_changed():
@@ -297,6 +302,25 @@ class Worker:
         ids = ", ".join(f"'{a.run_id}'" for a in waiting)
         runs = self.client.search_runs(sorted({a.experiment_id for a in waiting}), f"attributes.run_id IN ({ids})")
         return {r.info.run_id: r.data.tags for r in runs}
+
+    def _say_blocked(self, reason: str | None) -> None:
+        """Put the reason on every queued run while the launcher cannot start runs, so the dashboard's queue says
+        why they wait (a worker's log is on another machine); take it off once it can, and at start (a worker
+        stopped while blocked leaves it behind)."""
+        now = time.monotonic()
+        if (reason is None and self._told is False) or (reason and now - self._told_at < FULL_POLL_SECONDS):
+            return
+        self._told_at = now if reason else -FULL_POLL_SECONDS
+        for run in jobs.queued(self.client, self.experiment):
+            said = run.data.tags.get(names.TAG_BLOCKED)
+            try:
+                if reason and said != reason:
+                    lifecycle.set_tags(self.client, run.info.run_id, {names.TAG_BLOCKED: reason})
+                elif reason is None and said is not None:
+                    self.client.delete_tag(run.info.run_id, names.TAG_BLOCKED)
+            except MlflowException:
+                pass  # the run was taken or deleted meanwhile
+        self._told = bool(reason)
 
     def _heartbeat(self) -> None:
         for active in self.active.values():

@@ -105,6 +105,17 @@ def test_launch_queues_a_scheduled_run_and_cancel_removes_it(client, queued):
     assert client.get_run(run_id).info.status == "KILLED"
 
 
+def test_the_queue_says_why_a_blocked_worker_leaves_runs_waiting(client, queued):
+    """A worker whose launcher cannot start runs (Ray refusing its token) tags the queued runs with why
+    (tests/test_jobs.py checks that): the queue shows it instead of "wait for a free worker slot"."""
+    run_id = jobs.submit(RunConfig(epochs=1, model="mlp", experiment=EXPERIMENT, run_name="waits"), client=client)
+    queued.append(run_id)
+    why = "Ray at http://head:8265 refused the job: token authentication is on"
+    lifecycle.set_tags(client, run_id, {names.TAG_BLOCKED: why})
+    at = open_page("launch")
+    assert not at.exception and f"The worker cannot start queued runs:** {why}" in texts(at.error)
+
+
 def test_clone_prefills_the_form_from_a_runs_params(client, queued):
     source = RunConfig(model="mlp", lr=0.01, batch_size=32, optimizer="sgd", experiment=EXPERIMENT,
                        register="cloned-model")
