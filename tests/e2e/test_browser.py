@@ -273,3 +273,43 @@ def test_8_mlflow_ui_shows_the_run_and_its_confusion_matrix(page, app, shot):
     expect(page.get_by_text("confusion_matrix.png").first).to_be_visible(timeout=30_000)
     shot("8-mlflow-ui")
     assert np.isfinite(run.data.metrics["test_accuracy"])
+
+
+def test_9_compare_zooms_into_a_long_history(page, app, shot):
+    """Two runs of 3,000 steps, logged straight into the app's store: drawn sampled, then zoomed by keyboard on the
+    slider's right thumb and from a link, the stretch drawn with every point logged there. Last: its experiment
+    becomes the newest, which the Runs page opens on."""
+    import time as clock
+
+    from mlflow.entities import Metric
+
+    client = mlflow(app)
+    experiment = client.create_experiment("e2e-long-histories")
+    now, ids = int(clock.time() * 1000), []
+    for name, spike in (("e2e-long-a", 1234), ("e2e-long-b", None)):
+        run_id = client.create_run(experiment, run_name=name).info.run_id
+        values = [50.0 if s == spike else 2.0 / (s ** 0.5) for s in range(1, 3001)]
+        for start in range(0, 3000, 1000):
+            client.log_batch(run_id, metrics=[Metric("train_loss_step", v, now + s, s)
+                                              for s, v in enumerate(values[start:start + 1000], start + 1)])
+        client.set_terminated(run_id, "FINISHED")
+        ids.append(run_id)
+
+    def points() -> list[int]:
+        return page.locator(".js-plotly-plot").last.evaluate("div => div._fullData.map(t => (t.y ? t.y.length : 0))")
+
+    base = f"/compare?runs={','.join(ids)}&metrics=train_loss_step"
+    open_page(page, app, base)
+    expect(page.get_by_text("Zoom to steps")).to_be_visible()
+    assert max(points()) <= 320  # sampled
+    right = page.get_by_role("slider").last  # the zoom slider's upper thumb
+    right.focus()
+    for _ in range(3):
+        right.press("ArrowLeft")
+    idle(page)
+    expect(page).to_have_url(re.compile(r"steps="))
+    assert "2997" in page.url
+    open_page(page, app, f"{base}&steps=1200&steps=1260")  # a link with a zoom opens zoomed
+    expect(page.get_by_role("slider").last).to_have_value("1260")
+    assert sorted(points()) == [61, 61]  # every step of the stretch, for both runs
+    shot("9-compare-zoomed")
