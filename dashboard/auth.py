@@ -4,8 +4,9 @@ On loopback (the default) no login is asked unless RUNBOARD_PASSWORD is set. Bou
 address the server refuses to start without a password. With RUNBOARD_SIGN_IN=mlflow (`make cluster`)
 each person signs in with their own user of the tracking server instead, and MLflow's permissions apply
 to what they do. Guessing is slowed per client address either way: after 5 wrong passwords within a
-minute, each further try waits twice as long as the last (2 s, 4 s, ... up to 15 minutes); each failure is logged with the address, never with what was typed. For single sign-on in
-production, use Streamlit's OIDC login (`st.login`, configured under [auth] in .streamlit/secrets.toml).
+minute, each further try waits twice as long as the last (2 s, 4 s, ... up to 15 minutes); each failure
+is logged with the address, never with what was typed. For single sign-on in production, use
+Streamlit's OIDC login (`st.login`, configured under [auth] in .streamlit/secrets.toml).
 """
 from __future__ import annotations
 

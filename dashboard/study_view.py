@@ -61,11 +61,14 @@ def actions(run: dict) -> None:
     from pipeline.queue import study
 
     run_id, live = run["run_id"], run["status"] in names.ACTIVE
+    refusal = store.refusal("launch", experiment_id=run["experiment_id"])
     left, middle, right = st.columns([1, 1, 2], vertical_alignment="bottom")
     more = left.number_input("More trials", min_value=1, max_value=study.MAX_TRIALS, value=4, key=f"more_{run_id}")
-    if middle.button(f"Continue with {more} more trials", key=f"continue_{run_id}", icon=":material/add:"):
+    if middle.button(f"Continue with {more} more trials", key=f"continue_{run_id}", icon=":material/add:",
+                     disabled=bool(refusal), help=refusal):
         _act(study.extend, run_id, int(more))
-    if live and right.button("Cancel study", key=f"cancel_{run_id}", icon=":material/cancel:", type="secondary"):
+    if live and right.button("Cancel study", key=f"cancel_{run_id}", icon=":material/cancel:", type="secondary",
+                             disabled=bool(refusal), help=refusal):
         _act(study.cancel, run_id)
 
 

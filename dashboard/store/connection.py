@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from pipeline import settings
 from pipeline.runs import tracking
@@ -42,18 +43,26 @@ def _client(uri: str) -> MlflowClient:
     return tracking.connect()
 
 
+def person():
+    """The person this browser session signed in as (store/people.py), or None: nobody signs in, or this is
+    no page session (a bench or test calling the store directly)."""
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    return st.session_state.get("person")
+
+
 def client() -> MlflowClient:
     """The MLflow client for the configured store, calling as the person signed in where people sign in with
     their MLflow users (store/people.py); raises TrackingError when the store cannot be reached."""
-    person = st.session_state.get("person")
-    if person is None:
+    signed_in = person()
+    if signed_in is None:
         return _client(uri())
     made = st.session_state.get("person_client")
-    if made is None or made[0] != (uri(), person.username):
+    if made is None or made[0] != (uri(), signed_in.username):
         from dashboard.store import mlflow_internals
 
         _client(uri())  # the server answers, and this process holds its own login (artifacts travel with it)
-        made = (uri(), person.username), mlflow_internals.client_as(uri(), person.username, person.password)
+        made = (uri(), signed_in.username), mlflow_internals.client_as(uri(), signed_in.username, signed_in.password)
         st.session_state["person_client"] = made
     return made[1]
 
@@ -66,8 +75,8 @@ def uri() -> str:
 def cache_key() -> str:
     """What every cached read is keyed by: the store, and the person signed in, so one person's reads never
     reach another who may not see the same experiments."""
-    person = st.session_state.get("person")
-    return uri() if person is None else f"{uri()} as {person.username}"
+    signed_in = person()
+    return uri() if signed_in is None else f"{uri()} as {signed_in.username}"
 
 
 def store_failed(e: Exception, what: str) -> TrackingError:
@@ -84,7 +93,7 @@ def refused(e: Exception) -> PermissionRefused | None:
     """MLflow's 403 as the one line a page shows; None for any other error."""
     if not (isinstance(e, MlflowException) and e.error_code == "PERMISSION_DENIED"):
         return None
-    person = st.session_state.get("person")
-    who = f"{person.username} lacks" if person else "the dashboard's MLflow user lacks"
+    signed_in = person()
+    who = f"{signed_in.username} lacks" if signed_in else "the dashboard's MLflow user lacks"
     return PermissionRefused(f"MLflow refused this: {who} the permission it needs "
                              f"({str(e).splitlines()[0][:200]}). An MLflow admin can grant it.")

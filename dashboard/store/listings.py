@@ -158,7 +158,8 @@ def newest_run_experiment() -> str | None:
 
 def has_live_runs(experiment_id: str) -> bool:
     """Whether a run of the experiment is queued or running (one search of one row)."""
-    return _first_run(cache_key(), (experiment_id,), run_query.joined(run_query.clauses(statuses=names.ACTIVE))) is not None
+    active = run_query.joined(run_query.clauses(statuses=names.ACTIVE))
+    return _first_run(cache_key(), (experiment_id,), active) is not None
 
 
 @st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from dashboard import refresh
+from dashboard.store import connection
 from dashboard.store.connection import TrackingError, uri
 
 LEVELS = ("NO_PERMISSIONS", "READ", "USE", "EDIT", "MANAGE")  # MLflow's levels, weakest first (DENY counts as none)
@@ -63,7 +64,7 @@ def sign_in(username: str, password: str) -> Person:
 
 def current() -> Person | None:
     """Who this browser session signed in as; None where people do not sign in with MLflow users."""
-    return st.session_state.get(KEY)
+    return connection.person()
 
 
 @st.cache_data(ttl=refresh.LISTING_TTL, show_spinner=False)
