@@ -51,8 +51,11 @@ def configured_password() -> str:
 
 
 def check_startup(host: str) -> None:
+    """Refuse to serve a public address without sign-in, or a sign-in setting that cannot work."""
     from pipeline import settings
 
+    if settings.sign_in() == "mlflow":
+        settings.use_tracking_credentials()  # the process's own login (artifacts), refused early when unusable
     if not is_loopback(host) and not configured_password() and settings.sign_in() != "mlflow":
         raise AuthError(f"RUNBOARD_HOST={host} exposes the dashboard beyond this machine: set RUNBOARD_PASSWORD "
                         "(or `password` in .streamlit/secrets.toml) first, or bind to 127.0.0.1")

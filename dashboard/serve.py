@@ -47,7 +47,7 @@ def streamlit_args() -> list[str]:
 def main() -> int:
     try:
         auth.check_startup(settings.host())
-    except auth.AuthError as e:
+    except (auth.AuthError, settings.SettingError) as e:  # e.g. RUNBOARD_SIGN_IN=mlflow without a server
         print(f"error: {e}", file=sys.stderr)
         return 2
     os.chdir(ROOT)  # .streamlit/secrets.toml and relative store paths resolve from the project root

@@ -27,6 +27,16 @@ def test_public_bind_without_password_refuses_to_start(monkeypatch):
     assert "RUNBOARD_HOST=0.0.0.0 exposes the dashboard" in out.stderr and "RUNBOARD_PASSWORD" in out.stderr
 
 
+def test_signing_in_with_mlflow_users_needs_a_tracking_server_and_says_so_at_start(monkeypatch, store):
+    env = {k: v for k, v in os.environ.items() if k != "RUNBOARD_PASSWORD"}
+    out = subprocess.run([sys.executable, "-m", "dashboard.serve"], capture_output=True, text=True, timeout=60,
+                         env={**env, "RUNBOARD_SIGN_IN": "mlflow"})  # the test store is SQLite
+    assert out.returncode == 2 and out.stderr.startswith("error: RUNBOARD_SIGN_IN=mlflow needs MLFLOW_TRACKING_URI")
+    out = subprocess.run([sys.executable, "-m", "dashboard.serve"], capture_output=True, text=True, timeout=60,
+                         env={**env, "RUNBOARD_SIGN_IN": "everyone"})
+    assert out.returncode == 2 and "RUNBOARD_SIGN_IN='everyone': use `password` or `mlflow`" in out.stderr
+
+
 def test_public_bind_with_password_is_allowed(monkeypatch):
     monkeypatch.setenv("RUNBOARD_PASSWORD", "s3cret")
     auth.check_startup("0.0.0.0")
