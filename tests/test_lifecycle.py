@@ -125,6 +125,10 @@ def test_requeue_of_a_run_that_never_retried_counts_from_nothing_and_a_lost_race
     assert lifecycle.requeue(client, queued, "resume", automatic=False) == 2
     tags = client.get_run(queued).data.tags
     assert tags[names.TAG_EARLIER_QUEUED] == "30.000" and tags[names.TAG_EARLIER_TRAINING] == "0.000"
+    no_end = client.create_run(tracking.experiment_id(client, EXPERIMENT)).info.run_id
+    client.update_run(no_end, status=names.KILLED)  # ended without an end time (as an old store may hold)
+    assert lifecycle.requeue(client, no_end, "resume", automatic=False) == 2
+    assert float(client.get_run(no_end).data.tags[names.TAG_STOPPED]) == pytest.approx(0.0, abs=0.5)
     raced = ended(client, names.KILLED, {names.TAG_ERROR: "cancelled"})
     client.log_param(raced, f"{names.PARAM_REQUEUE}.2", "1.0")  # another process requeued attempt 2 first
     assert lifecycle.requeue(client, raced, "mine", automatic=False) is None
@@ -163,17 +167,17 @@ def test_the_log_of_a_resumed_attempt_follows_the_earlier_ones_under_a_header(cl
     first, second = tmp_path / "1" / names.LOG_NAME, tmp_path / "2" / names.LOG_NAME  # as settings.run_log names it
     first.parent.mkdir()
     second.parent.mkdir()
-    first.write_text("epoch 1\nepoch 2\n\n")
+    first.write_text("epoch 1\nepoch 2 X\n\n")
     second.write_text("epoch 3\n")
     lifecycle.attach_log(client, run_id, first)
     artifact = f"{names.LOG_DIR}/{names.LOG_NAME}"
     with tempfile.TemporaryDirectory() as folder:
-        assert Path(client.download_artifacts(run_id, artifact, folder)).read_text() == "epoch 1\nepoch 2\n\n"
+        assert Path(client.download_artifacts(run_id, artifact, folder)).read_text() == "epoch 1\nepoch 2 X\n\n"
     lifecycle.set_tags(client, run_id, {names.TAG_ATTEMPT: "2", names.TAG_ATTEMPT_REASON: "the worker died"})
     lifecycle.attach_log(client, run_id, second)
     with tempfile.TemporaryDirectory() as folder:
         whole = Path(client.download_artifacts(run_id, artifact, folder)).read_text()
-    assert whole == "epoch 1\nepoch 2\n\n# ---- attempt 2: the worker died ----\nepoch 3\n"
+    assert whole == "epoch 1\nepoch 2 X\n\n# ---- attempt 2: the worker died ----\nepoch 3\n"  # newlines trimmed
     third = tmp_path / "3" / names.LOG_NAME
     third.parent.mkdir()
     third.write_text("epoch 4 X\t \n")
@@ -258,7 +262,7 @@ def test_running_heartbeats_and_failures_are_recorded_as_people_read_them(client
     except ValueError as e:
         reason, details = lifecycle.failure(e)
     assert reason == "ValueError: first line"
-    assert details.startswith("Traceback (most recent call last):\n") and details.endswith("second line\n")
+    assert details.startswith("Traceback (most recent call last):\n  File ") and details.endswith("second line\n")
     config = lifecycle.config_of(client, client.get_run(run_id))
     assert (config.lr, config.run_name, config.register, config.experiment) == (0.1, "beats", "", EXPERIMENT)
 
