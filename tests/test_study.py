@@ -89,8 +89,11 @@ def test_specs_keep_integers_integers_and_parse_log_and_choices():
 
 
 # --- on the queue ----------------------------------------------------------------------------------
+ENDED: dict = {}  # the 6-trial study as its worker left it: the continue test changes it, and tests run in any order
+
+
 @pytest.fixture(scope="module")
-def ran(client):
+def ran(client, tmp_path_factory):
     """A 6-trial study and a study whose every trial diverges, trained by a worker that is killed with
     kill -9 once the first trial trains, then by a restarted one: (study id, diverging study id, log)."""
     study_id = study.submit(BASE, SPACE, 6, parallel=2, client=client)
@@ -110,19 +113,20 @@ def ran(client):
         first.communicate(timeout=30)
     done = subprocess.run(worker("--burst"), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ENDED.update(status=client.get_run(study_id).info.status, trials=trial_runs(client, study_id),
+                 csv=trials_csv(client, study_id, tmp_path_factory.mktemp("ended")))
     return study_id, failing, done.stdout + done.stderr
 
 
-def test_a_killed_worker_leaves_the_study_to_end_with_exactly_its_trials(client, ran, tmp_path):
+def test_a_killed_worker_leaves_the_study_to_end_with_exactly_its_trials(ran):
     study_id, _, out = ran
-    run = client.get_run(study_id)
-    assert run.info.status == "FINISHED", out[-3000:]
-    runs = trial_runs(client, study_id)
+    assert ENDED["status"] == "FINISHED", out[-3000:]
+    runs = ENDED["trials"]
     numbers = sorted(int(r.data.tags[names.TAG_TRIAL]) for r in runs)
     assert numbers == list(range(6))  # never more than N, no number twice
     assert all(r.data.tags[names.TAG_PARENT] == study_id for r in runs)
     assert any(r.data.tags.get(names.TAG_ATTEMPT) == "2" for r in runs), "the killed trial resumed"
-    rows = trials_csv(client, study_id, tmp_path)
+    rows = ENDED["csv"]
     assert list(rows[0]) == ["number", "run_id", "state", "value", "epochs", "lr", "batch_size"]
     assert [int(r["number"]) for r in rows] == list(range(6))
     assert {r["state"] for r in rows} <= {"COMPLETE", "PRUNED"}
