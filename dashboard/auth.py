@@ -54,9 +54,10 @@ def check_startup(host: str) -> None:
     """Refuse to serve a public address without sign-in, or a sign-in setting that cannot work."""
     from pipeline import settings
 
-    if settings.sign_in() == "mlflow":
+    people = settings.sign_in() == "mlflow"
+    if people:
         settings.use_tracking_credentials()  # the process's own login (artifacts), refused early when unusable
-    if not is_loopback(host) and not configured_password() and settings.sign_in() != "mlflow":
+    if not is_loopback(host) and not configured_password() and not people:
         raise AuthError(f"RUNBOARD_HOST={host} exposes the dashboard beyond this machine: set RUNBOARD_PASSWORD "
                         "(or `password` in .streamlit/secrets.toml) first, or bind to 127.0.0.1")
 
@@ -191,6 +192,6 @@ def _signed_in_as() -> None:
     with st.sidebar:
         st.caption(f"Signed in as **{person.username}**{' (MLflow admin)' if person.is_admin else ''}")
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
-            for name in ("authenticated", people.KEY, "person_client"):
-                st.session_state.pop(name, None)
+            st.session_state.pop("authenticated", None)
+            people.sign_out()
             st.rerun()

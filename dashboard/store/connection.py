@@ -43,12 +43,15 @@ def _client(uri: str) -> MlflowClient:
     return tracking.connect()
 
 
+PERSON, PERSON_CLIENT = "person", "person_client"  # session state: who signed in (store/people.py), their client
+
+
 def person():
     """The person this browser session signed in as (store/people.py), or None: nobody signs in, or this is
     no page session (a bench or test calling the store directly)."""
     if get_script_run_ctx(suppress_warning=True) is None:
         return None
-    return st.session_state.get("person")
+    return st.session_state.get(PERSON)
 
 
 def client() -> MlflowClient:
@@ -57,13 +60,13 @@ def client() -> MlflowClient:
     signed_in = person()
     if signed_in is None:
         return _client(uri())
-    made = st.session_state.get("person_client")
+    made = st.session_state.get(PERSON_CLIENT)
     if made is None or made[0] != (uri(), signed_in.username):
         from dashboard.store import mlflow_internals
 
         _client(uri())  # the server answers, and this process holds its own login (artifacts travel with it)
         made = (uri(), signed_in.username), mlflow_internals.client_as(uri(), signed_in.username, signed_in.password)
-        st.session_state["person_client"] = made
+        st.session_state[PERSON_CLIENT] = made
     return made[1]
 
 

@@ -28,7 +28,7 @@ NEEDS = {  # what MLflow asks of a person for each action a page offers, and how
 }
 CURRENT = "/api/2.0/mlflow/users/current"
 PERMISSION = "/api/3.0/mlflow/users/permissions/get"  # a person may ask it about themselves
-KEY = "person"
+KEY = connection.PERSON
 
 
 class SignInRefused(ValueError):
@@ -60,6 +60,12 @@ def sign_in(username: str, password: str) -> Person:
     except (urllib.error.URLError, OSError, KeyError, ValueError) as e:
         raise TrackingError(f"cannot reach the MLflow tracking server {uri()}: {getattr(e, 'reason', e)}") from None
     return Person(user["username"], password, bool(user.get("is_admin")))
+
+
+def sign_out() -> None:
+    """Forget who this browser session signed in as, and the client that called MLflow as them."""
+    for name in (KEY, connection.PERSON_CLIENT):
+        st.session_state.pop(name, None)
 
 
 def current() -> Person | None:
