@@ -114,3 +114,126 @@ def test_cuda_requested_without_gpu_is_a_clear_error():
         pytest.skip("this machine has a GPU")
     with pytest.raises(TrainingError, match="no CUDA GPU is available"):
         engine.pick_device("cuda")
+
+
+# --- the engine's parts on hand-made inputs: each figure is computed here independently ------------
+
+def test_each_optimizer_gets_the_configured_learning_rate_and_decay():
+    cpu = torch.device("cpu")
+    expected = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    for kind, cls in expected.items():
+        opt = engine.make_optimizer(torch.nn.Linear(2, 2), RunConfig(optimizer=kind, lr=0.123, weight_decay=0.01),
+                                    cpu)
+        group = opt.param_groups[0]
+        assert type(opt) is cls and group["lr"] == 0.123 and group["weight_decay"] == 0.01, kind
+        assert group["fused"] is True and len(group["params"]) == 2, kind
+        if kind == "sgd":
+            assert group["momentum"] == 0.9 and group["nesterov"] is True
+
+
+def test_steps_per_epoch_shards_the_images_and_the_batch():
+    assert engine.steps_per_epoch(10, 3) == 4
+    assert engine.steps_per_epoch(10, 3, world=2) == 3   # 5 images per process, 2 per step
+    assert engine.steps_per_epoch(1293, 128) == 11 and engine.steps_per_epoch(1293, 128, 2) == 11
+
+
+class _Bar:
+    """Stands in for tqdm: counts updates and keeps the last postfix."""
+
+    def __init__(self):
+        self.n, self.postfix = 0, None
+
+    def update(self, n):
+        self.n += n
+
+    def set_postfix(self, **values):
+        self.postfix = values
+
+
+def test_step_losses_reach_the_tracker_every_log_every_steps_with_their_own_steps():
+    rec = _Recorder()
+    log = engine._StepLog(rec, _Bar())
+    for step in range(7, 7 + engine.LOG_EVERY - 1):
+        log.add(step, torch.tensor(float(step)))
+    assert rec.rows == []  # one host read per interval, not per step
+    log.add(7 + engine.LOG_EVERY - 1, torch.tensor(0.5))
+    assert [s for _, s, _ in rec.rows] == list(range(7, 7 + engine.LOG_EVERY))
+    assert [v for _, _, v in rec.rows][:2] == [7.0, 8.0] and log.bar.postfix["loss"] == "0.5000"
+    log.flush()
+    assert len(rec.rows) == engine.LOG_EVERY  # nothing pending: nothing written twice
+
+
+def test_a_non_finite_step_loss_names_its_own_step():
+    log = engine._StepLog(_Recorder(), _Bar())
+    for step, loss in ((7, 1.0), (8, 1.0), (9, float("inf"))):
+        log.add(step, torch.tensor(loss))
+    with pytest.raises(TrainingError, match=r"^loss became inf at step 9; try a lower learning rate$"):
+        log.flush()
+
+
+def _one_epoch(start=None, midway=None):
+    """One epoch of a fixed linear model with lr 0 (it does not change): two batches of 3 and 2 images."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    batches = [(x[:3], y[:3]), (x[3:], y[3:])]
+    bar, rec = _Bar(), _Recorder()
+    cpu = torch.device("cpu")
+    out = engine.train_one_epoch(model, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False),
+                                 torch.nn.CrossEntropyLoss(), batches, cpu, None, 5, engine._StepLog(rec, bar),
+                                 start, midway)
+    with torch.no_grad():
+        logits = model(x)
+    losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    return out, losses, (logits.argmax(1) == y), bar, rec
+
+
+def test_an_epoch_reports_the_mean_loss_and_accuracy_over_every_image():
+    (step, loss, acc), losses, right, bar, rec = _one_epoch()
+    assert 0 < int(right.sum()) < 5  # the accuracy is neither 0 nor 1: a count of wrong ones would differ
+    assert step == 7 and bar.n == 2
+    assert loss == pytest.approx(float(losses.mean()), rel=1e-6) and acc == int(right.sum()) / 5
+    assert [s for _, s, _ in rec.rows] == [6, 7]
+    assert [v for _, _, v in rec.rows] == pytest.approx([float(losses[:3].mean()), float(losses[3:].mean())])
+
+
+def test_an_epoch_cut_off_midway_goes_on_from_its_sums_and_leaves_them_as_they_were():
+    start = {"loss": torch.tensor(10.0), "correct": torch.tensor(2), "seen": 5}
+    seen_midway = []
+    (step, loss, acc), losses, right, _, _ = _one_epoch(
+        start, lambda at, total, correct, seen: seen_midway.append((at, float(total), int(correct), seen)))
+    assert loss == pytest.approx((10 + float(losses.sum())) / 10, rel=1e-6)
+    assert acc == (2 + int(right.sum())) / 10
+    assert float(start["loss"]) == 10.0 and int(start["correct"]) == 2  # the resume state is not changed
+    assert [(at, seen) for at, _, _, seen in seen_midway] == [(6, 8), (7, 10)]
+    assert seen_midway[0][1] == pytest.approx(10 + float(losses[:3].sum()), rel=1e-6)
+    assert seen_midway[0][2] == 2 + int(right[:3].sum())
+
+
+def test_a_given_network_is_the_one_trained_and_returned(digits):
+    net = models.build("mlp", 1, (8, 8), 10)
+    before = [p.detach().clone() for p in net.parameters()]
+    result = engine.fit(RunConfig(model="cnn", epochs=1), digits, progress=False, model=net)
+    assert result.model is net
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_should_stop_is_asked_after_each_epoch_but_the_last_and_ends_training_when_it_says_so(digits, capsys):
+    asked = []
+    config = RunConfig(model="mlp", epochs=3, batch_size=256)
+    full = engine.fit(config, digits, progress=False, should_stop=lambda e: asked.append(e) or False)
+    assert asked == [1, 2] and full.epochs_run == 3
+    stopped = engine.fit(config, digits, should_stop=lambda e: e == 1)
+    assert stopped.epochs_run == 1 and stopped.best_epoch == 1
+    assert "pruned: the study's pruner stopped this trial after epoch 1" in capsys.readouterr().out
+
+
+def test_the_console_shows_each_epoch_by_default(digits, capsys):
+    result = engine.fit(RunConfig(model="mlp", epochs=1, batch_size=256), digits)
+    out, err = capsys.readouterr()
+    row = result.history[0]
+    assert (f"epoch 1: train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+            f"val_accuracy {row['val_accuracy']:.4f}  {row[names.THROUGHPUT]:,.0f} img/s") in out
+    assert "epoch 1/1" in err  # the bar's description: tqdm writes on stderr
