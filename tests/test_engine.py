@@ -1,5 +1,6 @@
 """Training engine on the CPU: schedules, augmentation, accuracy, reproducibility, failures. Run: make test."""
 import math
+import re
 
 import pytest
 import torch
@@ -94,11 +95,19 @@ def test_nan_loss_stops_training_with_a_clear_error(digits, tmp_path):
         engine.fit(RunConfig(model="mlp", epochs=1, weights=str(tmp_path / "nan.pt")), digits, progress=False)
 
 
-def test_early_stopping_restores_the_best_epoch(digits):
+def test_early_stopping_restores_the_best_epoch(digits, capsys):
     config = RunConfig(model="mlp", epochs=40, patience=2, lr=0.05, optimizer="adam", schedule="none",
                        augment="none", weight_decay=0.0)
-    result = engine.fit(config, digits, progress=False)
+    states = []
+    result = engine.fit(config, digits, checkpoint=states.append)
     assert result.epochs_run < 40 and result.epochs_run == result.best_epoch + 2
+    assert "early stop: val_loss has not improved for 2 epochs" in capsys.readouterr().out
+    assert states[-1]["stopped"] and states[-1]["epoch"] == result.epochs_run
+    # an attempt resumed from the stopped checkpoint trains no further epoch and keeps the best weights
+    rec = _Recorder()
+    again = engine.fit(config, digits, rec, progress=False, resume=states[-1])
+    assert rec.rows == [] and again.epochs_run == result.epochs_run and again.best_epoch == result.best_epoch
+    assert again.test.loss == result.test.loss
     losses = [h["val_loss"] for h in result.history]
     assert min(losses) == losses[result.best_epoch - 1]
     # the network handed back is the best epoch's, not the last one's: score it again on val
@@ -135,6 +144,14 @@ def test_steps_per_epoch_shards_the_images_and_the_batch():
     assert engine.steps_per_epoch(10, 3) == 4
     assert engine.steps_per_epoch(10, 3, world=2) == 3   # 5 images per process, 2 per step
     assert engine.steps_per_epoch(1293, 128) == 11 and engine.steps_per_epoch(1293, 128, 2) == 11
+
+
+def test_compile_warms_up_every_batch_size_an_epoch_feeds():
+    assert engine.batch_sizes(1293, 64) == [64, 13]       # 20 full batches, then 13 images
+    assert engine.batch_sizes(1293, 32, world=2) == [32, 7]  # a shard of 647 images per process
+    assert engine.batch_sizes(128, 64) == [64]           # no smaller last batch
+    assert engine.batch_sizes(10, 64) == [10]            # one batch, smaller than asked
+    assert engine.batch_sizes(64, 64) == [64]
 
 
 class _Bar:
@@ -236,4 +253,5 @@ def test_the_console_shows_each_epoch_by_default(digits, capsys):
     row = result.history[0]
     assert (f"epoch 1: train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
             f"val_accuracy {row['val_accuracy']:.4f}  {row[names.THROUGHPUT]:,.0f} img/s") in out
-    assert "epoch 1/1" in err  # the bar's description: tqdm writes on stderr
+    steps = engine.steps_per_epoch(len(digits.train), 256)
+    assert re.search(rf"epoch 1/1: 100%.*\| {steps}/{steps} \[.*(step/s|s/step)", err)  # tqdm writes on stderr

@@ -38,20 +38,24 @@ def _round_trip(state: dict) -> dict:
     return torch.load(buffer, weights_only=True)
 
 
-def test_a_run_resumed_from_epoch_2_ends_exactly_as_the_uninterrupted_one():
+def test_a_run_resumed_from_epoch_2_ends_exactly_as_the_uninterrupted_one(capsys):
     data = datasets.load(CONFIG)
     states = []
     whole = engine.fit(CONFIG, data, progress=False, checkpoint=lambda s: states.append(_round_trip(s)))
     assert [s["epoch"] for s in states] == [1, 2, 3, 4] and states[-1]["stopped"]
-    # killed in epoch 3: the next attempt starts from epoch 2's checkpoint
-    resumed = engine.fit(CONFIG, data, progress=False, resume=states[1])
+    # killed in epoch 3: the next attempt starts from epoch 2's checkpoint, and says so on the console
+    resumed = engine.fit(CONFIG, data, resume=states[1])
+    out, err = capsys.readouterr()
+    assert f"resumed from the checkpoint of epoch 2 (step {states[1]['step']})" in out
+    total = CONFIG.epochs * states[0]["steps_per_epoch"]
+    assert f"| {total}/{total} [" in err  # the bar went on from the checkpoint's step, not from 0
     assert [h[names.VAL_LOSS] for h in resumed.history] == [h[names.VAL_LOSS] for h in whole.history]
     assert resumed.test.accuracy == whole.test.accuracy and resumed.best_epoch == whole.best_epoch
     # a checkpoint of the finished loop resumes to the end at once
     assert engine.fit(CONFIG, data, progress=False, resume=states[-1]).test.accuracy == whole.test.accuracy
 
 
-def test_a_run_resumed_from_the_middle_of_an_epoch_ends_exactly_as_the_uninterrupted_one():
+def test_a_run_resumed_from_the_middle_of_an_epoch_ends_exactly_as_the_uninterrupted_one(capsys):
     data = datasets.load(CONFIG)
     states = []  # checkpoint_every=0: a state after every step, as a long epoch gets every few minutes
     whole = engine.fit(CONFIG, data, progress=False, checkpoint=lambda s: states.append(_round_trip(s)),
@@ -64,7 +68,8 @@ def test_a_run_resumed_from_the_middle_of_an_epoch_ends_exactly_as_the_uninterru
     assert len([s for s in states if not s.get("partial")]) == CONFIG.epochs  # and every epoch's end
     untimed = [{k: v for k, v in h.items() if k not in (names.EPOCH_SECONDS, names.THROUGHPUT)} for h in whole.history]
     for state in (cut, half):  # killed one step into epoch 3, and halfway through it
-        resumed = engine.fit(CONFIG, data, progress=False, resume=state)
+        resumed = engine.fit(CONFIG, data, resume=state)
+        assert f"resumed from the checkpoint within epoch 3 (step {state['step']})" in capsys.readouterr().out
         assert [{k: v for k, v in h.items() if k not in (names.EPOCH_SECONDS, names.THROUGHPUT)}
                 for h in resumed.history] == untimed  # train loss and accuracy of the cut epoch too
         assert resumed.test.accuracy == whole.test.accuracy and resumed.best_epoch == whole.best_epoch

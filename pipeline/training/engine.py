@@ -90,6 +90,13 @@ def steps_per_epoch(images: int, batch_size: int, world: int = 1) -> int:
     return math.ceil(math.ceil(images / world) / math.ceil(batch_size / world))
 
 
+def batch_sizes(images: int, batch: int, world: int = 1) -> list[int]:
+    """The batch sizes one process's epoch feeds (full ones, then its shard's last, smaller one): what
+    --compile builds a graph for before the clock starts."""
+    shard = math.ceil(images / world)
+    return [min(batch, shard)] + ([shard % batch] if shard > batch and shard % batch else [])
+
+
 # ---------------------------------------------------------------------------------------------
 # optimisation
 
@@ -219,11 +226,9 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config.schedule, s, total))
     scaler = hardware.grad_scaler(device, dtype)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    if config.compile:  # the batch sizes an epoch feeds: full ones and the shard's last, smaller one
-        shard = math.ceil(len(train) / world)
-        sizes = [min(batch, shard)] + ([shard % batch] if shard > batch and shard % batch else [])
-        seconds = hardware.warm_up(model, net, criterion, sizes, tuple(data.train.images.shape[1:]),
-                                   len(data.classes), device, dtype, layout)
+    if config.compile:
+        seconds = hardware.warm_up(model, net, criterion, batch_sizes(len(train), batch, world),
+                                   tuple(data.train.images.shape[1:]), len(data.classes), device, dtype, layout)
         tracker.log_metrics({names.COMPILE_SECONDS: seconds}, step=0)
 
     parts = Parts(net, optimizer, scheduler, scaler, gen, device)
