@@ -248,10 +248,37 @@ def test_should_stop_is_asked_after_each_epoch_but_the_last_and_ends_training_wh
 
 
 def test_the_console_shows_each_epoch_by_default(digits, capsys):
+    engine.fit(RunConfig(model="mlp", epochs=1, batch_size=256), digits, progress=False)
+    assert capsys.readouterr() == ("", "")  # a worker's quiet run prints nothing
     result = engine.fit(RunConfig(model="mlp", epochs=1, batch_size=256), digits)
     out, err = capsys.readouterr()
     row = result.history[0]
+    assert row[names.LR] == pytest.approx(RunConfig().lr * engine.ONECYCLE_START)  # the epoch's first step's
     assert (f"epoch 1: train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
             f"val_accuracy {row['val_accuracy']:.4f}  {row[names.THROUGHPUT]:,.0f} img/s") in out
     steps = engine.steps_per_epoch(len(digits.train), 256)
     assert re.search(rf"epoch 1/1: 100%.*\| {steps}/{steps} \[.*(step/s|s/step)", err)  # tqdm writes on stderr
+
+
+def test_each_augmentation_mode_reaches_the_batches(digits):
+    losses = {mode: engine.fit(RunConfig(model="mlp", epochs=1, augment=mode, device="cpu"), digits,
+                               progress=False).history[0][names.TRAIN_LOSS] for mode in ("none", "light", "strong")}
+    assert len(set(losses.values())) == 3, losses
+
+
+def test_freeze_epochs_train_only_the_classifier_first(digits):
+    net = models.build("mlp", 1, (8, 8), 10)
+    head = {id(p) for p in models.classifier(net).parameters()}
+    names_of = {name: id(p) for name, p in net.named_parameters()}
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    states = []
+    engine.fit(RunConfig(model="mlp", epochs=2, freeze_epochs=1, batch_size=256), digits, progress=False,
+               checkpoint=states.append, model=net)
+    for epoch, state in enumerate(states, 1):
+        moved = {k for k, v in state["model"].items() if k in names_of and not torch.equal(v, start[k])}
+        classifier = {k for k in names_of if names_of[k] in head}
+        if epoch == 1:
+            assert moved == classifier, moved
+        else:
+            assert moved == set(names_of), moved  # the whole network, from epoch 2
+    assert all(p.requires_grad for p in net.parameters())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import threading
+import time
 
 import pytest
 import torch
@@ -58,22 +59,36 @@ def test_a_run_resumed_from_epoch_2_ends_exactly_as_the_uninterrupted_one(capsys
 def test_a_run_resumed_from_the_middle_of_an_epoch_ends_exactly_as_the_uninterrupted_one(capsys):
     data = datasets.load(CONFIG)
     states = []  # checkpoint_every=0: a state after every step, as a long epoch gets every few minutes
+    began = time.perf_counter()
     whole = engine.fit(CONFIG, data, progress=False, checkpoint=lambda s: states.append(_round_trip(s)),
                        checkpoint_every=0)
+    took = time.perf_counter() - began
     per_epoch = states[0]["steps_per_epoch"]
     cut = next(s for s in states if s.get("partial") and s["partial"]["epoch"] == 3)
     half = next(s for s in states if s.get("partial") and s["partial"]["epoch"] == 3
                 and s["partial"]["steps"] == per_epoch // 2)
     assert cut["epoch"] == 2 and cut["step"] == 2 * per_epoch + 1 and cut["partial"]["steps"] == 1
     assert len([s for s in states if not s.get("partial")]) == CONFIG.epochs  # and every epoch's end
+    assert 0 < half["partial"]["seconds"] < took and half["stopped"] is False
     untimed = [{k: v for k, v in h.items() if k not in (names.EPOCH_SECONDS, names.THROUGHPUT)} for h in whole.history]
     for state in (cut, half):  # killed one step into epoch 3, and halfway through it
-        resumed = engine.fit(CONFIG, data, resume=state)
+        again = []
+        resumed = engine.fit(CONFIG, data, resume=state, checkpoint=lambda s: again.append(s), checkpoint_every=0)
+        later = [s for s in states if s["step"] > state["step"]]  # its own checkpoints are the same as the first's
+        assert [(s["epoch"], s["step"], (s.get("partial") or {}).get("steps")) for s in again] == \
+            [(s["epoch"], s["step"], (s.get("partial") or {}).get("steps")) for s in later]
         assert f"resumed from the checkpoint within epoch 3 (step {state['step']})" in capsys.readouterr().out
         assert [{k: v for k, v in h.items() if k not in (names.EPOCH_SECONDS, names.THROUGHPUT)}
                 for h in resumed.history] == untimed  # train loss and accuracy of the cut epoch too
         assert resumed.test.accuracy == whole.test.accuracy and resumed.best_epoch == whole.best_epoch
         assert resumed.history[2][names.EPOCH_SECONDS] >= state["partial"]["seconds"]  # the cut epoch's time adds up
+
+
+def test_no_checkpoint_within_an_epoch_before_checkpoint_every_seconds():
+    data = datasets.load(CONFIG)
+    states = []
+    engine.fit(CONFIG, data, progress=False, checkpoint=states.append, checkpoint_every=3600)
+    assert [(s["epoch"], s.get("partial")) for s in states] == [(e, None) for e in range(1, CONFIG.epochs + 1)]
 
 
 def test_a_checkpoint_every_few_seconds_is_a_setting(monkeypatch):
