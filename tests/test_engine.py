@@ -1,6 +1,7 @@
 """Training engine on the CPU: schedules, augmentation, accuracy, reproducibility, failures. Run: make test."""
 import math
 import re
+import time
 
 import pytest
 import torch
@@ -250,9 +251,13 @@ def test_should_stop_is_asked_after_each_epoch_but_the_last_and_ends_training_wh
 def test_the_console_shows_each_epoch_by_default(digits, capsys):
     engine.fit(RunConfig(model="mlp", epochs=1, batch_size=256), digits, progress=False)
     assert capsys.readouterr() == ("", "")  # a worker's quiet run prints nothing
+    began = time.perf_counter()
     result = engine.fit(RunConfig(model="mlp", epochs=1, batch_size=256), digits)
+    took = time.perf_counter() - began
     out, err = capsys.readouterr()
     row = result.history[0]
+    assert 0 < row[names.EPOCH_SECONDS] < took  # the epoch's own time, within the call's
+    assert row[names.THROUGHPUT] == pytest.approx(len(digits.train) / row[names.EPOCH_SECONDS])
     assert row[names.LR] == pytest.approx(RunConfig().lr * engine.ONECYCLE_START)  # the epoch's first step's
     assert (f"epoch 1: train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
             f"val_accuracy {row['val_accuracy']:.4f}  {row[names.THROUGHPUT]:,.0f} img/s") in out
