@@ -27,6 +27,10 @@ def test_schedules():
     onecycle = [engine.lr_factor("onecycle", s, total) for s in range(total + 1)]
     assert onecycle[0] == pytest.approx(0.1) and max(onecycle) == pytest.approx(1.0)
     assert onecycle.index(max(onecycle)) == 25 and onecycle[-1] < 1e-9
+    assert onecycle[12] == pytest.approx(0.1 + 0.9 * 0.12 / 0.25)  # linear warm-up
+    assert engine.lr_factor("step", 50, total) == pytest.approx(0.1)  # the drops happen at 50 % and 75 %
+    assert engine.lr_factor("step", 75, total) == pytest.approx(0.01)
+    assert engine.lr_factor("cosine", 1, 1) < 1e-9 and engine.lr_factor("cosine", 0, 0) == 1.0  # a one-step run
 
 
 def test_augment_keeps_shape_and_light_only_shifts_by_at_most_an_eighth():
@@ -119,10 +123,15 @@ def test_early_stopping_restores_the_best_epoch(digits, capsys):
     assert val_loss != pytest.approx(losses[-1], rel=1e-3)  # the last epoch's weights score differently
 
 
+def test_a_cpu_run_names_its_device_cpu():
+    assert engine.device_name(torch.device("cpu")) == "cpu"
+
+
 def test_cuda_requested_without_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(TrainingError, match="no CUDA GPU is available"):
+    with pytest.raises(TrainingError, match=r"^device cuda was asked for, but no CUDA GPU is available; "
+                                            r"use --device auto or cpu$"):
         engine.pick_device("cuda")
 
 
