@@ -141,10 +141,10 @@ def test_each_optimizer_gets_the_configured_learning_rate_and_decay():
     cpu = torch.device("cpu")
     expected = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     for kind, cls in expected.items():
-        opt = engine.make_optimizer(torch.nn.Linear(2, 2), RunConfig(optimizer=kind, lr=0.123, weight_decay=0.01),
-                                    cpu)
+        opt = engine.make_optimizer(torch.nn.Linear(2, 2), RunConfig(optimizer=kind, lr=0.123, weight_decay=0.02),
+                                    cpu)  # neither torch's default decay (0 or 0.01) nor lr
         group = opt.param_groups[0]
-        assert type(opt) is cls and group["lr"] == 0.123 and group["weight_decay"] == 0.01, kind
+        assert type(opt) is cls and group["lr"] == 0.123 and group["weight_decay"] == 0.02, kind
         assert group["fused"] is True and len(group["params"]) == 2, kind
         if kind == "sgd":
             assert group["momentum"] == 0.9 and group["nesterov"] is True
@@ -252,6 +252,8 @@ def test_should_stop_is_asked_after_each_epoch_but_the_last_and_ends_training_wh
     config = RunConfig(model="mlp", epochs=3, batch_size=256)
     full = engine.fit(config, digits, progress=False, should_stop=lambda e: asked.append(e) or False)
     assert asked == [1, 2] and full.epochs_run == 3
+    engine.fit(config, digits, progress=False, should_stop=lambda e: True)
+    assert capsys.readouterr() == ("", "")  # a quiet trial says nothing when it is pruned either
     stopped = engine.fit(config, digits, should_stop=lambda e: e == 1)
     assert stopped.epochs_run == 1 and stopped.best_epoch == 1
     assert "pruned: the study's pruner stopped this trial after epoch 1" in capsys.readouterr().out
@@ -267,6 +269,8 @@ def test_the_console_shows_each_epoch_by_default(digits, capsys):
     row = result.history[0]
     assert 0 < row[names.EPOCH_SECONDS] < took  # the epoch's own time, within the call's
     assert row[names.THROUGHPUT] == pytest.approx(len(digits.train) / row[names.EPOCH_SECONDS])
+    # the final network scored on the validation split (what a temperature is fitted on) agrees with the log
+    assert len(result.val.labels) == len(digits.val) and result.val.accuracy == pytest.approx(row[names.VAL_ACCURACY])
     assert row[names.LR] == pytest.approx(RunConfig().lr * engine.ONECYCLE_START)  # the epoch's first step's
     assert (f"epoch 1: train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
             f"val_accuracy {row['val_accuracy']:.4f}  {row[names.THROUGHPUT]:,.0f} img/s") in out
