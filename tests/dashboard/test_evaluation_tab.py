@@ -81,10 +81,16 @@ def test_compare_evaluation_shows_the_paired_test_and_galleries(trained_runs):
     assert len(at.image) >= min(24, expected.only_a) + min(24, expected.only_b)
 
 
-def test_the_registry_says_whether_a_move_is_a_real_difference(trained_runs):
+@pytest.fixture(scope="module")
+def registered(trained_runs) -> str:
+    """Two versions of one model, v1 the champion: the Registry and playground tests share it in any order."""
     registry.register_run(trained_runs[0], NAME)
     registry.register_run(trained_runs[2], NAME)
     registry.set_alias(NAME, registry.CHAMPION, 1)
+    return NAME
+
+
+def test_the_registry_says_whether_a_move_is_a_real_difference(registered):
     store.forget_model_versions()
     at = AppTest.from_file(str(APP.parent / "views" / "registry.py"), default_timeout=120).run()
     at.selectbox(key="alias_model").set_value(NAME).run()
@@ -95,9 +101,7 @@ def test_the_registry_says_whether_a_move_is_a_real_difference(trained_runs):
     assert "scored lower" in at.warning[0].value  # the existing confirmation stays beside it
 
 
-def test_the_playground_shows_calibrated_probabilities_and_says_so(trained_runs):
-    if str(MlflowClient().get_registered_model(NAME).aliases.get(registry.CHAMPION)) != "1":
-        registry.set_alias(NAME, registry.CHAMPION, 1)
+def test_the_playground_shows_calibrated_probabilities_and_says_so(registered):
     store.forget_model_versions()
     at = AppTest.from_file(str(APP.parent / "views" / "playground.py"), default_timeout=180)
     at.query_params.update(model=NAME, ref="1")
