@@ -1,4 +1,5 @@
 """Training engine on the CPU: schedules, augmentation, accuracy, reproducibility, failures. Run: make test."""
+import dataclasses
 import math
 import re
 import time
@@ -282,6 +283,9 @@ def test_each_augmentation_mode_reaches_the_batches(digits):
     losses = {mode: engine.fit(RunConfig(model="mlp", epochs=1, augment=mode, device="cpu"), digits,
                                progress=False).history[0][names.TRAIN_LOSS] for mode in ("none", "light", "strong")}
     assert len(set(losses.values())) == 3, losses
+    flipped = dataclasses.replace(digits, flip=True)  # a folder whose classes allow mirrors
+    mirrored = engine.fit(RunConfig(model="mlp", epochs=1, augment="light", device="cpu"), flipped, progress=False)
+    assert mirrored.history[0][names.TRAIN_LOSS] != losses["light"]
 
 
 def test_freeze_epochs_train_only_the_classifier_first(digits):
