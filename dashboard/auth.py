@@ -171,7 +171,7 @@ def _check(username: str, typed: str, password: str) -> bool | None:
     if not username:
         return bool(password) and hmac.compare_digest(typed.encode(), password.encode())
     try:
-        st.session_state[people.KEY] = people.sign_in(username.strip(), typed)
+        people.keep(people.sign_in(username.strip(), typed))
     except people.SignInRefused:
         return False
     except people.TrackingError as e:

@@ -28,7 +28,6 @@ NEEDS = {  # what MLflow asks of a person for each action a page offers, and how
 }
 CURRENT = "/api/2.0/mlflow/users/current"
 PERMISSION = "/api/3.0/mlflow/users/permissions/get"  # a person may ask it about themselves
-KEY = connection.PERSON
 
 
 class SignInRefused(ValueError):
@@ -62,9 +61,14 @@ def sign_in(username: str, password: str) -> Person:
     return Person(user["username"], password, bool(user.get("is_admin")))
 
 
+def keep(person: Person) -> None:
+    """Remember who this browser session signed in as: every MLflow call of the session is then made as them."""
+    st.session_state[connection.PERSON] = person
+
+
 def sign_out() -> None:
     """Forget who this browser session signed in as, and the client that called MLflow as them."""
-    for name in (KEY, connection.PERSON_CLIENT):
+    for name in (connection.PERSON, connection.PERSON_CLIENT):
         st.session_state.pop(name, None)
 
 
