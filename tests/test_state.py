@@ -5,25 +5,26 @@ Run: .venv/bin/python -m pytest tests/test_state.py -q (tiny CPU tensors: second
 """
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from pipeline.training.state import CHECKPOINT_VERSION, Parts, training_state, unfit
 
 
-def _parts(seed: int = 0, scale: float = 1024.0) -> Parts:
+def _parts(seed: int = 0, scale: float = 1024.0, device: str = "cpu") -> Parts:
     torch.manual_seed(seed)
-    net = nn.Linear(3, 2)
+    net = nn.Linear(3, 2).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    scaler = torch.amp.GradScaler("cpu", init_scale=scale)  # enabled, so that its state is not empty
-    gen = torch.Generator().manual_seed(seed + 1)
-    return Parts(net, optimizer, scheduler, scaler, gen, torch.device("cpu"))
+    scaler = torch.amp.GradScaler(device, init_scale=scale)  # enabled, so that its state is not empty
+    gen = torch.Generator(device).manual_seed(seed + 1)
+    return Parts(net, optimizer, scheduler, scaler, gen, torch.device(device))
 
 
 def _train_a_step(parts: Parts) -> None:
     """Draws from both random streams and uses the momentum and learning rate, as an epoch does."""
-    x = torch.randn(4, 3, generator=parts.gen) + torch.rand(1)
+    x = torch.randn(4, 3, generator=parts.gen, device=parts.device) + torch.rand(1, device=parts.device)
     parts.optimizer.zero_grad()
     parts.net(x).sum().backward()
     parts.optimizer.step()
@@ -80,3 +81,36 @@ def test_unfit_names_the_version_and_steps_that_do_not_fit():
 def test_unfit_refuses_a_checkpoint_past_the_runs_epochs():
     state = {"version": CHECKPOINT_VERSION, "steps_per_epoch": 8, "epoch": 5}
     assert unfit(state, per_epoch=8, epochs=3) == "the checkpoint is of epoch 5, past the run's 3 epochs"
+
+
+def test_a_gpu_checkpoint_resumes_on_a_cpu_worker():
+    """A run checkpointed on a GPU node may be resumed on a CPU-only one (a Ray cluster mixes them): the GPU's
+    stream is kept in the file but not used, and the CPU streams come back as saved."""
+    parts = _parts()
+    state = training_state(parts, epoch=1, steps_per_epoch=3)
+    state["rng"]["cuda"] = torch.zeros(16, dtype=torch.uint8)  # what a GPU run adds beside the CPU streams
+    expected = torch.rand(3)
+    resumed = _parts(seed=5)
+    resumed.load(state)
+    assert torch.equal(torch.rand(3), expected)
+    assert "cuda" not in training_state(resumed, epoch=1, steps_per_epoch=3)["rng"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_device_stream_is_saved_and_restored():
+    """Dropout on the GPU draws from the device's own generator, which torch.get_rng_state does not cover."""
+    parts = _parts(device="cuda")
+    _train_a_step(parts)
+    state = training_state(parts, epoch=1, steps_per_epoch=3)
+    assert state["rng"]["cuda"].device.type == "cpu" and state["model"]["weight"].device.type == "cpu"
+    expected = torch.rand(5, device="cuda")
+    torch.rand(9, device="cuda")
+    resumed = _parts(seed=5, device="cuda")
+    resumed.load(state, rng=False)  # leaves the device stream where it is
+    assert not torch.equal(torch.rand(5, device="cuda"), expected)
+    resumed.load(state)
+    assert torch.equal(torch.rand(5, device="cuda"), expected)
+    cpu_checkpoint = training_state(_parts(), epoch=1, steps_per_epoch=3)
+    resumed.load({**cpu_checkpoint, "model": state["model"]})  # a CPU run's checkpoint has no device stream
+    assert all(p.is_cuda for p in resumed.net.parameters())
