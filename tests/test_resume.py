@@ -128,20 +128,21 @@ def test_checkpoints_are_the_runs_artifacts_in_two_slots_written_in_turn(client)
     assert checkpoints.load(client, run_id) is None
     writer = checkpoints.CheckpointWriter(client, run_id)
     for epoch in (1, 2):
-        writer({"epoch": epoch, "weights": torch.full((3,), float(epoch)), "rng": torch.get_rng_state()})
+        writer({"epoch": epoch, "step": 10 * epoch, "weights": torch.full((3,), float(epoch)),
+                "rng": torch.get_rng_state()})
         writer.wait()
         assert client.get_run(run_id).data.tags[names.TAG_CHECKPOINT_FILE] == checkpoints.SLOTS[epoch - 1]
     held = _HeldUploads(client)  # epoch 3's upload waits until epoch 4 has come, however fast the machine
     writer.client = held
-    writer({"epoch": 3, "weights": torch.zeros(3)})  # while epoch 3's upload goes on, epoch 4's is skipped
-    writer({"epoch": 4, "weights": torch.zeros(3)})
+    writer({"epoch": 3, "step": 30, "weights": torch.zeros(3)})  # while epoch 3's upload goes on, epoch 4's is skipped
+    writer({"epoch": 4, "step": 40, "weights": torch.zeros(3)})
     held.release.set()
     writer.close()
     writer.client = client
     assert writer.skipped == 1 and client.get_run(run_id).data.tags[names.TAG_CHECKPOINT] == "3"
     # a resumed attempt writes first the slot it did not resume from
     writer = checkpoints.CheckpointWriter(client, run_id)
-    writer({"epoch": 2, "weights": torch.full((3,), 2.0), "rng": torch.get_rng_state()})
+    writer({"epoch": 2, "step": 20, "weights": torch.full((3,), 2.0), "rng": torch.get_rng_state()})
     writer.close()
     assert sorted(a.path for a in client.list_artifacts(run_id, names.CHECKPOINT_DIR)) == list(checkpoints.SLOTS)
     state = checkpoints.load(client, run_id)
@@ -155,7 +156,7 @@ def test_checkpoints_are_the_runs_artifacts_in_two_slots_written_in_turn(client)
 def test_an_upload_cut_off_by_a_kill_spares_the_complete_checkpoint(client, tmp_path):
     run_id = jobs.submit(CONFIG, client=client)
     writer = checkpoints.CheckpointWriter(client, run_id)
-    writer({"epoch": 1, "weights": torch.ones(3)})
+    writer({"epoch": 1, "step": 10, "weights": torch.ones(3)})
     writer.close()  # complete: checkpoints/a.pt, named by the tag
     buffer = io.BytesIO()
     torch.save({"epoch": 2, "weights": torch.full((3,), 2.0)}, buffer)

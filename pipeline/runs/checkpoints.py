@@ -64,7 +64,7 @@ class CheckpointWriter:
             t1 = time.perf_counter()
             self.client.log_artifact(self.run_id, str(path), names.CHECKPOINT_DIR)
             lifecycle.set_tags(self.client, self.run_id, {names.TAG_CHECKPOINT: state["epoch"],
-                                                          names.TAG_CHECKPOINT_STEP: state.get("step", ""),
+                                                          names.TAG_CHECKPOINT_STEP: state["step"],
                                                           names.TAG_CHECKPOINT_FILE: slot})
             self.complete = slot
             self.timings.append({"save_s": t1 - t0, "upload_s": time.perf_counter() - t1,
