@@ -104,5 +104,6 @@ def test_compile_happens_in_the_logged_warm_up_and_trains_like_eager(digits, mon
     assert after_warm_up["graphs"] == before + 2  # a full batch and the last, smaller one
     assert counters["stats"]["unique_graphs"] == after_warm_up["graphs"]  # nothing compiled inside an epoch
     eager = engine.fit(RunConfig(model="mlp", epochs=1), digits, progress=False)
+    assert counters["stats"]["unique_graphs"] == after_warm_up["graphs"]  # a run without --compile compiles nothing
     assert abs(result.test.accuracy - eager.test.accuracy) < 0.05  # measured 0.780 vs 0.788: fused float sums
     assert not any(k.startswith("_orig_mod") for k in result.model.state_dict())  # the plain model is logged
