@@ -46,6 +46,7 @@ def test_submit_creates_a_scheduled_run_with_the_full_config(client):
     assert run.info.status == "SCHEDULED" and run.info.run_name == "queued-cnn"
     assert run.data.params == config.to_params()
     assert names.TAG_QUEUED in run.data.tags and run.data.tags[names.TAG_REGISTER] == "queued-model"
+    assert (run.data.tags[names.TAG_SOURCE_NAME], run.data.tags[names.TAG_SOURCE_TYPE]) == ("runboard queue", "JOB")
     assert lifecycle.config_of(client, run) == config  # the worker rebuilds exactly what was submitted
     assert run_id in [r.info.run_id for r in jobs.queued(client)]
     jobs.cancel(run_id, client)
@@ -103,6 +104,84 @@ def test_cancel_a_queued_run_ends_it_killed_without_starting(client):
     assert not lifecycle.claim(client, run_id, lifecycle.Claim("late-worker", lifecycle.process_key(), time.time()))
 
 
+def test_cancel_claims_the_current_attempt_of_a_queued_run(client):
+    """The claim is what stops a worker that saw the run queued a moment earlier: it must be the cancel's own,
+    on the attempt the run is on (a resumed run is on its second)."""
+    run_id = submitted(client)
+    jobs.cancel(run_id, client)
+    claim = lifecycle.Claim.of(client.get_run(run_id))
+    assert (claim.owner, claim.process) == (jobs.CANCEL_OWNER, lifecycle.process_key())
+    assert "attempt 2" in jobs.resume(run_id, client)
+    assert jobs.cancel(run_id, client) == f"run {run_id} removed from the queue: it ends KILLED without starting"
+    run = client.get_run(run_id)
+    assert lifecycle.attempt_of(run) == 2 and lifecycle.Claim.of(run).owner == jobs.CANCEL_OWNER
+
+
+def test_cancelling_a_run_whose_worker_is_gone_ends_it_here_with_the_reason(client):
+    """Nobody would act on a stop request: the cancel ends the run itself, KILLED, saying why."""
+    run_id = orphan(client, lifecycle.process_key().rsplit("/", 2)[0] + "/999999/1.00", heartbeat_age=1)
+    why = "its worker elsewhere:7 stopped (killed or crashed) while the run was in progress"
+    assert jobs.cancel(run_id, client) == f"run {run_id} ended KILLED ({why})"
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags[names.TAG_ERROR] == f"cancelled; {why}"
+
+
+def ended(client, status: str, reason: str = "", params: dict[str, str] | None = None) -> str:
+    """A queue run (of CONFIG unless `params` are given) that ended `status`, with `reason` as its error if any."""
+    params = CONFIG.to_params() if params is None else params
+    run_id = lifecycle.schedule(client, tracking.experiment_id(client, EXPERIMENT), "ended", params,
+                                {names.TAG_QUEUED: f"{time.time():.6f}"})
+    lifecycle.finish(client, run_id, status, reason)
+    return run_id
+
+
+def test_resume_says_why_it_refuses_and_records_why_the_run_ended(client):
+    bare = ended(client, names.FAILED, params={})  # no params and no sweep mark: nothing to continue
+    with pytest.raises(jobs.JobError) as refused:
+        jobs.resume(bare, client)
+    assert str(refused.value) == f"run {bare} trained nothing itself (a sweep's parent?); resume its runs instead"
+    broken = ended(client, names.FAILED, params={**CONFIG.to_params(), "model": "no-such-model"})
+    with pytest.raises(jobs.JobError, match=rf"^run {broken} cannot be resumed: .*no-such-model"):
+        jobs.resume(broken, client)
+    for run_id, status, reason, after in ((ended(client, names.FAILED, "OSError: disk full"), names.FAILED,
+                                           "OSError: disk full", "OSError: disk full"),
+                                          (ended(client, names.KILLED), names.KILLED, "", "KILLED")):
+        jobs.resume(run_id, client)
+        history = client.get_run(run_id).data.tags[names.TAG_ATTEMPT_HISTORY]
+        assert history == f"attempt 2 (by hand): resumed by hand after: {after}"
+        jobs.cancel(run_id, client)
+
+
+def test_an_automatic_retry_of_a_run_that_died_without_a_word_says_it_died(client, monkeypatch):
+    monkeypatch.setenv("RUNBOARD_MAX_ATTEMPTS", "3")
+    run_id = ended(client, names.FAILED)
+    assert jobs.retry(client, run_id) == 2
+    assert client.get_run(run_id).data.tags[names.TAG_ATTEMPT_REASON] == "it died"
+    jobs.cancel(run_id, client)
+
+
+def test_queue_requests_go_to_the_store_of_the_client_given(client, store, tmp_path):
+    """The dashboard and the worker pass their own client (a server, a signed-in person): nothing may fall back to
+    the environment's store."""
+    from mlflow import MlflowClient
+
+    from tests.planted import plain_folder
+
+    other = MlflowClient(f"sqlite:///{tmp_path / 'other.db'}")
+    run_id = jobs.submit(CONFIG, client=other)
+    parent, swept = jobs.submit_sweep([CONFIG, CONFIG], "grid", {"seed": [0, 0]}, client=other)
+    plain_folder(store / "data" / "jobs-other-store", {"a": 3, "b": 3})
+    audit = jobs.submit_audit(dataclasses.replace(CONFIG, dataset="imagefolder:jobs-other-store"), folds=2,
+                              client=other)
+    for queued_id in (run_id, parent, *swept, audit):
+        assert other.get_run(queued_id)
+        with pytest.raises(jobs.JobError, match="no run"):
+            jobs.get(client, queued_id)
+    assert "removed from the queue" in jobs.cancel(run_id, other)
+    assert "attempt 2" in jobs.resume(run_id, other)
+    assert other.get_run(run_id).info.status == names.SCHEDULED
+
+
 def test_cancel_refuses_unknown_and_non_queue_runs(client):
     with pytest.raises(jobs.JobError, match="no run"):
         jobs.cancel("0" * 32, client)
@@ -117,7 +196,8 @@ def test_cancel_a_running_run_asks_its_worker(client):
     run_id = submitted(client)
     assert lifecycle.claim(client, run_id, lifecycle.Claim("vm:1", lifecycle.process_key(), time.time()))  # a live owner: us
     client.update_run(run_id, "RUNNING")
-    assert "stop requested" in jobs.cancel(run_id, client)
+    assert jobs.cancel(run_id, client) == (f"run {run_id}: stop requested; its worker stops it within seconds and it "
+                                           "ends KILLED, keeping what it logged")
     run = client.get_run(run_id)
     assert run.info.status == "RUNNING" and names.TAG_CANCEL in run.data.tags
     client.set_terminated(run_id, "KILLED")
@@ -174,6 +254,8 @@ def test_submit_sweep_groups_runs_under_a_parent(client):
     assert p.info.status == "FINISHED" and p.data.tags[names.TAG_SWEEP] == "grid"
     assert p.info.run_name == "sweep (grid, 4 runs)" and configs[0].run_name.startswith("sweep-01 ")  # not the 1st run's
     assert p.data.tags[names.TAG_SWEEP_RUNS].split(",") == run_ids
+    assert p.data.tags[names.TAG_NOTE] == ("Grid sweep of 4 runs over lr in [0.001, 0.01], batch_size in [32], "
+                                           "seed in [0, 1].")
     for run_id, config in zip(run_ids, configs):
         run = client.get_run(run_id)
         assert run.info.status == "SCHEDULED" and run.data.tags[names.TAG_PARENT] == parent

@@ -51,7 +51,7 @@ def orphan_reason(run: Run, now: float | None = None) -> str | None:
 
 
 # --- reading the queue -----------------------------------------------------------------------
-def search(client: MlflowClient, where: str = "", order_by: list[str] | None = None,
+def search(client: MlflowClient, where: str, order_by: list[str] | None = None,
            max_results: int = 1000, experiment: str | None = None) -> list[Run]:
     """Queue runs matching `where` (an MLflow filter), `order_by` as given: of every experiment, or of
     the one named `experiment`."""
@@ -62,7 +62,7 @@ def search(client: MlflowClient, where: str = "", order_by: list[str] | None = N
         ids = [found.experiment_id] if found else []
     if not ids:
         return []
-    query = f'tags."{names.TAG_QUEUED}" IS NOT NULL' + (f" AND {where}" if where else "")
+    query = f'tags."{names.TAG_QUEUED}" IS NOT NULL AND {where}'
     return list(client.search_runs(ids, filter_string=query, order_by=order_by, max_results=max_results))
 
 
