@@ -167,13 +167,18 @@ def test_queue_requests_go_to_the_store_of_the_client_given(client, store, tmp_p
 
     from tests.planted import plain_folder
 
-    other = MlflowClient(f"sqlite:///{tmp_path / 'other.db'}")
+    uri = f"sqlite:///{tmp_path / 'other.db'}"
+    other = MlflowClient(uri, registry_uri=uri)
     run_id = jobs.submit(CONFIG, client=other)
     parent, swept = jobs.submit_sweep([CONFIG, CONFIG], "grid", {"seed": [0, 0]}, client=other)
     plain_folder(store / "data" / "jobs-other-store", {"a": 3, "b": 3})
     audit = jobs.submit_audit(dataclasses.replace(CONFIG, dataset="imagefolder:jobs-other-store"), folds=2,
                               client=other)
-    for queued_id in (run_id, parent, *swept, audit):
+    source = source_run(other, "queue-unit-prune")
+    other.create_registered_model("jobs-prune-other")
+    other.create_model_version("jobs-prune-other", f"runs:/{source}/model", source)
+    pruning = jobs.submit_prune("models:/jobs-prune-other/1", "channels:0.5", client=other)
+    for queued_id in (run_id, parent, *swept, audit, pruning):
         assert other.get_run(queued_id)
         with pytest.raises(jobs.JobError, match="no run"):
             jobs.get(client, queued_id)
