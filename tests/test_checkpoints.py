@@ -31,7 +31,7 @@ class Recorder:
         self.flushed += 1
 
 
-def warnings(captured) -> list[str]:
+def warning_lines(captured) -> list[str]:
     """The warning lines written to stderr, among MLflow's progress bars; stdout must stay clean."""
     assert captured.out == ""
     return [line for line in captured.err.splitlines() if line.startswith("warning")]
@@ -58,34 +58,26 @@ def run(store):
     jobs.cancel(run_id, client)
 
 
-def test_every_state_offered_while_an_upload_goes_on_is_skipped_and_counted(store):
-    client = tracking.connect()
-    run_id = jobs.submit(RunConfig(dataset="digits", model="mlp", epochs=1, experiment="checkpoints-unit"), client=client)
-    try:
-        writer = checkpoints.CheckpointWriter(client, run_id)
-        upload = threading.Event()
-        writer._thread = threading.Thread(target=upload.wait)  # an upload still going, held until we let it end
-        writer._thread.start()
-        writer({"epoch": 1})
-        writer({"epoch": 2})
-        upload.set()
-        writer.close()
-        assert writer.skipped == 2 and checkpoints.load(client, run_id) is None
-    finally:
-        jobs.cancel(run_id, client)
+def test_every_state_offered_while_an_upload_goes_on_is_skipped_and_counted(run):
+    client, run_id = run
+    writer = checkpoints.CheckpointWriter(client, run_id)
+    upload = threading.Event()
+    writer._thread = threading.Thread(target=upload.wait)  # an upload still going, held until we let it end
+    writer._thread.start()
+    writer({"epoch": 1})
+    writer({"epoch": 2})
+    upload.set()
+    writer.close()
+    assert writer.skipped == 2 and checkpoints.load(client, run_id) is None
 
 
-def test_a_checkpoint_tags_the_epoch_and_the_step_it_holds(store):
-    client = tracking.connect()
-    run_id = jobs.submit(RunConfig(dataset="digits", model="mlp", epochs=1, experiment="checkpoints-unit"), client=client)
-    try:
-        writer = checkpoints.CheckpointWriter(client, run_id)
-        writer({"epoch": 2, "step": 37})
-        writer.close()
-        tags = client.get_run(run_id).data.tags
-        assert (tags[names.TAG_CHECKPOINT], tags[names.TAG_CHECKPOINT_STEP]) == ("2", "37")
-    finally:
-        jobs.cancel(run_id, client)
+def test_a_checkpoint_tags_the_epoch_and_the_step_it_holds(run):
+    client, run_id = run
+    writer = checkpoints.CheckpointWriter(client, run_id)
+    writer({"epoch": 2, "step": 37})
+    writer.close()
+    tags = client.get_run(run_id).data.tags
+    assert (tags[names.TAG_CHECKPOINT], tags[names.TAG_CHECKPOINT_STEP]) == ("2", "37")
 
 
 def test_the_upload_runs_in_a_daemon_thread_and_reports_its_timings(run):
@@ -110,7 +102,7 @@ def test_a_state_that_cannot_be_saved_is_a_warning_and_training_goes_on(run, cap
     writer = checkpoints.CheckpointWriter(client, run_id)
     writer({"epoch": 3, "step": 9, "unsaveable": lambda: 0})  # torch.save cannot pickle a lambda
     writer.close()
-    [warning] = warnings(capsys.readouterr())
+    [warning] = warning_lines(capsys.readouterr())
     assert warning.startswith("warning: the checkpoint of epoch 3 was not saved: ")
     assert names.TAG_CHECKPOINT_FILE not in client.get_run(run_id).data.tags and writer.timings == []
 
@@ -128,7 +120,7 @@ def test_a_checkpoint_that_would_need_unpickling_is_refused_and_the_other_slot_r
     state = checkpoints.load(client, run_id)
     assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(2))
     err = capsys.readouterr()
-    [warning] = warnings(err)
+    [warning] = warning_lines(err)
     assert warning.startswith(f"warning: {checkpoints.SLOTS[1]} of run {run_id} cannot be read (")
 
 
@@ -138,7 +130,7 @@ def test_no_readable_checkpoint_says_training_starts_over(run, capsys, tmp_path)
     client.log_artifact(run_id, str(tmp_path / "a.pt"), names.CHECKPOINT_DIR)
     capsys.readouterr()
     assert checkpoints.load(client, run_id) is None
-    assert warnings(capsys.readouterr())[-1] == (f"warning: no checkpoint of run {run_id} can be read; "
+    assert warning_lines(capsys.readouterr())[-1] == (f"warning: no checkpoint of run {run_id} can be read; "
                                                  "training starts over")
 
 
