@@ -33,9 +33,18 @@ def _experiments(uri: str) -> pd.DataFrame:
                          for e in found], columns=["experiment_id", "name", "last_update"])
 
 
-def experiments() -> pd.DataFrame:
-    """Active experiments (experiment_id, name, last_update), most recently updated first."""
-    return _experiments(cache_key()).sort_values("last_update", ascending=False, ignore_index=True)
+def experiments(named: str | None = None) -> pd.DataFrame:
+    """Active experiments (experiment_id, name, last_update), most recently updated first.
+
+    `named`: an experiment a link asks for. A listing cached before it was created is read again rather than
+    telling the person it does not exist.
+    """
+    found = _experiments(cache_key())
+    if named and named not in set(found["name"]):
+        _experiments.clear(cache_key())
+        _run_counts.clear(cache_key())  # its count would be as old
+        found = _experiments(cache_key())
+    return found.sort_values("last_update", ascending=False, ignore_index=True)
 
 
 def _search_failed(e: MlflowException, filter_string: str) -> Exception:

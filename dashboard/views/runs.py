@@ -25,11 +25,11 @@ PARAM_FILTERS = (("Dataset", "dataset"), ("Model", "model"))  # key: filter_<lab
 
 def pick_experiment() -> tuple[str, str]:
     """The experiment from the URL, else the one with the newest run; kept in the URL."""
-    experiments = store.experiments()
+    wanted = st.query_params.get("experiment")
+    experiments = store.experiments(named=wanted)
     counts = store.run_counts()  # None where the store cannot count: the names alone
     experiment_names = list(experiments["name"])
     ids = dict(zip(experiments["name"], experiments["experiment_id"]))
-    wanted = st.query_params.get("experiment")
     if wanted and wanted not in experiment_names:
         st.warning(f"No experiment named **{wanted}** in this store: showing the newest one instead.",
                    icon=":material/search_off:")

@@ -192,6 +192,23 @@ def test_an_unknown_experiment_in_the_link_is_named(trained_runs):
     assert not at.exception and "No experiment named **nope**" in texts(at.warning)
 
 
+def test_a_link_to_an_experiment_made_after_the_listing_opens_it(trained_runs):
+    """The experiment listing is cached for seconds; a link to one created since must open it, not deny it."""
+    from mlflow import MlflowClient
+
+    assert open_page(experiment="tests").selectbox(key="experiment").value == "tests"  # the listing is now cached
+    client = MlflowClient()
+    experiment_id = client.create_experiment("made-after-the-listing")
+    client.set_terminated(client.create_run(experiment_id, run_name="fresh").info.run_id)
+    try:
+        at = open_page(experiment="made-after-the-listing")
+        assert not at.exception and not at.warning
+        assert at.selectbox(key="experiment").value == "made-after-the-listing"
+        assert list(at.dataframe[0].value["name"]) == ["fresh"]
+    finally:
+        client.delete_experiment(experiment_id)
+
+
 def test_an_unknown_page_path_is_named():
     from dashboard import ui
 
