@@ -19,9 +19,24 @@ def _model_versions(uri: str) -> list:
         raise store_failed(e, "the model registry") from None
 
 
-def model_versions() -> list:
-    """Every registered model version (pipeline.serving.registry.ModelVersionInfo), by name, newest first."""
-    return _model_versions(cache_key())
+def model_versions(named: str | None = None, ref: str | None = None) -> list:
+    """Every registered model version (pipeline.serving.registry.ModelVersionInfo), by name, newest first.
+
+    `named` and `ref`: a model and version or alias a link asks for. A listing cached before they were registered
+    is read again rather than telling the person they do not exist.
+    """
+    found = _model_versions(cache_key())
+    if named and not _offers(found, named, ref):
+        _model_versions.clear(cache_key())
+        found = _model_versions(cache_key())
+    return found
+
+
+def _offers(versions: list, name: str, ref: str | None) -> bool:
+    from dashboard import model_choice
+
+    options = model_choice.ref_options(versions, name)
+    return bool(options) and (not ref or model_choice.normal_ref(ref) in options)
 
 
 def forget_model_versions() -> None:

@@ -291,7 +291,7 @@ def show_results(models: list, versions: list, items: list, compare: bool) -> No
 @ui.guarded
 def page() -> None:
     st.title("Playground")
-    all_versions = store.model_versions()
+    all_versions = store.model_versions(st.query_params.get("model"), st.query_params.get("ref"))
     if not any(v.status == "READY" for v in all_versions):
         st.info("No registered model to try yet. Register a finished run's model on the [Registry](registry) page, "
                 "or train one with `python -m pipeline train --dataset digits --model cnn --register digits-cnn`; "

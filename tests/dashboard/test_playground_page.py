@@ -76,6 +76,23 @@ def errors(at: AppTest) -> str:
     return "\n".join(e.value for e in at.error)
 
 
+def test_a_link_to_a_model_registered_after_the_listing_opens_it(models, trained_runs):
+    """The registry listing is cached for seconds; a link to a model or version registered since must open it."""
+    client = MlflowClient()
+    assert page(NAME, "2").selectbox[1].value == "v2"  # the listing is now cached
+    registry.register_run(trained_runs[1], "linked-at-once")
+    version = registry.register_run(trained_runs[1], NAME).version
+    try:
+        for name, ref, shown in (("linked-at-once", "1", "v1"), (NAME, str(version), f"v{version}")):
+            at = page(name, ref)
+            assert_no_traceback(at)
+            assert not at.warning, [w.value for w in at.warning]
+            assert (at.selectbox[0].value, at.selectbox[1].value) == (name, shown)
+    finally:
+        client.delete_registered_model("linked-at-once")
+        client.delete_model_version(NAME, str(version))
+
+
 def test_default_is_the_newest_champion_and_the_url_follows(models):
     at = page()
     assert_no_traceback(at)
