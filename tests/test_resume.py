@@ -84,6 +84,24 @@ def test_a_run_resumed_from_the_middle_of_an_epoch_ends_exactly_as_the_uninterru
         assert resumed.history[2][names.EPOCH_SECONDS] >= state["partial"]["seconds"]  # the cut epoch's time adds up
 
 
+def test_a_gpu_runs_checkpoint_goes_on_on_a_cpu_worker_the_same_way_each_time(capsys):
+    """On a mixed Ray cluster a run cut off on a GPU node may resume on a CPU one. Its augmentation stream, a
+    CUDA generator's 16 bytes, cannot go into a CPU generator (torch raises "RNG state is wrong size"): it seeds
+    it instead, the resume line says so, and two such resumes end the same. Within an epoch too."""
+    data = datasets.load(CONFIG)
+    states = []
+    engine.fit(CONFIG, data, progress=False, checkpoint=lambda s: states.append(_round_trip(s)), checkpoint_every=0)
+    cut = next(s for s in states if s.get("partial") and s["partial"]["epoch"] == 3)
+    from_gpu = {**cut, "rng": {**cut["rng"], "augment": torch.arange(16, dtype=torch.uint8),
+                               "cuda": torch.zeros(16, dtype=torch.uint8)},
+                "partial": {**cut["partial"], "augment": torch.arange(16, 32, dtype=torch.uint8)}}
+    ends = [engine.fit(CONFIG, data, resume=_round_trip(from_gpu)) for _ in range(2)]  # each read from its file
+    out = capsys.readouterr().out
+    assert out.count("written on another kind of device than cpu, so augmentation goes on from a stream") == 2
+    assert [h[names.VAL_LOSS] for h in ends[0].history] == [h[names.VAL_LOSS] for h in ends[1].history]
+    assert len(ends[0].history) == CONFIG.epochs and ends[0].test.accuracy == ends[1].test.accuracy
+
+
 def test_no_checkpoint_within_an_epoch_before_checkpoint_every_seconds():
     data = datasets.load(CONFIG)
     states = []

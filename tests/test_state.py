@@ -51,7 +51,7 @@ def test_load_restores_every_part_so_training_goes_on_exactly():
     rng_after = torch.get_rng_state()
 
     resumed = _parts(seed=5, scale=2.0)
-    resumed.load(state)  # rng=True by default
+    assert resumed.load(state) is True  # rng=True by default
     assert resumed.scaler.get_scale() == 1024.0 and resumed.scheduler.last_epoch == 1
     _train_a_step(resumed)
     assert all(torch.equal(a, b) for a, b in zip(parts.net.parameters(), resumed.net.parameters()))
@@ -64,7 +64,7 @@ def test_load_without_rng_leaves_the_random_streams_alone():
     resumed = _parts(seed=5)
     torch.rand(7)
     before, gen_before = torch.get_rng_state(), resumed.gen.get_state()
-    resumed.load(state, rng=False)
+    assert resumed.load(state, rng=False) is True  # nothing to say: no stream was asked for
     assert torch.equal(torch.get_rng_state(), before) and torch.equal(resumed.gen.get_state(), gen_before)
     assert all(torch.equal(a, b) for a, b in zip(resumed.net.state_dict().values(), state["model"].values()))
 
@@ -84,16 +84,25 @@ def test_unfit_refuses_a_checkpoint_past_the_runs_epochs():
 
 
 def test_a_gpu_checkpoint_resumes_on_a_cpu_worker():
-    """A run checkpointed on a GPU node may be resumed on a CPU-only one (a Ray cluster mixes them): the GPU's
-    stream is kept in the file but not used, and the CPU streams come back as saved."""
+    """A run checkpointed on a GPU node may be resumed on a CPU-only one (a Ray cluster mixes them). The device
+    stream is kept in the file but not used; the global CPU stream comes back as saved; the augmentation stream,
+    a CUDA generator's 16-byte state there, cannot go into a CPU generator, so it seeds it, the same way on every
+    resume."""
     parts = _parts()
     state = training_state(parts, epoch=1, steps_per_epoch=3)
     state["rng"]["cuda"] = torch.zeros(16, dtype=torch.uint8)  # what a GPU run adds beside the CPU streams
+    state["rng"]["augment"] = torch.arange(16, dtype=torch.uint8)  # a CUDA generator's state: seed and offset
     expected = torch.rand(3)
-    resumed = _parts(seed=5)
-    resumed.load(state)
-    assert torch.equal(torch.rand(3), expected)
+    draws = []
+    for seed in (5, 6):
+        resumed = _parts(seed=seed)
+        assert resumed.load(state) is False  # not the same stream: the engine says so in its resume line
+        assert torch.equal(torch.rand(3), expected)
+        draws.append(torch.rand(4, generator=resumed.gen))
+    assert torch.equal(draws[0], draws[1])
+    assert not torch.equal(draws[0], torch.rand(4, generator=_parts(seed=5).gen))
     assert "cuda" not in training_state(resumed, epoch=1, steps_per_epoch=3)["rng"]
+    assert resumed.load(training_state(parts, epoch=1, steps_per_epoch=3)) is True  # a CPU checkpoint: exact
 
 
 @pytest.mark.gpu
@@ -109,8 +118,12 @@ def test_on_a_gpu_the_device_stream_is_saved_and_restored():
     resumed = _parts(seed=5, device="cuda")
     resumed.load(state, rng=False)  # leaves the device stream where it is
     assert not torch.equal(torch.rand(5, device="cuda"), expected)
-    resumed.load(state)
+    assert resumed.load(state) is True
     assert torch.equal(torch.rand(5, device="cuda"), expected)
     cpu_checkpoint = training_state(_parts(), epoch=1, steps_per_epoch=3)
-    resumed.load({**cpu_checkpoint, "model": state["model"]})  # a CPU run's checkpoint has no device stream
+    assert resumed.load(cpu_checkpoint) is False  # a CPU run's: no device stream, a CPU generator's state
     assert all(p.is_cuda for p in resumed.net.parameters())
+    other = _parts(seed=6, device="cuda")
+    assert other.load(cpu_checkpoint) is False
+    assert torch.equal(torch.rand(4, generator=other.gen, device="cuda"),  # seeded the same on every resume
+                       torch.rand(4, generator=resumed.gen, device="cuda"))

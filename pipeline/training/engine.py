@@ -26,7 +26,7 @@ from pipeline.training import distributed, hardware, models
 from pipeline.training.batches import Normalizer, epoch_order, to_device, train_batches
 from pipeline.training.data import ImageData
 from pipeline.training.evaluation import Evaluation, evaluate, skipped, validate
-from pipeline.training.state import Parts, training_state, unfit
+from pipeline.training.state import Parts, set_augment_state, training_state, unfit
 
 LOG_EVERY = 50          # optimizer steps between reads of the step losses (one host sync each)
 SGD_MOMENTUM = 0.9      # with Nesterov: the torchvision reference recipe's, good from digits to ImageNet
@@ -234,10 +234,11 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
     parts = Parts(net, optimizer, scheduler, scaler, gen, device)
     best_loss, best_epoch, best_state, history, step, first = math.inf, 0, None, [], 0, 1
     partial = None  # an epoch cut off midway: where it stopped, its augmentation stream and running sums
+    same_stream = True  # False: the checkpoint's augmentation stream was drawn on another kind of device
     if resume is not None:  # last: the set-up above drew from the generators too
         if reason := unfit(resume, per_epoch, config.epochs):
             raise TrainingError(reason)
-        parts.load(resume, rng=rank == 0)  # other ranks keep fresh streams: statistically the same
+        same_stream = parts.load(resume, rng=rank == 0)  # other ranks keep fresh streams: statistically the same
         best_loss, best_epoch, best_state = resume["best_loss"], resume["best_epoch"], resume["best_model"]
         history, step = list(resume["history"]), resume["step"]
         first = config.epochs + 1 if resume["stopped"] else resume["epoch"] + 1
@@ -256,7 +257,9 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
         step_log = _StepLog(tracker, bar)
         if resume is not None and progress and rank == 0:
             where = f"within epoch {partial['epoch']}" if partial else f"of epoch {resume['epoch']}"
-            bar.write(f"resumed from the checkpoint {where} (step {step})")
+            bar.write(f"resumed from the checkpoint {where} (step {step})" + ("" if same_stream else
+                      f"; it was written on another kind of device than {device.type}, so augmentation goes on "
+                      "from a stream seeded by the saved one"))
         for epoch in range(first, config.epochs + 1):
             bar.set_description(f"epoch {epoch}/{config.epochs}")
             if config.freeze_epochs:  # fine-tuning: the new classifier first, then the whole network
@@ -266,7 +269,7 @@ def fit(config: RunConfig, data: ImageData, tracker: Tracker | None = None, prog
             if partial is not None and partial["epoch"] == epoch:  # go on from where the epoch was cut off
                 lr, before, skip = partial["lr"], partial["seconds"], partial["steps"]
                 if rank == 0:  # the epoch's augmentation draws replay from its start; its sums go on
-                    gen.set_state(partial["augment"])
+                    set_augment_state(gen, partial["augment"])
                     sums = partial["sums"]
             augment_state, epoch_first_step = gen.get_state(), step - skip
             order = distributed.shard(epoch_order(len(train), config.seed, epoch))

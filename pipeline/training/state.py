@@ -5,6 +5,7 @@ runs/checkpoints.py stores it as the run's checkpoints/a.pt or b.pt, in turn.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -28,16 +29,33 @@ class Parts:
         return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng}
 
-    def load(self, state: dict, rng: bool = True) -> None:
+    def load(self, state: dict, rng: bool = True) -> bool:
+        """Restore `state` (its random streams too unless `rng` is False); False only when its augmentation
+        stream was drawn on another kind of device and so could not be restored."""
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        if rng:
-            torch.set_rng_state(state["rng"]["torch"])
-            self.gen.set_state(state["rng"]["augment"])
-            if self.device.type == "cuda" and "cuda" in state["rng"]:
-                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        if not rng:
+            return True
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        return set_augment_state(self.gen, state["rng"]["augment"])
+
+
+def set_augment_state(gen: torch.Generator, saved: torch.Tensor) -> bool:
+    """Continue the augmentation stream `saved` in `gen`; False when it was drawn on another kind of device.
+
+    CPU and CUDA generators keep states of different sizes (5,056 and 16 bytes), so a run moved between them
+    (resumed on a mixed Ray cluster) goes on with `gen` seeded from the saved state: the same on every such
+    resume, but not the draws the first device would have made.
+    """
+    if saved.numel() == gen.get_state().numel():
+        gen.set_state(saved)
+        return True
+    gen.manual_seed(zlib.crc32(saved.numpy().tobytes()))
+    return False
 
 
 CHECKPOINT_VERSION = 1
