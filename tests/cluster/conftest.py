@@ -141,13 +141,24 @@ def wait_for(run_id: str, check, timeout: float = 180.0, what: str = ""):
         if check(run):
             return run
         if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} not {what} after {timeout:.0f} s: {run.info.status} "
-                                 f"{run.data.tags.get(names.TAG_ERROR, '')}")
+            raise AssertionError(f"run {run_id} not {what} after {timeout:.0f} s: {described(run)}")
         time.sleep(0.5)
 
 
-def ended(run_id: str, timeout: float = 180.0):
-    return wait_for(run_id, lambda r: r.info.status in names.ENDED, timeout, "ended")
+def described(run) -> str:
+    """A run's status and every tag that says why, for a failure message that can be read from CI's log alone."""
+    tags = run.data.tags
+    return (f"{run.info.status}; error: {tags.get(names.TAG_ERROR, '')}; "
+            f"attempts: {tags.get(names.TAG_ATTEMPT_HISTORY, '')}\n"
+            f"traceback: {tags.get(names.TAG_TRACEBACK, '')[-2000:]}\nlog tail: {tags.get(names.TAG_LOG_TAIL, '')[-2000:]}")
+
+
+def ended(run_id: str, timeout: float = 180.0, status: str | None = None):
+    """The run once it ended; with `status`, a failure that says why when it ended otherwise."""
+    run = wait_for(run_id, lambda r: r.info.status in names.ENDED, timeout, "ended")
+    if status is not None and run.info.status != status:
+        raise AssertionError(f"run {run_id} should have ended {status}, but ended {described(run)}")
+    return run
 
 
 def training(run_id: str, timeout: float = 120.0):

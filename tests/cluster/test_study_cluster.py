@@ -24,8 +24,7 @@ def test_a_study_runs_its_trials_as_ray_jobs_and_ends_with_its_summary(worker):
     space = study.parse_search(["lr=1e-5:0.1:log"])
     study_id = study.submit(RunConfig(**{**TINY, "model": "mlp", "epochs": 2, "run_name": "ray-study"}), space, 3,
                             parallel=2)
-    run = ended(study_id, timeout=600)
-    assert run.info.status == names.FINISHED, run.data.tags.get(names.TAG_ERROR)
+    run = ended(study_id, timeout=600, status=names.FINISHED)
     client = tracking.connect()
     trials = client.search_runs([run.info.experiment_id], f"tags.\"{names.TAG_STUDY_ID}\" = '{study_id}'")
     assert sorted(int(t.data.tags[names.TAG_TRIAL]) for t in trials) == [0, 1, 2]
