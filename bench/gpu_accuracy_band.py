@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from pipeline.config import RunConfig  # noqa: E402
 from pipeline.training import data, engine, hardware  # noqa: E402
 
-RECIPES = {  # name -> (autocast dtype, memory format); None: what hardware picks for the device
+RECIPES = {  # name -> (autocast dtype, memory format); None: what hardware picks for the device; False: autocast off
     "fp32": (False, torch.contiguous_format),
     "fp16+scaler": (torch.float16, torch.channels_last),
     "device's recipe": (None, None),
